@@ -1,0 +1,65 @@
+/* Translation between Open Inference Protocol messages and sw_tensor values.
+ *
+ * Decoding accepts both forms a client may send, raw_input_contents and typed
+ * InferTensorContents, and checks everything the wire can get wrong: unknown
+ * datatypes, shapes that disagree with the data, the two forms mixed, BYTES
+ * framing that is truncated or overlong. Encoding always produces raw
+ * contents, as Triton does. Errors name the tensor and what was expected. */
+#ifndef SW_OIP_CODEC_H
+#define SW_OIP_CODEC_H
+
+#include <glib.h>
+
+#include "inference.pb-c.h"
+#include "tensor.h"
+
+G_BEGIN_DECLS
+
+/* Decodes every input of `request` into a new array of sw_value: numeric
+ * tensors as SW_VALUE_TENSOR, BYTES tensors (any shape) as SW_VALUE_STRINGS,
+ * each named after its input. Raw numeric contents are not copied: those
+ * tensors point into `request` and hold a reference on `request_owner`, a
+ * GBytes whose release frees `request`. Returns NULL with an INVALID_ARGUMENT
+ * error on bad input. */
+GPtrArray *sw_oip_decode_inputs(const Inference__ModelInferRequest *request,
+                                GBytes *request_owner, GError **error);
+
+/* Parses raw BYTES framing (4-byte little-endian length, then the bytes, per
+ * element) of exactly `n_elements` elements. Returns a new tensor of `shape`
+ * that references `raw` (no copy), or NULL with an error naming `what`. */
+sw_tensor *sw_oip_parse_raw_bytes(GBytes *raw, int ndim, const int64_t *shape,
+                                  const char *what, GError **error);
+
+/* The raw wire form of a tensor: numeric contents as they are (a new
+ * reference to the tensor's buffer), BYTES framed with length prefixes (a new
+ * buffer). Free with g_bytes_unref(). */
+GBytes *sw_oip_raw_contents(const sw_tensor *tensor);
+
+/* An output ready for the wire: a tensor plus whether its BYTES elements are
+ * JSON documents (the `content_type = "json"` parameter). */
+typedef struct sw_oip_output {
+    char *name;
+    sw_tensor *tensor;
+    gboolean json;
+} sw_oip_output;
+
+void sw_oip_output_free(sw_oip_output *output);
+/* A GPtrArray freeing its sw_oip_output elements. */
+GPtrArray *sw_oip_output_array_new(void);
+
+/* Encodes a stage's output value under PROTOCOL.md's rule, by the value's type
+ * alone: Tensor -> itself; List[str] -> BYTES [B]; List[List[str]] and
+ * List[Tensor] -> BYTES [B] with one JSON array per row. Does not take
+ * ownership of `value`; the result shares its buffers where it can. */
+sw_oip_output *sw_oip_encode_value(const sw_value *value, GError **error);
+
+/* A fully built ModelInferResponse over `outputs` (raw contents, in order).
+ * The message borrows from `outputs`, `model_name`, `id`: keep them alive
+ * until it is packed, then free it with sw_oip_response_free(). */
+Inference__ModelInferResponse *sw_oip_response_build(const char *model_name, const char *id,
+                                                     GPtrArray *outputs);
+void sw_oip_response_free(Inference__ModelInferResponse *response);
+
+G_END_DECLS
+
+#endif

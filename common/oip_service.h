@@ -1,0 +1,33 @@
+/* The Open Inference Protocol and gRPC health services for one stage.
+ *
+ * Binds the OIP RPCs and grpc.health.v1.Health to a loaded sw_stage and
+ * exposes them as a table of sw_method for sw_server. The service borrows
+ * the stage; both must outlive the server that serves them. */
+#ifndef SW_OIP_SERVICE_H
+#define SW_OIP_SERVICE_H
+
+#include <glib.h>
+
+#include "server.h"
+#include "stage.h"
+
+G_BEGIN_DECLS
+
+typedef struct sw_oip_service sw_oip_service;
+
+/* The maximum number of methods sw_oip_service_methods() fills. */
+#define SW_OIP_SERVICE_MAX_METHODS 8
+
+sw_oip_service *sw_oip_service_new(sw_stage *stage, const char *model_base_name);
+void sw_oip_service_free(sw_oip_service *service);
+
+/* Fills `methods` (room for SW_OIP_SERVICE_MAX_METHODS) and returns how many. */
+size_t sw_oip_service_methods(sw_oip_service *service, sw_method *methods);
+
+/* Readiness as health and ServerReady report it: FALSE while loading and
+ * while draining. */
+void sw_oip_service_set_serving(sw_oip_service *service, gboolean serving);
+
+G_END_DECLS
+
+#endif

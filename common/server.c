@@ -1,0 +1,401 @@
+#include "server.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/status.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <string.h>
+
+#include "sw_error.h"
+
+/* sw_code promises the gRPC numbering. */
+G_STATIC_ASSERT(SW_CODE_INVALID_ARGUMENT == (int)GRPC_STATUS_INVALID_ARGUMENT);
+G_STATIC_ASSERT(SW_CODE_RESOURCE_EXHAUSTED == (int)GRPC_STATUS_RESOURCE_EXHAUSTED);
+G_STATIC_ASSERT(SW_CODE_UNAUTHENTICATED == (int)GRPC_STATUS_UNAUTHENTICATED);
+
+/* Requests kept posted per method, so a burst of calls finds one waiting. */
+#define POSTED_PER_METHOD 16
+
+typedef enum tag_kind {
+    TAG_ACCEPT,
+    TAG_CLOSE,
+    TAG_SEND,
+    TAG_SHUTDOWN,
+} tag_kind;
+
+typedef struct tag {
+    tag_kind kind;
+    sw_call *call;
+} tag;
+
+typedef struct registered_method {
+    sw_method method;
+    void *handle; /* from grpc_server_register_method */
+} registered_method;
+
+struct sw_call {
+    sw_server *server;
+    const registered_method *method; /* NULL: an unregistered method */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array metadata;
+    grpc_call_details details; /* unregistered calls only */
+    grpc_byte_buffer *payload;
+    GBytes *request;
+    gint refs;
+    int cancelled; /* written by RECV_CLOSE_ON_SERVER */
+    gboolean ended;
+    tag accept_tag, close_tag, send_tag;
+    /* What the reply batch sends, kept until it completes. */
+    grpc_byte_buffer *response;
+    grpc_slice status_details;
+    gboolean has_status_details;
+};
+
+struct sw_server {
+    grpc_server *grpc;
+    grpc_completion_queue *cq;
+    registered_method *methods;
+    size_t n_methods;
+    int port;
+    GThread *poller;
+    GThreadPool *workers;
+    tag shutdown_tag;
+    GMutex lock;
+    GCond shutdown_done_cond;
+    gboolean shutdown_done;
+    gint shutting_down;
+    gboolean started;
+};
+
+static void call_unref(sw_call *c)
+{
+    if (!g_atomic_int_dec_and_test(&c->refs))
+        return;
+    if (c->call)
+        grpc_call_unref(c->call);
+    grpc_metadata_array_destroy(&c->metadata);
+    if (c->method == NULL)
+        grpc_call_details_destroy(&c->details);
+    if (c->payload)
+        grpc_byte_buffer_destroy(c->payload);
+    if (c->request)
+        g_bytes_unref(c->request);
+    if (c->response)
+        grpc_byte_buffer_destroy(c->response);
+    if (c->has_status_details)
+        grpc_slice_unref(c->status_details);
+    g_free(c);
+}
+
+static sw_call *call_new(sw_server *s, const registered_method *m)
+{
+    sw_call *c = g_new0(sw_call, 1);
+    c->server = s;
+    c->method = m;
+    c->refs = 1;
+    c->accept_tag = (tag){TAG_ACCEPT, c};
+    c->close_tag = (tag){TAG_CLOSE, c};
+    c->send_tag = (tag){TAG_SEND, c};
+    grpc_metadata_array_init(&c->metadata);
+    if (m == NULL)
+        grpc_call_details_init(&c->details);
+    return c;
+}
+
+/* Posts one request slot for `m` (NULL: unregistered methods). */
+static void post_request(sw_server *s, const registered_method *m)
+{
+    if (g_atomic_int_get(&s->shutting_down))
+        return;
+    sw_call *c = call_new(s, m);
+    grpc_call_error err;
+    if (m)
+        err = grpc_server_request_registered_call(s->grpc, m->handle, &c->call, &c->deadline, &c->metadata,
+                                                  &c->payload, s->cq, s->cq, &c->accept_tag);
+    else
+        err = grpc_server_request_call(s->grpc, &c->call, &c->details, &c->metadata, s->cq, s->cq,
+                                       &c->accept_tag);
+    if (err != GRPC_CALL_OK)
+        call_unref(c); /* no event will come for this tag */
+}
+
+static void start_batch(sw_call *c, const grpc_op *ops, size_t n, tag *t)
+{
+    g_atomic_int_inc(&c->refs);
+    if (grpc_call_start_batch(c->call, ops, n, t, NULL) != GRPC_CALL_OK)
+        call_unref(c);
+}
+
+/* Sends the one reply a unary call gets: status, and a message when OK. */
+static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code code, const char *message)
+{
+    g_assert(!c->ended);
+    c->ended = TRUE;
+    c->response = response;
+    if (message) {
+        c->status_details = grpc_slice_from_copied_string(message);
+        c->has_status_details = TRUE;
+    }
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (response) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = response;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n++].data.send_status_from_server.status_details = message ? &c->status_details : NULL;
+    start_batch(c, ops, n, &c->send_tag);
+    call_unref(c); /* the handler's reference */
+}
+
+void sw_call_reply(sw_call *c, const ProtobufCMessage *message)
+{
+    size_t size = protobuf_c_message_get_packed_size(message);
+    grpc_slice slice = grpc_slice_malloc(size);
+    protobuf_c_message_pack(message, GRPC_SLICE_START_PTR(slice));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    send_reply(c, bb, GRPC_STATUS_OK, NULL);
+}
+
+void sw_call_fail(sw_call *c, int code, const char *message)
+{
+    send_reply(c, NULL, (grpc_status_code)code, message);
+}
+
+void sw_call_fail_error(sw_call *c, const GError *error)
+{
+    int code = error->domain == SW_ERROR ? error->code : GRPC_STATUS_INTERNAL;
+    if (code == GRPC_STATUS_OK)
+        code = GRPC_STATUS_INTERNAL;
+    sw_call_fail(c, code, error->message);
+}
+
+static void release_slice(gpointer slice)
+{
+    grpc_slice_unref(*(grpc_slice *)slice);
+    g_free(slice);
+}
+
+GBytes *sw_call_request(sw_call *c)
+{
+    if (c->request == NULL) {
+        grpc_slice *whole = g_new(grpc_slice, 1);
+        if (c->payload) {
+            grpc_byte_buffer_reader reader;
+            grpc_byte_buffer_reader_init(&reader, c->payload);
+            *whole = grpc_byte_buffer_reader_readall(&reader);
+            grpc_byte_buffer_reader_destroy(&reader);
+        } else {
+            *whole = grpc_empty_slice();
+        }
+        c->request = g_bytes_new_with_free_func(GRPC_SLICE_START_PTR(*whole), GRPC_SLICE_LENGTH(*whole),
+                                                release_slice, whole);
+    }
+    return c->request;
+}
+
+const char *sw_call_method(const sw_call *c)
+{
+    return c->method ? c->method->method.path : "";
+}
+
+char *sw_call_metadata(const sw_call *c, const char *key)
+{
+    for (size_t i = 0; i < c->metadata.count; i++) {
+        const grpc_metadata *md = &c->metadata.metadata[i];
+        if (grpc_slice_str_cmp(md->key, key) == 0)
+            return g_strndup((const char *)GRPC_SLICE_START_PTR(md->value), GRPC_SLICE_LENGTH(md->value));
+    }
+    return NULL;
+}
+
+gboolean sw_call_is_cancelled(const sw_call *c)
+{
+    return g_atomic_int_get(&c->cancelled) != 0 || sw_call_remaining_us(c) <= 0;
+}
+
+int64_t sw_call_remaining_us(const sw_call *c)
+{
+    if (gpr_time_cmp(c->deadline, gpr_inf_future(c->deadline.clock_type)) == 0)
+        return G_MAXINT64;
+    gpr_timespec deadline = gpr_convert_clock_type(c->deadline, GPR_CLOCK_MONOTONIC);
+    gpr_timespec left = gpr_time_sub(deadline, gpr_now(GPR_CLOCK_MONOTONIC));
+    return (int64_t)left.tv_sec * 1000000 + left.tv_nsec / 1000;
+}
+
+static void run_on_worker(gpointer data, gpointer user_data)
+{
+    (void)user_data;
+    sw_call *c = data;
+    c->method->method.handler(c, c->method->method.user_data);
+}
+
+static void on_accept(sw_server *s, sw_call *c, int success)
+{
+    if (!success) { /* the server is shutting down: the slot comes back unused */
+        call_unref(c);
+        return;
+    }
+    post_request(s, c->method);
+    grpc_op close_op;
+    memset(&close_op, 0, sizeof close_op);
+    close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    close_op.data.recv_close_on_server.cancelled = &c->cancelled;
+    start_batch(c, &close_op, 1, &c->close_tag);
+    if (c->method == NULL) {
+        char *path = grpc_slice_to_c_string(c->details.method);
+        char *msg = g_strdup_printf("method %s is not served here", path);
+        sw_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+        g_free(msg);
+        gpr_free(path);
+    } else if (c->method->method.dispatch == SW_DISPATCH_INLINE) {
+        c->method->method.handler(c, c->method->method.user_data);
+    } else {
+        g_thread_pool_push(s->workers, c, NULL);
+    }
+}
+
+static gpointer poll_loop(gpointer data)
+{
+    sw_server *s = data;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        tag *t = ev.tag;
+        switch (t->kind) {
+        case TAG_ACCEPT: on_accept(s, t->call, ev.success); break;
+        case TAG_CLOSE:
+        case TAG_SEND: call_unref(t->call); break;
+        case TAG_SHUTDOWN:
+            g_mutex_lock(&s->lock);
+            s->shutdown_done = TRUE;
+            g_cond_broadcast(&s->shutdown_done_cond);
+            g_mutex_unlock(&s->lock);
+            break;
+        }
+    }
+    return NULL;
+}
+
+sw_server *sw_server_new(const sw_server_options *options, const sw_method *methods, size_t n_methods,
+                         GError **error)
+{
+    sw_server *s = g_new0(sw_server, 1);
+    g_mutex_init(&s->lock);
+    g_cond_init(&s->shutdown_done_cond);
+    s->shutdown_tag = (tag){TAG_SHUTDOWN, NULL};
+    grpc_arg args[2];
+    memset(args, 0, sizeof args);
+    args[0].type = args[1].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[0].value.integer = args[1].value.integer = options->max_message_bytes;
+    grpc_channel_args channel_args = {2, args};
+    s->grpc = grpc_server_create(&channel_args, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->grpc, s->cq, NULL);
+    s->n_methods = n_methods;
+    s->methods = g_new0(registered_method, n_methods);
+    for (size_t i = 0; i < n_methods; i++) {
+        s->methods[i].method = methods[i];
+        s->methods[i].handle = grpc_server_register_method(s->grpc, methods[i].path, NULL,
+                                                           GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    }
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    s->port = grpc_server_add_http2_port(s->grpc, options->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (s->port <= 0) {
+        g_set_error(error, SW_ERROR, SW_CODE_UNAVAILABLE, "cannot listen on %s", options->listen);
+        sw_server_free(s);
+        return NULL;
+    }
+    s->workers = g_thread_pool_new(run_on_worker, s, MAX(options->worker_threads, 1), TRUE, NULL);
+    return s;
+}
+
+int sw_server_port(const sw_server *s)
+{
+    return s->port;
+}
+
+void sw_server_start(sw_server *s)
+{
+    grpc_server_start(s->grpc);
+    s->started = TRUE;
+    s->poller = g_thread_new("sw-poll", poll_loop, s);
+    for (size_t i = 0; i < s->n_methods; i++)
+        for (int k = 0; k < POSTED_PER_METHOD; k++)
+            post_request(s, &s->methods[i]);
+    for (int k = 0; k < 2; k++)
+        post_request(s, NULL);
+}
+
+static gboolean wait_shutdown(sw_server *s, gint64 until)
+{
+    g_mutex_lock(&s->lock);
+    while (!s->shutdown_done)
+        if (!g_cond_wait_until(&s->shutdown_done_cond, &s->lock, until))
+            break;
+    gboolean done = s->shutdown_done;
+    g_mutex_unlock(&s->lock);
+    return done;
+}
+
+int sw_server_shutdown(sw_server *s, int drain_timeout_ms)
+{
+    if (!s->started)
+        return 0;
+    g_atomic_int_set(&s->shutting_down, 1);
+    grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
+    int cancelled = 0;
+    if (!wait_shutdown(s, g_get_monotonic_time() + (gint64)drain_timeout_ms * 1000)) {
+        cancelled = 1;
+        grpc_server_cancel_all_calls(s->grpc);
+        wait_shutdown(s, G_MAXINT64);
+    }
+    /* Workers may still be finishing cancelled calls; they need the poller. */
+    g_thread_pool_free(s->workers, FALSE, TRUE);
+    s->workers = NULL;
+    grpc_server_destroy(s->grpc);
+    s->grpc = NULL;
+    grpc_completion_queue_shutdown(s->cq);
+    g_thread_join(s->poller);
+    s->poller = NULL;
+    s->started = FALSE;
+    return cancelled;
+}
+
+void sw_server_free(sw_server *s)
+{
+    if (s == NULL)
+        return;
+    g_assert(!s->started);
+    if (s->workers)
+        g_thread_pool_free(s->workers, TRUE, TRUE);
+    if (s->grpc) {
+        /* Never started: nothing is in flight. */
+        grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
+        grpc_server_cancel_all_calls(s->grpc);
+        grpc_completion_queue_shutdown(s->cq);
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN) {
+        }
+        grpc_server_destroy(s->grpc);
+    }
+    if (s->cq)
+        grpc_completion_queue_destroy(s->cq);
+    g_free(s->methods);
+    g_mutex_clear(&s->lock);
+    g_cond_clear(&s->shutdown_done_cond);
+    g_free(s);
+}

@@ -1,0 +1,80 @@
+/* A gRPC server on gRPC C core that dispatches unary calls to handlers.
+ *
+ * One polling thread drives the completion queue. Each accepted call becomes
+ * one sw_call object, owned by the server and reference counted across the
+ * batches in flight on it; the handler borrows it. Cheap methods run inline
+ * on the polling thread; the rest are queued to a pool of worker threads, so
+ * inference never blocks polling. Calls to methods no handler serves get
+ * UNIMPLEMENTED rather than hanging.
+ *
+ * A handler ends every call it is given exactly once, with sw_call_reply() or
+ * sw_call_fail(); after that it must not touch the call. */
+#ifndef SW_SERVER_H
+#define SW_SERVER_H
+
+#include <glib.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+typedef struct sw_server sw_server;
+typedef struct sw_call sw_call;
+
+typedef void (*sw_method_handler)(sw_call *call, void *user_data);
+
+typedef enum sw_dispatch {
+    SW_DISPATCH_INLINE, /* on the polling thread: must not block */
+    SW_DISPATCH_WORKER, /* on a worker thread */
+} sw_dispatch;
+
+typedef struct sw_method {
+    const char *path; /* "/inference.GRPCInferenceService/ModelInfer"; static */
+    sw_dispatch dispatch;
+    sw_method_handler handler;
+    void *user_data;
+} sw_method;
+
+typedef struct sw_server_options {
+    const char *listen;      /* "HOST:PORT"; port 0 picks a free one */
+    int worker_threads;      /* >= 1 */
+    int max_message_bytes;   /* receive and send limit; -1 unlimited */
+} sw_server_options;
+
+/* Binds `options->listen` and registers `methods` (copied; user_data
+ * borrowed and must outlive the server). Nothing is served until
+ * sw_server_start(). NULL with an error when the address cannot be bound. */
+sw_server *sw_server_new(const sw_server_options *options, const sw_method *methods, size_t n_methods,
+                         GError **error);
+/* The bound port (useful after listening on port 0). */
+int sw_server_port(const sw_server *server);
+void sw_server_start(sw_server *server);
+/* Stops accepting calls and lets the ones in flight finish; after
+ * `drain_timeout_ms` the rest are cancelled. Returns the number cancelled.
+ * Blocks until every call is done and every thread has stopped. */
+int sw_server_shutdown(sw_server *server, int drain_timeout_ms);
+/* Frees a server that is shut down (or was never started). */
+void sw_server_free(sw_server *server);
+
+/* The request message. Borrowed: valid until the call ends. */
+GBytes *sw_call_request(sw_call *call);
+const char *sw_call_method(const sw_call *call);
+/* The first value of request metadata `key`, newly allocated, or NULL. */
+char *sw_call_metadata(const sw_call *call, const char *key);
+/* TRUE once the client cancelled the call or its deadline passed. */
+gboolean sw_call_is_cancelled(const sw_call *call);
+/* Microseconds left before the call's deadline (G_MAXINT64: none). */
+int64_t sw_call_remaining_us(const sw_call *call);
+
+/* Ends the call with OK and `message` packed as the response. The message is
+ * borrowed (packed before returning). */
+void sw_call_reply(sw_call *call, const ProtobufCMessage *message);
+/* Ends the call with a non-OK status; `code` is a gRPC status code. */
+void sw_call_fail(sw_call *call, int code, const char *message);
+/* Ends the call with the code and message of `error` (SW_ERROR domain;
+ * other domains become INTERNAL). `error` is borrowed. */
+void sw_call_fail_error(sw_call *call, const GError *error);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,49 @@
+/* One stage of a Ludwig model: its TorchScript module and its tensor specs.
+ *
+ * A stage turns decoded OIP inputs into OIP outputs: it checks them against
+ * its specs, converts them to the values TorchScript expects (BYTES to
+ * List[str] for the preprocessor), calls forward and encodes what comes back.
+ * It holds no per-request state and no lock, so any number of threads may run
+ * it at once. */
+#ifndef SW_STAGE_H
+#define SW_STAGE_H
+
+#include <glib.h>
+
+#include "export.h"
+#include "feature_spec.h"
+#include "torch_shim.h"
+
+G_BEGIN_DECLS
+
+typedef struct sw_stage {
+    sw_stage_kind kind;
+    char *model_name; /* "<name>_<kind>" */
+    char *device;
+    char *module_path;
+    sw_torch_module *module;
+    GPtrArray *inputs;  /* sw_tensor_spec* */
+    GPtrArray *outputs; /* sw_tensor_spec* */
+} sw_stage;
+
+/* Loads the stage `kind` of `export` as model "<name>_<kind>" on `device`
+ * (NULL: "cpu"). NULL with an error when the file is missing, the module does
+ * not load, a feature type is unsupported or the device is unavailable. */
+sw_stage *sw_stage_load(sw_stage_kind kind, const sw_export *export, const char *name,
+                        const char *device, GError **error);
+void sw_stage_free(sw_stage *stage);
+
+/* Checks `decoded` (sw_value from sw_oip_decode_inputs; borrowed) against the
+ * stage's inputs and returns the values to call forward with (new array) and
+ * the batch size. NULL with an INVALID_ARGUMENT error naming the input and
+ * what was expected. */
+GPtrArray *sw_stage_prepare(const sw_stage *stage, GPtrArray *decoded, int64_t *batch_size,
+                            GError **error);
+
+/* Runs forward on prepared values (borrowed) and returns the encoded outputs
+ * (new array of sw_oip_output), or NULL with the module's error. */
+GPtrArray *sw_stage_run(sw_stage *stage, GPtrArray *prepared, GError **error);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,636 @@
+/* The C interface to libtorch (see torch_shim.h).
+ *
+ * Inside this file failures are C++ exceptions: shim_error carries the gRPC
+ * code chosen where the failure is understood, and anything libtorch throws
+ * is classified by the entry point it escapes to (guarded()). Nothing is
+ * thrown across the extern "C" functions. */
+#include "torch_shim.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sw_error.h"
+
+struct sw_torch_module {
+    torch::jit::Module module;
+    torch::jit::Method forward;
+    c10::Device device;
+    c10::TypePtr key_type;   /* of forward's dict argument */
+    c10::TypePtr value_type; /* of forward's dict argument */
+    std::string schema;
+};
+
+namespace {
+
+/* A failure whose gRPC code is already known. */
+struct shim_error : std::runtime_error {
+    sw_code code;
+    shim_error(sw_code c, const std::string &message) : std::runtime_error(message), code(c) {}
+};
+
+[[noreturn]] void fail(sw_code code, const std::string &message)
+{
+    throw shim_error(code, message);
+}
+
+std::string quoted(const std::string &s)
+{
+    return "'" + s + "'";
+}
+
+/* Runs `body`, turning any exception into `error`: shim_errors keep their
+ * code, anything else gets `code` and is prefixed with `context`. */
+template <typename Body>
+bool guarded(GError **error, sw_code code, const std::string &context, Body &&body)
+{
+    try {
+        body();
+        return true;
+    } catch (const shim_error &e) {
+        g_set_error(error, SW_ERROR, e.code, "%s", e.what());
+    } catch (const c10::Error &e) {
+        g_set_error(error, SW_ERROR, code, "%s: %s", context.c_str(), e.what_without_backtrace());
+    } catch (const std::bad_alloc &) {
+        g_set_error(error, SW_ERROR, SW_CODE_RESOURCE_EXHAUSTED, "%s: out of memory", context.c_str());
+    } catch (const std::exception &e) {
+        g_set_error(error, SW_ERROR, code, "%s: %s", context.c_str(), e.what());
+    } catch (...) {
+        g_set_error(error, SW_ERROR, code, "%s: unknown C++ exception", context.c_str());
+    }
+    return false;
+}
+
+/* ---- devices ---- */
+
+c10::Device parse_device(const std::string &name)
+{
+    c10::optional<c10::Device> parsed;
+    try {
+        parsed = c10::Device(name);
+    } catch (const c10::Error &e) {
+        fail(SW_CODE_FAILED_PRECONDITION,
+             "invalid device " + quoted(name) + ": " + e.what_without_backtrace());
+    }
+    c10::Device device = *parsed;
+    if (device.is_cpu())
+        return device;
+    if (!device.is_cuda())
+        fail(SW_CODE_FAILED_PRECONDITION,
+             "device " + quoted(name) + " is not supported: use cpu, cuda or cuda:N");
+    /* is_available() alone cannot tell a CPU-only build from a machine
+     * without a visible GPU; the two need different fixes. */
+    if (!at::globalContext().hasCUDART())
+        fail(SW_CODE_FAILED_PRECONDITION, "device " + quoted(name) +
+                                              ": this build of libtorch has no CUDA support");
+    if (!torch::cuda::is_available())
+        fail(SW_CODE_FAILED_PRECONDITION, "device " + quoted(name) + ": no CUDA device is visible");
+    size_t count = torch::cuda::device_count();
+    if (device.has_index() && static_cast<size_t>(device.index()) >= count)
+        fail(SW_CODE_FAILED_PRECONDITION, "CUDA device " + std::to_string(device.index()) +
+                                              " not found (" + std::to_string(count) +
+                                              " visible)");
+    return device;
+}
+
+/* ---- loading ---- */
+
+std::unique_ptr<sw_torch_module> load_module(const std::string &path, c10::Device device)
+{
+    torch::jit::Module module = torch::jit::load(path, device);
+    module.eval();
+    c10::optional<torch::jit::Method> forward = module.find_method("forward");
+    if (!forward)
+        fail(SW_CODE_FAILED_PRECONDITION, quoted(path) + " has no forward method");
+
+    const c10::FunctionSchema &schema = forward->function().getSchema();
+    std::ostringstream printed;
+    printed << schema;
+    /* arguments()[0] is self. */
+    const auto &args = schema.arguments();
+    c10::DictTypePtr dict = args.size() == 2 ? args[1].type()->cast<c10::DictType>() : nullptr;
+    if (!dict || dict->getKeyType()->kind() != c10::TypeKind::StringType)
+        fail(SW_CODE_FAILED_PRECONDITION, quoted(path) +
+                                              ": forward must take one Dict(str, ...) argument, "
+                                              "its schema is " + printed.str());
+
+    return std::unique_ptr<sw_torch_module>(new sw_torch_module{
+        module, *forward, device, dict->getKeyType(), dict->getValueType(), printed.str()});
+}
+
+/* ---- inputs: sw_value -> IValue ---- */
+
+at::ScalarType direct_scalar_type(sw_dtype dtype)
+{
+    switch (dtype) {
+    case SW_DTYPE_BOOL: return at::kBool;
+    case SW_DTYPE_UINT8: return at::kByte;
+    case SW_DTYPE_INT8: return at::kChar;
+    case SW_DTYPE_INT16: return at::kShort;
+    case SW_DTYPE_INT32: return at::kInt;
+    case SW_DTYPE_INT64: return at::kLong;
+    case SW_DTYPE_FP16: return at::kHalf;
+    case SW_DTYPE_BF16: return at::kBFloat16;
+    case SW_DTYPE_FP32: return at::kFloat;
+    case SW_DTYPE_FP64: return at::kDouble;
+    default: return at::ScalarType::Undefined;
+    }
+}
+
+/* The checks the sw_tensor constructors assert, repeated because a wrong
+ * size here would let libtorch read past the buffer. */
+int64_t checked_element_count(const sw_tensor &t, const std::string &name)
+{
+    int64_t count = 0;
+    GError *shape_error = nullptr;
+    if (!sw_shape_element_count(t.ndim, t.shape, name.c_str(), &count, &shape_error)) {
+        std::string message = shape_error->message;
+        g_error_free(shape_error);
+        fail(SW_CODE_INVALID_ARGUMENT, message);
+    }
+    size_t elem = sw_dtype_size(t.dtype);
+    if (t.data == nullptr || g_bytes_get_size(t.data) != static_cast<size_t>(count) * elem)
+        fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + ": data size does not match its shape");
+    return count;
+}
+
+std::vector<int64_t> sizes_of(const sw_tensor &t)
+{
+    return std::vector<int64_t>(t.shape, t.shape + t.ndim);
+}
+
+/* Shares the GBytes buffer with libtorch: the tensor's storage holds a
+ * reference, so an output aliasing the input outlives the caller's value.
+ * Misaligned buffers (slices of a message) are copied: ATen kernels may
+ * assume natural alignment. */
+at::Tensor wrap_buffer(const sw_tensor &t, at::ScalarType type)
+{
+    gsize nbytes = 0;
+    const void *data = g_bytes_get_data(t.data, &nbytes);
+    auto options = at::TensorOptions().dtype(type);
+    if (nbytes == 0)
+        return at::empty(sizes_of(t), options);
+    if (reinterpret_cast<uintptr_t>(data) % sw_dtype_size(t.dtype) != 0) {
+        at::Tensor copy = at::empty(sizes_of(t), options);
+        std::memcpy(copy.data_ptr(), data, nbytes);
+        return copy;
+    }
+    GBytes *ref = g_bytes_ref(t.data);
+    return torch::from_blob(
+        const_cast<void *>(data), sizes_of(t), [ref](void *) { g_bytes_unref(ref); }, options);
+}
+
+/* Element i of a possibly misaligned buffer. */
+template <typename T> T load_element(const void *data, int64_t i)
+{
+    T v;
+    std::memcpy(&v, static_cast<const unsigned char *>(data) + i * sizeof(T), sizeof v);
+    return v;
+}
+
+/* Unsigned types libtorch 1.13 lacks become the next wider signed type. */
+template <typename From, typename To>
+at::Tensor widen_copy(const sw_tensor &t, int64_t count, at::ScalarType type)
+{
+    at::Tensor out = at::empty(sizes_of(t), at::TensorOptions().dtype(type));
+    const void *src = g_bytes_get_data(t.data, nullptr);
+    To *dst = out.data_ptr<To>();
+    for (int64_t i = 0; i < count; i++)
+        dst[i] = static_cast<To>(load_element<From>(src, i));
+    return out;
+}
+
+/* UINT64 values that fit INT64 have the same bits, so the buffer is shared. */
+at::Tensor uint64_as_int64(const sw_tensor &t, int64_t count, const std::string &name)
+{
+    const void *src = g_bytes_get_data(t.data, nullptr);
+    for (int64_t i = 0; i < count; i++)
+        if (load_element<uint64_t>(src, i) > static_cast<uint64_t>(INT64_MAX))
+            fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + ": UINT64 element " +
+                                               std::to_string(i) + " does not fit INT64");
+    return wrap_buffer(t, at::kLong);
+}
+
+/* A bool tensor holding bytes other than 0 and 1 is undefined behaviour in
+ * ATen; such input is normalised (nonzero is true) on a copy. */
+at::Tensor bool_tensor(const sw_tensor &t, int64_t count)
+{
+    const auto *src = static_cast<const uint8_t *>(g_bytes_get_data(t.data, nullptr));
+    bool clean = true;
+    for (int64_t i = 0; i < count && clean; i++)
+        clean = src[i] <= 1;
+    if (clean)
+        return wrap_buffer(t, at::kBool);
+    at::Tensor out = at::empty(sizes_of(t), at::TensorOptions().dtype(at::kBool));
+    bool *dst = out.data_ptr<bool>();
+    for (int64_t i = 0; i < count; i++)
+        dst[i] = src[i] != 0;
+    return out;
+}
+
+at::Tensor tensor_from_sw(const sw_tensor *t, const std::string &name, c10::Device device)
+{
+    if (t == nullptr)
+        fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + " has no tensor");
+    if (!sw_dtype_is_numeric(t->dtype))
+        fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + ": a " +
+                                           sw_dtype_name(t->dtype) +
+                                           " tensor cannot be a TorchScript Tensor");
+    int64_t count = checked_element_count(*t, name);
+    at::Tensor out;
+    switch (t->dtype) {
+    case SW_DTYPE_BOOL: out = bool_tensor(*t, count); break;
+    case SW_DTYPE_UINT16: out = widen_copy<uint16_t, int32_t>(*t, count, at::kInt); break;
+    case SW_DTYPE_UINT32: out = widen_copy<uint32_t, int64_t>(*t, count, at::kLong); break;
+    case SW_DTYPE_UINT64: out = uint64_as_int64(*t, count, name); break;
+    default: out = wrap_buffer(*t, direct_scalar_type(t->dtype)); break;
+    }
+    if (!device.is_cpu())
+        out = out.to(device, out.scalar_type(), /*non_blocking=*/true);
+    return out;
+}
+
+/* Offsets must stay inside the payload for sw_tensor_bytes_element. */
+void check_strings(const sw_tensor *t, const std::string &name)
+{
+    if (t == nullptr || t->dtype != SW_DTYPE_BYTES || t->ndim != 1)
+        fail(SW_CODE_INVALID_ARGUMENT,
+             "input " + quoted(name) + ": a string list must be a 1-D BYTES tensor");
+    size_t size = t->data ? g_bytes_get_size(t->data) : 0;
+    int64_t n = t->shape[0];
+    bool ok = n >= 0 && t->offsets != nullptr && t->offsets[n] == size;
+    for (int64_t i = 0; ok && i < n; i++)
+        ok = t->offsets[i] <= t->offsets[i + 1];
+    if (!ok)
+        fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + ": malformed BYTES tensor");
+}
+
+c10::IValue strings_from_sw(const sw_tensor *t, const std::string &name)
+{
+    check_strings(t, name);
+    c10::List<std::string> list;
+    list.reserve(static_cast<size_t>(t->shape[0]));
+    for (int64_t i = 0; i < t->shape[0]; i++) {
+        size_t len = 0;
+        const char *s = sw_tensor_bytes_element(t, static_cast<size_t>(i), &len);
+        list.push_back(std::string(s, len));
+    }
+    return c10::IValue(std::move(list));
+}
+
+c10::IValue tensor_list_from_sw(const GPtrArray *items, const std::string &name,
+                                c10::Device device)
+{
+    if (items == nullptr)
+        fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + " has no items");
+    c10::List<at::Tensor> list;
+    list.reserve(items->len);
+    for (guint i = 0; i < items->len; i++) {
+        std::string item = name + "[" + std::to_string(i) + "]";
+        list.push_back(tensor_from_sw(static_cast<const sw_tensor *>(items->pdata[i]), item, device));
+    }
+    return c10::IValue(std::move(list));
+}
+
+c10::IValue value_from_sw(const sw_value &v, c10::Device device)
+{
+    switch (v.kind) {
+    case SW_VALUE_TENSOR: return tensor_from_sw(v.tensor, v.name, device);
+    case SW_VALUE_STRINGS: return strings_from_sw(v.tensor, v.name);
+    case SW_VALUE_TENSOR_LIST: return tensor_list_from_sw(v.items, v.name, device);
+    case SW_VALUE_STRING_LISTS: break;
+    }
+    fail(SW_CODE_INVALID_ARGUMENT,
+         "input " + quoted(v.name) + ": List[List[str]] is not a supported input");
+}
+
+/* The dict argument must carry forward's own key and value types: TorchScript
+ * rejects a Dict(str, Tensor) where Dict(str, Union(...)) is declared. */
+c10::IValue build_argument(const sw_torch_module &m, sw_value *const *inputs, size_t n_inputs)
+{
+    c10::impl::GenericDict dict(m.key_type, m.value_type);
+    dict.reserve(n_inputs);
+    for (size_t i = 0; i < n_inputs; i++) {
+        const sw_value *v = inputs[i];
+        if (v == nullptr || v->name == nullptr)
+            fail(SW_CODE_INVALID_ARGUMENT, "input " + std::to_string(i) + " has no name");
+        c10::IValue value = value_from_sw(*v, m.device);
+        /* The interpreter checks only the dict's declared types, not its
+         * values: a wrong value would fail deep inside forward, if at all. */
+        if (!value.type()->isSubtypeOf(*m.value_type))
+            fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(v->name) + " is a " +
+                                               value.type()->annotation_str() +
+                                               " but forward expects " +
+                                               m.value_type->annotation_str());
+        if (!dict.insert(std::string(v->name), std::move(value)).second)
+            fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(v->name) + " is given twice");
+    }
+    return c10::IValue(std::move(dict));
+}
+
+/* ---- calling forward ---- */
+
+/* The interpreter's message is "The following operation failed in the
+ * TorchScript interpreter.", tracebacks (serialized code, then original
+ * code) whose frame lines are indented, then the unindented
+ * "ErrorClass: message". Clients need only the last part; the whole text
+ * goes to the debug log. */
+std::string readable_forward_error(const std::string &what)
+{
+    size_t pos = what.rfind("Traceback of TorchScript");
+    if (pos != std::string::npos) {
+        pos = what.find('\n', pos);
+        while (pos != std::string::npos && pos + 1 < what.size() &&
+               (what[pos + 1] == ' ' || what[pos + 1] == '\t' || what[pos + 1] == '\n'))
+            pos = what.find('\n', pos + 1);
+    }
+    std::string text = pos == std::string::npos ? what : what.substr(pos + 1);
+    /* raise ValueError(...) reports its class as "builtins.ValueError". */
+    static const std::string builtins = "builtins.";
+    if (text.compare(0, builtins.size(), builtins) == 0)
+        text.erase(0, builtins.size());
+    size_t end = text.find_last_not_of(" \t\r\n");
+    return end == std::string::npos ? what : text.substr(0, end + 1);
+}
+
+/* Module failures are the caller's input (INVALID_ARGUMENT), except running
+ * out of memory, which a client may retry. The interpreter rethrows every
+ * error as a std::runtime_error, so only the text tells them apart. */
+[[noreturn]] void fail_forward(const std::string &what)
+{
+    g_debug("TorchScript forward failed: %s", what.c_str());
+    std::string text = readable_forward_error(what);
+    bool oom = text.find("out of memory") != std::string::npos ||
+               text.find("not enough memory") != std::string::npos;
+    fail(oom ? SW_CODE_RESOURCE_EXHAUSTED : SW_CODE_INVALID_ARGUMENT, "forward failed: " + text);
+}
+
+c10::IValue call_forward(const sw_torch_module &m, c10::IValue argument)
+{
+    try {
+        return m.forward({std::move(argument)});
+    } catch (const c10::Error &e) {
+        fail_forward(e.what_without_backtrace());
+    } catch (const std::bad_alloc &) {
+        throw;
+    } catch (const std::exception &e) {
+        fail_forward(e.what());
+    }
+}
+
+/* ---- outputs: IValue -> sw_value ---- */
+
+sw_dtype dtype_from_scalar_type(at::ScalarType type)
+{
+    switch (type) {
+    case at::kBool: return SW_DTYPE_BOOL;
+    case at::kByte: return SW_DTYPE_UINT8;
+    case at::kChar: return SW_DTYPE_INT8;
+    case at::kShort: return SW_DTYPE_INT16;
+    case at::kInt: return SW_DTYPE_INT32;
+    case at::kLong: return SW_DTYPE_INT64;
+    case at::kHalf: return SW_DTYPE_FP16;
+    case at::kBFloat16: return SW_DTYPE_BF16;
+    case at::kFloat: return SW_DTYPE_FP32;
+    case at::kDouble: return SW_DTYPE_FP64;
+    default: return SW_DTYPE_INVALID;
+    }
+}
+
+struct tensor_deleter {
+    void operator()(sw_tensor *t) const { sw_tensor_free(t); }
+};
+using tensor_ptr = std::unique_ptr<sw_tensor, tensor_deleter>;
+
+struct array_deleter {
+    void operator()(GPtrArray *a) const { g_ptr_array_unref(a); }
+};
+using array_ptr = std::unique_ptr<GPtrArray, array_deleter>;
+
+void free_tensor_holder(gpointer holder)
+{
+    delete static_cast<at::Tensor *>(holder);
+}
+
+void free_sw_tensor(gpointer t)
+{
+    sw_tensor_free(static_cast<sw_tensor *>(t));
+}
+
+/* The GBytes owns a reference to the tensor instead of a copy of its data. */
+GBytes *bytes_sharing(const at::Tensor &t)
+{
+    size_t nbytes = static_cast<size_t>(t.numel()) * t.element_size();
+    if (nbytes == 0)
+        return g_bytes_new(nullptr, 0);
+    auto *holder = new at::Tensor(t);
+    return g_bytes_new_with_free_func(t.data_ptr(), nbytes, free_tensor_holder, holder);
+}
+
+tensor_ptr tensor_to_sw(const at::Tensor &t, const std::string &key)
+{
+    sw_dtype dtype = dtype_from_scalar_type(t.scalar_type());
+    if (dtype == SW_DTYPE_INVALID)
+        fail(SW_CODE_INTERNAL, "output " + quoted(key) + ": tensors of type " +
+                                   c10::toString(t.scalar_type()) + " are not supported");
+    if (t.layout() != at::kStrided)
+        fail(SW_CODE_INTERNAL, "output " + quoted(key) + ": only strided tensors are supported");
+    if (t.dim() > SW_MAX_DIMS)
+        fail(SW_CODE_INTERNAL, "output " + quoted(key) + ": " + std::to_string(t.dim()) +
+                                   " dimensions, at most " + std::to_string(SW_MAX_DIMS) +
+                                   " are supported");
+    at::Tensor cpu = t.to(at::kCPU).contiguous();
+    int64_t shape[SW_MAX_DIMS] = {0};
+    for (int64_t d = 0; d < cpu.dim(); d++)
+        shape[d] = cpu.size(d);
+    GBytes *bytes = bytes_sharing(cpu);
+    tensor_ptr out(sw_tensor_new(dtype, static_cast<int>(cpu.dim()), shape, bytes));
+    g_bytes_unref(bytes);
+    return out;
+}
+
+enum class list_kind { strings, string_lists, tensors, unsupported };
+
+/* A list's static element type decides, so empty lists convert too; List[Any]
+ * carries none, so its first element decides (and the rest are checked). */
+list_kind classify_list(const c10::List<c10::IValue> &list)
+{
+    c10::TypePtr element = list.elementType();
+    if (element->kind() == c10::TypeKind::AnyType && !list.empty())
+        element = list.get(0).type();
+    switch (element->kind()) {
+    case c10::TypeKind::StringType: return list_kind::strings;
+    case c10::TypeKind::TensorType: return list_kind::tensors;
+    case c10::TypeKind::ListType: {
+        c10::TypePtr inner = element->expectRef<c10::ListType>().getElementType();
+        return inner->kind() == c10::TypeKind::StringType ? list_kind::string_lists
+                                                          : list_kind::unsupported;
+    }
+    default: return list_kind::unsupported;
+    }
+}
+
+[[noreturn]] void fail_element(const std::string &key, size_t i, const c10::IValue &v,
+                               const char *expected)
+{
+    fail(SW_CODE_INTERNAL, "output " + quoted(key) + ": element " + std::to_string(i) + " is " +
+                               v.tagKind() + ", expected " + expected);
+}
+
+tensor_ptr strings_to_sw(c10::ArrayRef<c10::IValue> elements, const std::string &key)
+{
+    std::vector<const char *> strings;
+    std::vector<size_t> lens;
+    strings.reserve(elements.size());
+    lens.reserve(elements.size());
+    for (size_t i = 0; i < elements.size(); i++) {
+        if (!elements[i].isString())
+            fail_element(key, i, elements[i], "str");
+        const std::string &s = elements[i].toStringRef();
+        strings.push_back(s.data());
+        lens.push_back(s.size());
+    }
+    return tensor_ptr(sw_tensor_new_strings(strings.data(), lens.data(), strings.size()));
+}
+
+array_ptr rows_to_sw(c10::ArrayRef<c10::IValue> elements, const std::string &key, bool strings)
+{
+    array_ptr items(g_ptr_array_new_full(static_cast<guint>(elements.size()), free_sw_tensor));
+    for (size_t i = 0; i < elements.size(); i++) {
+        const c10::IValue &row = elements[i];
+        tensor_ptr t;
+        if (strings && row.isList())
+            t = strings_to_sw(row.toListRef(), key + "[" + std::to_string(i) + "]");
+        else if (!strings && row.isTensor())
+            t = tensor_to_sw(row.toTensor(), key + "[" + std::to_string(i) + "]");
+        else
+            fail_element(key, i, row, strings ? "List[str]" : "Tensor");
+        g_ptr_array_add(items.get(), t.release());
+    }
+    return items;
+}
+
+sw_value *value_to_sw(const std::string &key, const c10::IValue &v)
+{
+    if (v.isTensor())
+        return sw_value_new_tensor(key.c_str(), SW_VALUE_TENSOR, tensor_to_sw(v.toTensor(), key).release());
+    if (v.isList()) {
+        c10::ArrayRef<c10::IValue> elements = v.toListRef();
+        switch (classify_list(v.toList())) {
+        case list_kind::strings:
+            return sw_value_new_tensor(key.c_str(), SW_VALUE_STRINGS,
+                                       strings_to_sw(elements, key).release());
+        case list_kind::string_lists:
+            return sw_value_new_list(key.c_str(), SW_VALUE_STRING_LISTS,
+                                     rows_to_sw(elements, key, true).release());
+        case list_kind::tensors:
+            return sw_value_new_list(key.c_str(), SW_VALUE_TENSOR_LIST,
+                                     rows_to_sw(elements, key, false).release());
+        case list_kind::unsupported: break;
+        }
+    }
+    fail(SW_CODE_INTERNAL, "output " + quoted(key) + ": values of type " +
+                               v.type()->annotation_str() + " are not supported");
+}
+
+GPtrArray *outputs_to_sw(const c10::IValue &out)
+{
+    if (!out.isGenericDict())
+        fail(SW_CODE_INTERNAL, "forward returned a " + out.type()->annotation_str() + ", not a dict");
+    array_ptr values(sw_value_array_new());
+    for (const auto &entry : out.toGenericDict()) {
+        if (!entry.key().isString())
+            fail(SW_CODE_INTERNAL, "forward returned a dict key of type " +
+                                       entry.key().type()->annotation_str());
+        g_ptr_array_add(values.get(), value_to_sw(entry.key().toStringRef(), entry.value()));
+    }
+    return values.release();
+}
+
+} // namespace
+
+/* ---- the C interface ---- */
+
+extern "C" {
+
+void sw_torch_set_num_threads(int intra_op_threads)
+{
+    if (intra_op_threads > 0) {
+        try {
+            at::set_num_threads(intra_op_threads);
+        } catch (const std::exception &e) {
+            g_warning("cannot set %d intra-op threads: %s", intra_op_threads, e.what());
+        }
+    }
+    /* Servers already run one forward per request thread; inter-op
+     * parallelism on top only oversubscribes the cores. libtorch refuses a
+     * second call, or one after parallel work started. */
+    static std::once_flag interop_once;
+    std::call_once(interop_once, [] {
+        try {
+            at::set_num_interop_threads(1);
+        } catch (const std::exception &e) {
+            g_debug("cannot set inter-op threads: %s", e.what());
+        }
+    });
+}
+
+gboolean sw_torch_device_check(const char *device, GError **error)
+{
+    g_return_val_if_fail(device != NULL, FALSE);
+    return guarded(error, SW_CODE_FAILED_PRECONDITION, std::string("device ") + device,
+                   [&] { parse_device(device); });
+}
+
+sw_torch_module *sw_torch_module_load(const char *path, const char *device, GError **error)
+{
+    g_return_val_if_fail(path != NULL, NULL);
+    std::unique_ptr<sw_torch_module> module;
+    std::string context = "cannot load TorchScript module " + quoted(path);
+    guarded(error, SW_CODE_FAILED_PRECONDITION, context, [&] {
+        module = load_module(path, parse_device(device ? device : "cpu"));
+    });
+    return module.release();
+}
+
+void sw_torch_module_free(sw_torch_module *module)
+{
+    delete module;
+}
+
+char *sw_torch_module_schema(const sw_torch_module *module)
+{
+    g_return_val_if_fail(module != NULL, NULL);
+    return g_strdup(module->schema.c_str());
+}
+
+GPtrArray *sw_torch_module_forward(sw_torch_module *module, sw_value *const *inputs,
+                                   size_t n_inputs, GError **error)
+{
+    g_return_val_if_fail(module != NULL, NULL);
+    g_return_val_if_fail(inputs != NULL || n_inputs == 0, NULL);
+    GPtrArray *outputs = nullptr;
+    guarded(error, SW_CODE_INTERNAL, "forward", [&] {
+        /* Spans the conversions too, so the tensors they make skip autograd
+         * bookkeeping like those forward makes. */
+        c10::InferenceMode inference;
+        c10::IValue result = call_forward(*module, build_argument(*module, inputs, n_inputs));
+        outputs = outputs_to_sw(result);
+    });
+    return outputs;
+}
+
+} // extern "C"

@@ -1,0 +1,60 @@
+/* The C interface to libtorch: the only door from C into C++.
+ *
+ * Servers load a TorchScript module and call its `forward` with named values;
+ * nothing C++ (types, exceptions) crosses this header. Every failure, including
+ * a TorchScript exception raised inside `forward`, comes back as a GError in
+ * the SW_ERROR domain carrying TorchScript's own message.
+ *
+ * A module may be called from many threads at once: forward holds no lock. */
+#ifndef SW_TORCH_SHIM_H
+#define SW_TORCH_SHIM_H
+
+#include <glib.h>
+
+#include "tensor.h"
+
+G_BEGIN_DECLS
+
+typedef struct sw_torch_module sw_torch_module;
+
+/* Intra-op threads per forward call (at::set_num_threads); <= 0 leaves
+ * libtorch's default. Call once at start-up, before any forward. */
+void sw_torch_set_num_threads(int intra_op_threads);
+
+/* TRUE when `device` ("cpu", "cuda", "cuda:1") can run modules in this build;
+ * otherwise FALSE with a FAILED_PRECONDITION error saying why (for example a
+ * CPU-only libtorch asked for CUDA). */
+gboolean sw_torch_device_check(const char *device, GError **error);
+
+/* Loads the TorchScript file at `path` onto `device` ("cpu" when NULL) in
+ * eval mode. Returns NULL and sets `error` on failure. Free with
+ * sw_torch_module_free(). */
+sw_torch_module *sw_torch_module_load(const char *path, const char *device, GError **error);
+void sw_torch_module_free(sw_torch_module *module);
+
+/* The schema of forward as TorchScript prints it ("forward(...) -> ..."). Newly
+ * allocated; g_free() it. */
+char *sw_torch_module_schema(const sw_torch_module *module);
+
+/* Calls forward with one dict argument built from `inputs` (name -> value),
+ * its key and value types taken from the method's schema, so the
+ * preprocessor's Dict(str, Union(...)) and the Dict(str, Tensor) of the other
+ * stages both work. Values map as:
+ *   SW_VALUE_TENSOR       -> Tensor (wraps the tensor's buffer without copying
+ *                            when the element type allows; the buffer is kept
+ *                            alive by any output that aliases it)
+ *   SW_VALUE_STRINGS      -> List[str]
+ *   SW_VALUE_TENSOR_LIST  -> List[Tensor]
+ * Inputs are moved to the module's device; forward runs in inference mode.
+ *
+ * Returns a new array of sw_value (free with g_ptr_array_unref), one per key
+ * of the returned dict in its order: Tensor -> TENSOR (on the CPU, contiguous),
+ * List[str] -> STRINGS, List[List[str]] -> STRING_LISTS, List[Tensor] ->
+ * TENSOR_LIST. On failure returns NULL: TorchScript exceptions raised by the
+ * module are INVALID_ARGUMENT, other failures INTERNAL. `inputs` are borrowed. */
+GPtrArray *sw_torch_module_forward(sw_torch_module *module, sw_value *const *inputs,
+                                   size_t n_inputs, GError **error);
+
+G_END_DECLS
+
+#endif
