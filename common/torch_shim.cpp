@@ -13,7 +13,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -62,6 +61,9 @@ bool guarded(GError **error, sw_code code, const std::string &context, Body &&bo
         return true;
     } catch (const shim_error &e) {
         g_set_error(error, SW_ERROR, e.code, "%s", e.what());
+    } catch (const c10::OutOfMemoryError &e) {
+        g_set_error(error, SW_ERROR, SW_CODE_RESOURCE_EXHAUSTED, "%s: %s", context.c_str(),
+                    e.what_without_backtrace());
     } catch (const c10::Error &e) {
         g_set_error(error, SW_ERROR, code, "%s: %s", context.c_str(), e.what_without_backtrace());
     } catch (const std::bad_alloc &) {
@@ -110,6 +112,10 @@ c10::Device parse_device(const std::string &name)
 
 std::unique_ptr<sw_torch_module> load_module(const std::string &path, c10::Device device)
 {
+    /* libtorch reports a missing file as "errno 2 on fopen: ," */
+    if (!g_file_test(path.c_str(), G_FILE_TEST_EXISTS))
+        fail(SW_CODE_FAILED_PRECONDITION,
+             "cannot load TorchScript module " + quoted(path) + ": no such file");
     torch::jit::Module module = torch::jit::load(path, device);
     module.eval();
     c10::optional<torch::jit::Method> forward = module.find_method("forward");

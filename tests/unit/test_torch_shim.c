@@ -119,6 +119,7 @@ static void test_load_missing_file(void)
     sw_torch_module *module = sw_torch_module_load("/nonexistent/model.pt", NULL, &error);
     g_assert_null(module);
     g_assert_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION);
+    g_test_message("%s", error->message);
     g_assert_nonnull(strstr(error->message, "/nonexistent/model.pt"));
     g_error_free(error);
 }
@@ -133,6 +134,7 @@ static void test_load_not_torchscript(void)
     GError *error = NULL;
     g_assert_null(sw_torch_module_load(path, "cpu", &error));
     g_assert_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION);
+    g_test_message("%s", error->message);
     g_assert_nonnull(strstr(error->message, path));
     g_error_free(error);
     g_unlink(path);
@@ -145,6 +147,7 @@ static void test_load_rejects_non_dict_argument(void)
     GError *error = NULL;
     g_assert_null(sw_torch_module_load(path, "cpu", &error));
     g_assert_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION);
+    g_test_message("%s", error->message);
     g_assert_nonnull(strstr(error->message, "Dict(str"));
     g_error_free(error);
     g_free(path);
@@ -156,6 +159,7 @@ static void test_load_on_unusable_device(void)
     GError *error = NULL;
     g_assert_null(sw_torch_module_load(path, "cuda:999", &error));
     g_assert_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION);
+    g_test_message("%s", error->message);
     g_error_free(error);
     g_free(path);
 }
@@ -165,6 +169,7 @@ static void device_fails(const char *device, const char *needle)
     GError *error = NULL;
     g_assert_false(sw_torch_device_check(device, &error));
     g_assert_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION);
+    g_test_message("%s", error->message);
     if (strstr(error->message, needle) == NULL)
         g_error("expected \"%s\" in: %s", needle, error->message);
     g_error_free(error);
