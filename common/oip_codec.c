@@ -531,3 +531,75 @@ void sw_oip_response_free(Inference__ModelInferResponse *response)
     g_free(h->tensors);
     g_free(h);
 }
+
+/* The request and everything it owns beyond what it borrows. */
+typedef struct request_holder {
+    Inference__ModelInferRequest msg; /* first, so the message pointer is the holder */
+    Inference__ModelInferRequest__InferInputTensor *tensors;
+    Inference__ModelInferRequest__InferInputTensor **tensor_ptrs;
+    ProtobufCBinaryData *raw;
+    GBytes **raw_bytes;
+    size_t n;
+} request_holder;
+
+Inference__ModelInferRequest *sw_oip_request_build(const char *model_name, const char *id, GPtrArray *tensors,
+                                                   const Inference__ModelInferRequest *pass_through)
+{
+    request_holder *h = g_new0(request_holder, 1);
+    size_t n = tensors->len;
+    h->n = n;
+    inference__model_infer_request__init(&h->msg);
+    h->msg.model_name = (char *)model_name;
+    h->msg.id = (char *)(id ? id : "");
+    h->tensors = g_new0(Inference__ModelInferRequest__InferInputTensor, n);
+    h->tensor_ptrs = g_new0(Inference__ModelInferRequest__InferInputTensor *, n);
+    h->raw = g_new0(ProtobufCBinaryData, n);
+    h->raw_bytes = g_new0(GBytes *, n);
+    for (size_t i = 0; i < n; i++) {
+        const sw_oip_output *o = g_ptr_array_index(tensors, i);
+        Inference__ModelInferRequest__InferInputTensor *t = &h->tensors[i];
+        inference__model_infer_request__infer_input_tensor__init(t);
+        t->name = o->name;
+        t->datatype = (char *)sw_dtype_name(o->tensor->dtype);
+        t->n_shape = (size_t)o->tensor->ndim;
+        t->shape = (int64_t *)o->tensor->shape;
+        h->tensor_ptrs[i] = t;
+        h->raw_bytes[i] = sw_oip_raw_contents(o->tensor);
+        gsize len = 0;
+        h->raw[i].data = (uint8_t *)g_bytes_get_data(h->raw_bytes[i], &len);
+        h->raw[i].len = len;
+    }
+    h->msg.n_inputs = n;
+    h->msg.inputs = h->tensor_ptrs;
+    h->msg.n_raw_input_contents = n;
+    h->msg.raw_input_contents = h->raw;
+    if (pass_through) {
+        h->msg.n_outputs = pass_through->n_outputs;
+        h->msg.outputs = pass_through->outputs;
+        h->msg.n_parameters = pass_through->n_parameters;
+        h->msg.parameters = pass_through->parameters;
+    }
+    return &h->msg;
+}
+
+void sw_oip_request_free(Inference__ModelInferRequest *request)
+{
+    if (request == NULL)
+        return;
+    request_holder *h = (request_holder *)request;
+    for (size_t i = 0; i < h->n; i++)
+        g_bytes_unref(h->raw_bytes[i]);
+    g_free(h->raw_bytes);
+    g_free(h->raw);
+    g_free(h->tensor_ptrs);
+    g_free(h->tensors);
+    g_free(h);
+}
+
+GBytes *sw_protobuf_pack(const ProtobufCMessage *message)
+{
+    size_t size = protobuf_c_message_get_packed_size(message);
+    uint8_t *buf = g_malloc(size ? size : 1);
+    protobuf_c_message_pack(message, buf);
+    return g_bytes_new_take(buf, size);
+}

@@ -60,6 +60,18 @@ Inference__ModelInferResponse *sw_oip_response_build(const char *model_name, con
                                                      GPtrArray *outputs);
 void sw_oip_response_free(Inference__ModelInferResponse *response);
 
+/* A ModelInferRequest carrying `tensors` (sw_oip_output, raw contents, in
+ * order) as its inputs, for the next stage or from a client. Requested
+ * outputs and request parameters are borrowed from `pass_through` when it is
+ * not NULL. Borrows like sw_oip_response_build(); free the result with
+ * sw_oip_request_free(). */
+Inference__ModelInferRequest *sw_oip_request_build(const char *model_name, const char *id, GPtrArray *tensors,
+                                                   const Inference__ModelInferRequest *pass_through);
+void sw_oip_request_free(Inference__ModelInferRequest *request);
+
+/* Packs any protobuf-c message into a new GBytes. */
+GBytes *sw_protobuf_pack(const ProtobufCMessage *message);
+
 G_END_DECLS
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "health.pb-c.h"
 #include "inference.pb-c.h"
+#include "channel.h"
 #include "oip_codec.h"
 #include "sw_error.h"
 
@@ -11,24 +12,47 @@
 #define PLATFORM "ludwig_torchscript"
 #define MODEL_VERSION "1"
 
+/* The metadata of one model this service answers for. It never changes:
+ * built once, everything it points to owned by `allocations` or borrowed
+ * from specs that live as long as the service. */
+typedef struct model_entry {
+    const char *name;
+    Inference__ModelMetadataResponse metadata;
+} model_entry;
+
 struct sw_oip_service {
     sw_stage *stage;
     char *base_name;
+    sw_channel *next; /* borrowed; NULL at the end of the pipeline */
     gint serving;
-    /* ModelMetadata never changes: built once, with everything it points to
-     * owned by `metadata_allocations` or borrowed from the stage's specs. */
-    Inference__ModelMetadataResponse metadata;
-    GPtrArray *metadata_allocations;
+    model_entry stage_model;
+    model_entry pipeline_model; /* name NULL when this stage does not serve the pipeline */
+    GPtrArray *pipeline_outputs; /* sw_tensor_spec* of the last stage */
+    GPtrArray *allocations;
 };
 
-static void build_model_metadata(sw_oip_service *svc);
+static void build_model_metadata(sw_oip_service *svc, model_entry *entry, const char *name, GPtrArray *inputs,
+                                 GPtrArray *outputs);
 
-sw_oip_service *sw_oip_service_new(sw_stage *stage, const char *model_base_name)
+sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, const char *model_base_name,
+                                   sw_channel *next, GError **error)
 {
     sw_oip_service *svc = g_new0(sw_oip_service, 1);
     svc->stage = stage;
     svc->base_name = g_strdup(model_base_name);
-    build_model_metadata(svc);
+    svc->next = next;
+    svc->allocations = g_ptr_array_new_with_free_func(g_free);
+    build_model_metadata(svc, &svc->stage_model, stage->model_name, stage->inputs, stage->outputs);
+    /* Every stage that can reach the end answers for the whole pipeline. */
+    if (next || stage->kind == SW_STAGE_POSTPROCESSOR) {
+        GPtrArray *unused = NULL;
+        if (!sw_stage_specs(SW_STAGE_POSTPROCESSOR, export, &unused, &svc->pipeline_outputs, error)) {
+            sw_oip_service_free(svc);
+            return NULL;
+        }
+        g_ptr_array_unref(unused);
+        build_model_metadata(svc, &svc->pipeline_model, svc->base_name, stage->inputs, svc->pipeline_outputs);
+    }
     return svc;
 }
 
@@ -37,7 +61,9 @@ void sw_oip_service_free(sw_oip_service *svc)
     if (svc == NULL)
         return;
     g_free(svc->base_name);
-    g_ptr_array_unref(svc->metadata_allocations);
+    if (svc->pipeline_outputs)
+        g_ptr_array_unref(svc->pipeline_outputs);
+    g_ptr_array_unref(svc->allocations);
     g_free(svc);
 }
 
@@ -65,25 +91,30 @@ static ProtobufCMessage *unpack_request(sw_call *call, const ProtobufCMessageDes
     return msg;
 }
 
-/* FALSE (and the call failed with NOT_FOUND) unless `name`/`version` is the
- * stage's model. */
-static gboolean check_model(sw_oip_service *svc, sw_call *call, const char *name, const char *version)
+/* The model `name`/`version` names, or NULL after failing the call with
+ * NOT_FOUND. */
+static const model_entry *find_model(sw_oip_service *svc, sw_call *call, const char *name, const char *version)
 {
-    if (strcmp(name, svc->stage->model_name) != 0) {
-        char *text = g_strdup_printf("model '%s' is not served here; this server serves '%s'", name,
-                                     svc->stage->model_name);
+    const model_entry *entry = NULL;
+    if (strcmp(name, svc->stage_model.name) == 0)
+        entry = &svc->stage_model;
+    else if (svc->pipeline_model.name && strcmp(name, svc->pipeline_model.name) == 0)
+        entry = &svc->pipeline_model;
+    char *text = NULL;
+    if (entry == NULL)
+        text = g_strdup_printf("model '%s' is not served here; this server serves '%s'%s%s%s", name,
+                               svc->stage_model.name, svc->pipeline_model.name ? " and '" : "",
+                               svc->pipeline_model.name ? svc->pipeline_model.name : "",
+                               svc->pipeline_model.name ? "'" : "");
+    else if (version[0] != '\0' && strcmp(version, MODEL_VERSION) != 0)
+        text = g_strdup_printf("model '%s' has no version '%s'; its only version is '" MODEL_VERSION "'", name,
+                               version);
+    if (text) {
         sw_call_fail(call, SW_CODE_NOT_FOUND, text);
         g_free(text);
-        return FALSE;
+        return NULL;
     }
-    if (version[0] != '\0' && strcmp(version, MODEL_VERSION) != 0) {
-        char *text = g_strdup_printf("model '%s' has no version '%s'; its only version is '" MODEL_VERSION "'",
-                                     name, version);
-        sw_call_fail(call, SW_CODE_NOT_FOUND, text);
-        g_free(text);
-        return FALSE;
-    }
-    return TRUE;
+    return entry;
 }
 
 static void handle_server_live(sw_call *call, void *data)
@@ -108,7 +139,7 @@ static void handle_model_ready(sw_call *call, void *data)
         (Inference__ModelReadyRequest *)unpack_request(call, &inference__model_ready_request__descriptor);
     if (req == NULL)
         return;
-    if (check_model(svc, call, req->name, req->version)) {
+    if (find_model(svc, call, req->name, req->version)) {
         Inference__ModelReadyResponse resp = INFERENCE__MODEL_READY_RESPONSE__INIT;
         resp.ready = is_serving(svc);
         sw_call_reply(call, &resp.base);
@@ -128,11 +159,11 @@ static void handle_server_metadata(sw_call *call, void *data)
     sw_call_reply(call, &resp.base);
 }
 
-/* Allocates zeroed memory that lives as long as the service's metadata. */
+/* Allocates zeroed memory that lives as long as the service. */
 static gpointer metadata_alloc(sw_oip_service *svc, size_t size)
 {
     gpointer p = g_malloc0(size);
-    g_ptr_array_add(svc->metadata_allocations, p);
+    g_ptr_array_add(svc->allocations, p);
     return p;
 }
 
@@ -165,35 +196,39 @@ static void add_property(sw_oip_service *svc, GPtrArray *entries, char *key, cha
 
 /* Properties say what OIP has no field for: the stage, the device, the
  * Ludwig model name, and which BYTES outputs carry JSON rows. */
-static void build_model_metadata(sw_oip_service *svc)
+static void build_model_metadata(sw_oip_service *svc, model_entry *entry, const char *name, GPtrArray *inputs,
+                                 GPtrArray *outputs)
 {
     const sw_stage *stage = svc->stage;
-    svc->metadata_allocations = g_ptr_array_new_with_free_func(g_free);
-    Inference__ModelMetadataResponse *m = &svc->metadata;
+    entry->name = name;
+    Inference__ModelMetadataResponse *m = &entry->metadata;
     inference__model_metadata_response__init(m);
-    m->name = stage->model_name;
+    m->name = (char *)name;
     static char *versions[] = {MODEL_VERSION};
     m->n_versions = 1;
     m->versions = versions;
     m->platform = PLATFORM;
-    m->n_inputs = stage->inputs->len;
-    m->inputs = tensor_metadata_list(svc, stage->inputs);
-    m->n_outputs = stage->outputs->len;
-    m->outputs = tensor_metadata_list(svc, stage->outputs);
+    m->n_inputs = inputs->len;
+    m->inputs = tensor_metadata_list(svc, inputs);
+    m->n_outputs = outputs->len;
+    m->outputs = tensor_metadata_list(svc, outputs);
     GPtrArray *entries = g_ptr_array_new();
-    add_property(svc, entries, "stage", (char *)sw_stage_kind_name(stage->kind));
+    gboolean pipeline = entry == &svc->pipeline_model;
+    add_property(svc, entries, "stage", pipeline ? "pipeline" : (char *)sw_stage_kind_name(stage->kind));
     add_property(svc, entries, "device", stage->device);
     add_property(svc, entries, "ludwig_model", svc->base_name);
-    for (guint i = 0; i < stage->outputs->len; i++) {
-        const sw_tensor_spec *s = g_ptr_array_index(stage->outputs, i);
+    if (pipeline && svc->next)
+        add_property(svc, entries, "next", (char *)sw_channel_target(svc->next));
+    for (guint i = 0; i < outputs->len; i++) {
+        const sw_tensor_spec *s = g_ptr_array_index(outputs, i);
         if (!s->json)
             continue;
         char *key = g_strdup_printf("content_type:%s", s->name);
-        g_ptr_array_add(svc->metadata_allocations, key);
+        g_ptr_array_add(svc->allocations, key);
         add_property(svc, entries, key, "json");
     }
     m->n_properties = entries->len;
-    m->properties = metadata_alloc(svc, sizeof(*m->properties) * entries->len);
+    m->properties = metadata_alloc(svc, sizeof(*m->properties) * (entries->len + 1));
     memcpy(m->properties, entries->pdata, sizeof(*m->properties) * entries->len);
     g_ptr_array_unref(entries);
 }
@@ -205,8 +240,9 @@ static void handle_model_metadata(sw_call *call, void *data)
         (Inference__ModelMetadataRequest *)unpack_request(call, &inference__model_metadata_request__descriptor);
     if (req == NULL)
         return;
-    if (check_model(svc, call, req->name, req->version))
-        sw_call_reply(call, &svc->metadata.base);
+    const model_entry *entry = find_model(svc, call, req->name, req->version);
+    if (entry)
+        sw_call_reply(call, &entry->metadata.base);
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -217,7 +253,7 @@ static void free_unpacked_request(gpointer msg)
 
 /* Keeps the outputs the request asks for, in the order it asks; all of them
  * when it names none. */
-static GPtrArray *select_outputs(const sw_oip_service *svc, const Inference__ModelInferRequest *req,
+static GPtrArray *select_outputs(const char *model_name, const Inference__ModelInferRequest *req,
                                  GPtrArray *outputs, GError **error)
 {
     if (req->n_outputs == 0)
@@ -237,7 +273,7 @@ static GPtrArray *select_outputs(const sw_oip_service *svc, const Inference__Mod
                 g_string_append_printf(names, "%s'%s'", j ? ", " : "", ((sw_oip_output *)g_ptr_array_index(outputs, j))->name);
             g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
                         "requested output '%s' is not an output of model %s (outputs: %s)", want,
-                        svc->stage->model_name, names->str);
+                        model_name, names->str);
             g_string_free(names, TRUE);
             g_ptr_array_unref(selected);
             return NULL;
@@ -265,6 +301,46 @@ static GPtrArray *infer(sw_oip_service *svc, const Inference__ModelInferRequest 
     return outputs;
 }
 
+/* A pipeline call waiting for the next stage. */
+typedef struct forward_context {
+    sw_call *call;
+    sw_oip_service *svc;
+} forward_context;
+
+static const char *next_stage_name(const sw_stage *stage)
+{
+    return stage->kind == SW_STAGE_PREPROCESSOR ? "predictor" : "postprocessor";
+}
+
+/* The next stage's answer is the caller's answer, passed on as packed. */
+static void forward_done(GBytes *response, const GError *error, void *user_data)
+{
+    forward_context *ctx = user_data;
+    if (response) {
+        sw_call_reply_packed(ctx->call, response);
+    } else {
+        char *text = g_strdup_printf("%s at %s: %s: %s", next_stage_name(ctx->svc->stage),
+                                     sw_channel_target(ctx->svc->next), sw_code_name(error->code), error->message);
+        sw_call_fail(ctx->call, error->code, text);
+        g_free(text);
+    }
+    g_free(ctx);
+}
+
+static void forward(sw_oip_service *svc, sw_call *call, const Inference__ModelInferRequest *req, GPtrArray *outputs)
+{
+    Inference__ModelInferRequest *next_req = sw_oip_request_build(svc->base_name, req->id, outputs, req);
+    GBytes *packed = sw_protobuf_pack(&next_req->base);
+    sw_oip_request_free(next_req);
+    int64_t remaining = sw_call_remaining_us(call);
+    forward_context *ctx = g_new0(forward_context, 1);
+    ctx->call = call;
+    ctx->svc = svc;
+    sw_channel_call_async(svc->next, "/inference.GRPCInferenceService/ModelInfer", packed,
+                          remaining == G_MAXINT64 ? -1 : MAX(remaining, 0), NULL, forward_done, ctx);
+    g_bytes_unref(packed);
+}
+
 static void handle_model_infer(sw_call *call, void *data)
 {
     sw_oip_service *svc = data;
@@ -277,21 +353,27 @@ static void handle_model_infer(sw_call *call, void *data)
     if (req == NULL)
         return;
     GBytes *owner = g_bytes_new_with_free_func(req, sizeof *req, free_unpacked_request, req);
-    if (!check_model(svc, call, req->model_name, req->model_version)) {
+    const model_entry *entry = find_model(svc, call, req->model_name, req->model_version);
+    if (entry == NULL) {
         g_bytes_unref(owner);
         return;
     }
     GError *error = NULL;
     GPtrArray *outputs = infer(svc, req, owner, &error);
-    GPtrArray *selected = outputs ? select_outputs(svc, req, outputs, &error) : NULL;
-    if (selected) {
-        Inference__ModelInferResponse *resp = sw_oip_response_build(svc->stage->model_name, req->id, selected);
-        sw_call_reply(call, &resp->base);
-        sw_oip_response_free(resp);
-        g_ptr_array_unref(selected);
+    if (outputs && entry == &svc->pipeline_model && svc->next) {
+        forward(svc, call, req, outputs);
     } else {
-        sw_call_fail_error(call, error);
-        g_error_free(error);
+        /* Requested outputs apply where the answer is made: at the end. */
+        GPtrArray *selected = outputs ? select_outputs(entry->name, req, outputs, &error) : NULL;
+        if (selected) {
+            Inference__ModelInferResponse *resp = sw_oip_response_build(entry->name, req->id, selected);
+            sw_call_reply(call, &resp->base);
+            sw_oip_response_free(resp);
+            g_ptr_array_unref(selected);
+        } else {
+            sw_call_fail_error(call, error);
+            g_error_free(error);
+        }
     }
     if (outputs)
         g_ptr_array_unref(outputs);

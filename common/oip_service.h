@@ -8,6 +8,8 @@
 
 #include <glib.h>
 
+#include "channel.h"
+#include "export.h"
 #include "server.h"
 #include "stage.h"
 
@@ -18,7 +20,13 @@ typedef struct sw_oip_service sw_oip_service;
 /* The maximum number of methods sw_oip_service_methods() fills. */
 #define SW_OIP_SERVICE_MAX_METHODS 8
 
-sw_oip_service *sw_oip_service_new(sw_stage *stage, const char *model_base_name);
+/* Serves `stage` as "<base>_<stage>". With `next` (borrowed: a channel to
+ * the next stage), or as the postprocessor, it also serves the pipeline
+ * model "<base>": it runs its stage and passes the outputs on to `next`, or
+ * answers them as the last step. NULL with an error when the export's
+ * output features cannot be served. */
+sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, const char *model_base_name,
+                                   sw_channel *next, GError **error);
 void sw_oip_service_free(sw_oip_service *service);
 
 /* Fills `methods` (room for SW_OIP_SERVICE_MAX_METHODS) and returns how many. */

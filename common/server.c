@@ -164,6 +164,22 @@ void sw_call_reply(sw_call *c, const ProtobufCMessage *message)
     send_reply(c, bb, GRPC_STATUS_OK, NULL);
 }
 
+static void unref_bytes(void *bytes)
+{
+    g_bytes_unref(bytes);
+}
+
+void sw_call_reply_packed(sw_call *c, GBytes *packed)
+{
+    gsize len = 0;
+    const void *data = g_bytes_get_data(packed, &len);
+    grpc_slice slice = len ? grpc_slice_new_with_user_data((void *)data, len, unref_bytes, g_bytes_ref(packed))
+                           : grpc_empty_slice();
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    send_reply(c, bb, GRPC_STATUS_OK, NULL);
+}
+
 void sw_call_fail(sw_call *c, int code, const char *message)
 {
     send_reply(c, NULL, (grpc_status_code)code, message);

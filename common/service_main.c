@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "export.h"
 #include "log.h"
 #include "oip_service.h"
@@ -18,6 +19,7 @@ typedef struct service_flags {
     char *listen;
     char *name;
     char *device;
+    char *next;
     int threads;
     int torch_threads;
     int max_message_mb;
@@ -26,11 +28,12 @@ typedef struct service_flags {
 
 static gboolean parse_flags(sw_stage_kind kind, int *argc, char ***argv, service_flags *f)
 {
-    *f = (service_flags){NULL, NULL, NULL, NULL, 4, 1, 256, 30};
+    *f = (service_flags){NULL, NULL, NULL, NULL, NULL, 4, 1, 256, 30};
     GOptionEntry entries[] = {
         {"model-dir", 'm', 0, G_OPTION_ARG_FILENAME, &f->model_dir, "Ludwig TorchScript export folder (required)", "DIR"},
         {"listen", 'l', 0, G_OPTION_ARG_STRING, &f->listen, "address to serve on (default 0.0.0.0:8001; port 0 picks one)", "HOST:PORT"},
         {"name", 'n', 0, G_OPTION_ARG_STRING, &f->name, "model name (default: the export folder's name)", "NAME"},
+        {"next", 0, 0, G_OPTION_ARG_STRING, &f->next, "next stage's gRPC target (host:port, ipv4:a:p,b:q, dns:///name:port, unix:path); serves the pipeline model NAME", "TARGET"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &f->threads, "worker threads running inference (default 4)", "N"},
         {"torch-threads", 0, 0, G_OPTION_ARG_INT, &f->torch_threads, "libtorch intra-op threads per call (default 1)", "N"},
         {"max-message-mb", 0, 0, G_OPTION_ARG_INT, &f->max_message_mb, "largest request or reply in MiB (default 256)", "MIB"},
@@ -71,6 +74,7 @@ static void free_flags(service_flags *f)
     g_free(f->listen);
     g_free(f->name);
     g_free(f->device);
+    g_free(f->next);
 }
 
 /* A second signal while draining means "now". */
@@ -99,7 +103,20 @@ static int serve(sw_stage_kind kind, const service_flags *f, const sigset_t *sig
         sw_export_free(export);
         return 1;
     }
-    sw_oip_service *svc = sw_oip_service_new(stage, f->name ? f->name : export->name);
+    sw_channel *next = NULL;
+    if (f->next) {
+        sw_channel_options copts = {.target = f->next, .max_message_bytes = f->max_message_mb * 1024 * 1024};
+        next = sw_channel_new(&copts, &error);
+    }
+    sw_oip_service *svc = error ? NULL : sw_oip_service_new(stage, export, f->name ? f->name : export->name, next, &error);
+    if (svc == NULL) {
+        sw_log(SW_LOG_ERROR, "event=start_failed error=\"%s\"", error->message);
+        g_error_free(error);
+        sw_channel_free(next);
+        sw_stage_free(stage);
+        sw_export_free(export);
+        return 1;
+    }
     sw_method methods[SW_OIP_SERVICE_MAX_METHODS];
     size_t n_methods = sw_oip_service_methods(svc, methods);
     sw_server_options options = {f->listen, f->threads, f->max_message_mb * 1024 * 1024};
@@ -112,8 +129,8 @@ static int serve(sw_stage_kind kind, const service_flags *f, const sigset_t *sig
     } else {
         sw_server_start(server);
         sw_oip_service_set_serving(svc, TRUE);
-        sw_log(SW_LOG_INFO, "event=listening model=%s device=%s port=%d threads=%d", stage->model_name,
-               stage->device, sw_server_port(server), f->threads);
+        sw_log(SW_LOG_INFO, "event=listening model=%s device=%s port=%d threads=%d next=%s", stage->model_name,
+               stage->device, sw_server_port(server), f->threads, f->next ? f->next : "none");
         int sig = 0;
         sigwait(signals, &sig);
         sw_oip_service_set_serving(svc, FALSE);
@@ -124,6 +141,8 @@ static int serve(sw_stage_kind kind, const service_flags *f, const sigset_t *sig
         sw_server_free(server);
     }
     sw_oip_service_free(svc);
+    /* After the server: calls it forwarded have all completed. */
+    sw_channel_free(next);
     sw_stage_free(stage);
     sw_export_free(export);
     return rc;

@@ -67,7 +67,8 @@ bool guarded(GError **error, sw_code code, const std::string &context, Body &&bo
     } catch (const c10::Error &e) {
         g_set_error(error, SW_ERROR, code, "%s: %s", context.c_str(), e.what_without_backtrace());
     } catch (const std::bad_alloc &) {
-        g_set_error(error, SW_ERROR, SW_CODE_RESOURCE_EXHAUSTED, "%s: out of memory", context.c_str());
+        g_set_error(error, SW_ERROR, SW_CODE_RESOURCE_EXHAUSTED, "%s: out of memory",
+                    context.c_str());
     } catch (const std::exception &e) {
         g_set_error(error, SW_ERROR, code, "%s: %s", context.c_str(), e.what());
     } catch (...) {
@@ -96,15 +97,14 @@ c10::Device parse_device(const std::string &name)
     /* is_available() alone cannot tell a CPU-only build from a machine
      * without a visible GPU; the two need different fixes. */
     if (!at::globalContext().hasCUDART())
-        fail(SW_CODE_FAILED_PRECONDITION, "device " + quoted(name) +
-                                              ": this build of libtorch has no CUDA support");
+        fail(SW_CODE_FAILED_PRECONDITION,
+             "device " + quoted(name) + ": this build of libtorch has no CUDA support");
     if (!torch::cuda::is_available())
         fail(SW_CODE_FAILED_PRECONDITION, "device " + quoted(name) + ": no CUDA device is visible");
     size_t count = torch::cuda::device_count();
     if (device.has_index() && static_cast<size_t>(device.index()) >= count)
         fail(SW_CODE_FAILED_PRECONDITION, "CUDA device " + std::to_string(device.index()) +
-                                              " not found (" + std::to_string(count) +
-                                              " visible)");
+                                              " not found (" + std::to_string(count) + " visible)");
     return device;
 }
 
@@ -112,15 +112,15 @@ c10::Device parse_device(const std::string &name)
 
 std::unique_ptr<sw_torch_module> load_module(const std::string &path, c10::Device device)
 {
+    std::string context = "cannot load TorchScript module " + quoted(path);
     /* libtorch reports a missing file as "errno 2 on fopen: ," */
     if (!g_file_test(path.c_str(), G_FILE_TEST_EXISTS))
-        fail(SW_CODE_FAILED_PRECONDITION,
-             "cannot load TorchScript module " + quoted(path) + ": no such file");
+        fail(SW_CODE_FAILED_PRECONDITION, context + ": no such file");
     torch::jit::Module module = torch::jit::load(path, device);
     module.eval();
     c10::optional<torch::jit::Method> forward = module.find_method("forward");
     if (!forward)
-        fail(SW_CODE_FAILED_PRECONDITION, quoted(path) + " has no forward method");
+        fail(SW_CODE_FAILED_PRECONDITION, context + ": it has no forward method");
 
     const c10::FunctionSchema &schema = forward->function().getSchema();
     std::ostringstream printed;
@@ -129,9 +129,8 @@ std::unique_ptr<sw_torch_module> load_module(const std::string &path, c10::Devic
     const auto &args = schema.arguments();
     c10::DictTypePtr dict = args.size() == 2 ? args[1].type()->cast<c10::DictType>() : nullptr;
     if (!dict || dict->getKeyType()->kind() != c10::TypeKind::StringType)
-        fail(SW_CODE_FAILED_PRECONDITION, quoted(path) +
-                                              ": forward must take one Dict(str, ...) argument, "
-                                              "its schema is " + printed.str());
+        fail(SW_CODE_FAILED_PRECONDITION, context + ": forward must take one Dict(str, ...) "
+                                                    "argument, its schema is " + printed.str());
 
     return std::unique_ptr<sw_torch_module>(new sw_torch_module{
         module, *forward, device, dict->getKeyType(), dict->getValueType(), printed.str()});
@@ -169,7 +168,8 @@ int64_t checked_element_count(const sw_tensor &t, const std::string &name)
     }
     size_t elem = sw_dtype_size(t.dtype);
     if (t.data == nullptr || g_bytes_get_size(t.data) != static_cast<size_t>(count) * elem)
-        fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + ": data size does not match its shape");
+        fail(SW_CODE_INVALID_ARGUMENT,
+             "input " + quoted(name) + ": data size does not match its shape");
     return count;
 }
 
@@ -200,7 +200,8 @@ at::Tensor wrap_buffer(const sw_tensor &t, at::ScalarType type)
 }
 
 /* Element i of a possibly misaligned buffer. */
-template <typename T> T load_element(const void *data, int64_t i)
+template <typename T>
+T load_element(const void *data, int64_t i)
 {
     T v;
     std::memcpy(&v, static_cast<const unsigned char *>(data) + i * sizeof(T), sizeof v);
@@ -252,8 +253,7 @@ at::Tensor tensor_from_sw(const sw_tensor *t, const std::string &name, c10::Devi
     if (t == nullptr)
         fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + " has no tensor");
     if (!sw_dtype_is_numeric(t->dtype))
-        fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + ": a " +
-                                           sw_dtype_name(t->dtype) +
+        fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + ": a " + sw_dtype_name(t->dtype) +
                                            " tensor cannot be a TorchScript Tensor");
     int64_t count = checked_element_count(*t, name);
     at::Tensor out;
@@ -297,8 +297,7 @@ c10::IValue strings_from_sw(const sw_tensor *t, const std::string &name)
     return c10::IValue(std::move(list));
 }
 
-c10::IValue tensor_list_from_sw(const GPtrArray *items, const std::string &name,
-                                c10::Device device)
+c10::IValue tensor_list_from_sw(const GPtrArray *items, const std::string &name, c10::Device device)
 {
     if (items == nullptr)
         fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + " has no items");
@@ -306,7 +305,8 @@ c10::IValue tensor_list_from_sw(const GPtrArray *items, const std::string &name,
     list.reserve(items->len);
     for (guint i = 0; i < items->len; i++) {
         std::string item = name + "[" + std::to_string(i) + "]";
-        list.push_back(tensor_from_sw(static_cast<const sw_tensor *>(items->pdata[i]), item, device));
+        list.push_back(
+            tensor_from_sw(static_cast<const sw_tensor *>(items->pdata[i]), item, device));
     }
     return c10::IValue(std::move(list));
 }
@@ -337,10 +337,9 @@ c10::IValue build_argument(const sw_torch_module &m, sw_value *const *inputs, si
         /* The interpreter checks only the dict's declared types, not its
          * values: a wrong value would fail deep inside forward, if at all. */
         if (!value.type()->isSubtypeOf(*m.value_type))
-            fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(v->name) + " is a " +
-                                               value.type()->annotation_str() +
-                                               " but forward expects " +
-                                               m.value_type->annotation_str());
+            fail(SW_CODE_INVALID_ARGUMENT,
+                 "input " + quoted(v->name) + " is a " + value.type()->annotation_str() +
+                     " but forward expects " + m.value_type->annotation_str());
         if (!dict.insert(std::string(v->name), std::move(value)).second)
             fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(v->name) + " is given twice");
     }
@@ -532,7 +531,8 @@ array_ptr rows_to_sw(c10::ArrayRef<c10::IValue> elements, const std::string &key
 sw_value *value_to_sw(const std::string &key, const c10::IValue &v)
 {
     if (v.isTensor())
-        return sw_value_new_tensor(key.c_str(), SW_VALUE_TENSOR, tensor_to_sw(v.toTensor(), key).release());
+        return sw_value_new_tensor(key.c_str(), SW_VALUE_TENSOR,
+                                   tensor_to_sw(v.toTensor(), key).release());
     if (v.isList()) {
         c10::ArrayRef<c10::IValue> elements = v.toListRef();
         switch (classify_list(v.toList())) {
@@ -555,12 +555,13 @@ sw_value *value_to_sw(const std::string &key, const c10::IValue &v)
 GPtrArray *outputs_to_sw(const c10::IValue &out)
 {
     if (!out.isGenericDict())
-        fail(SW_CODE_INTERNAL, "forward returned a " + out.type()->annotation_str() + ", not a dict");
+        fail(SW_CODE_INTERNAL,
+             "forward returned a " + out.type()->annotation_str() + ", not a dict");
     array_ptr values(sw_value_array_new());
     for (const auto &entry : out.toGenericDict()) {
         if (!entry.key().isString())
-            fail(SW_CODE_INTERNAL, "forward returned a dict key of type " +
-                                       entry.key().type()->annotation_str());
+            fail(SW_CODE_INTERNAL,
+                 "forward returned a dict key of type " + entry.key().type()->annotation_str());
         g_ptr_array_add(values.get(), value_to_sw(entry.key().toStringRef(), entry.value()));
     }
     return values.release();
@@ -606,9 +607,8 @@ sw_torch_module *sw_torch_module_load(const char *path, const char *device, GErr
     g_return_val_if_fail(path != NULL, NULL);
     std::unique_ptr<sw_torch_module> module;
     std::string context = "cannot load TorchScript module " + quoted(path);
-    guarded(error, SW_CODE_FAILED_PRECONDITION, context, [&] {
-        module = load_module(path, parse_device(device ? device : "cpu"));
-    });
+    guarded(error, SW_CODE_FAILED_PRECONDITION, context,
+            [&] { module = load_module(path, parse_device(device ? device : "cpu")); });
     return module.release();
 }
 

@@ -395,8 +395,8 @@ class BadInputTest(unittest.TestCase):
         for t in threads:
             t.join(4 * DEADLINE_S)
             self.assertFalse(t.is_alive(), "a client thread hung")
-        self.assertGreater(counts["good"], 0)
-        self.assertGreaterEqual(counts["bad"], len(CASES))
+        self.assertGreater(counts["good"], 0, counts)
+        self.assertGreaterEqual(counts["bad"], len(CASES), counts)
         self.assertEqual(good_problems, [])
         # Only the first report of each bad case's problem: the rest repeat it.
         self.assertEqual(sorted(set(bad_problems)), [])

@@ -253,7 +253,8 @@ static void test_preprocessor_inputs(void)
     g_ptr_array_unref(inputs);
 
     int64_t text_shape[1] = {3}, num_shape[1] = {2}, image_shape[4] = {2, 1, 2, 2};
-    assert_shape(output(outputs, 0, "text", SW_VALUE_TENSOR)->tensor, SW_DTYPE_INT64, 1, text_shape);
+    assert_shape(output(outputs, 0, "text", SW_VALUE_TENSOR)->tensor, SW_DTYPE_INT64, 1,
+                 text_shape);
     assert_shape(output(outputs, 1, "num", SW_VALUE_TENSOR)->tensor, SW_DTYPE_FP32, 1, num_shape);
     assert_shape(output(outputs, 2, "images", SW_VALUE_TENSOR)->tensor, SW_DTYPE_FP32, 4,
                  image_shape);
@@ -342,8 +343,8 @@ static void test_predictor_rejects_bad_inputs(void)
 {
     static const char *const strings[] = {"a"};
     sw_torch_module *module = load_module("predictor.pt");
-    GPtrArray *inputs = one_input(sw_value_new_tensor("x", SW_VALUE_TENSOR,
-                                                      sw_tensor_new_strings(strings, NULL, 1)));
+    GPtrArray *inputs = one_input(
+        sw_value_new_tensor("x", SW_VALUE_TENSOR, sw_tensor_new_strings(strings, NULL, 1)));
     forward_fails(module, inputs, SW_CODE_INVALID_ARGUMENT, "BYTES");
     g_ptr_array_unref(inputs);
 
@@ -441,8 +442,8 @@ static void test_predictor_misaligned_input(void)
     GBytes *all = g_bytes_new(buffer, sizeof buffer);
     GBytes *slice = g_bytes_new_from_bytes(all, 1, sizeof x);
     int64_t shape[1] = {2};
-    GPtrArray *inputs =
-        one_input(sw_value_new_tensor("x", SW_VALUE_TENSOR, sw_tensor_new(SW_DTYPE_INT32, 1, shape, slice)));
+    GPtrArray *inputs = one_input(
+        sw_value_new_tensor("x", SW_VALUE_TENSOR, sw_tensor_new(SW_DTYPE_INT32, 1, shape, slice)));
     GPtrArray *outputs = forward_ok(module, inputs);
     const sw_tensor *same = output(outputs, 0, "x::same", SW_VALUE_TENSOR)->tensor;
     /* Copied, not shared: the buffer was not 4-byte aligned. */
@@ -627,13 +628,15 @@ int main(int argc, char **argv)
     g_test_add_func("/torch_shim/preprocessor/inputs", test_preprocessor_inputs);
     g_test_add_func("/torch_shim/preprocessor/missing_key", test_preprocessor_missing_key);
     g_test_add_func("/torch_shim/preprocessor/wrong_kind", test_preprocessor_wrong_kind);
-    g_test_add_func("/torch_shim/predictor/alias_outlives_input", test_predictor_alias_outlives_input);
+    g_test_add_func("/torch_shim/predictor/alias_outlives_input",
+                    test_predictor_alias_outlives_input);
     g_test_add_func("/torch_shim/predictor/raise", test_predictor_raise);
     g_test_add_func("/torch_shim/predictor/rejects_strings", test_predictor_rejects_strings);
     g_test_add_func("/torch_shim/predictor/rejects_bad_inputs", test_predictor_rejects_bad_inputs);
     g_test_add_func("/torch_shim/predictor/half_precision", test_predictor_half_precision);
     g_test_add_func("/torch_shim/predictor/unsigned_and_bool", test_predictor_unsigned_and_bool);
-    g_test_add_func("/torch_shim/predictor/uint64_out_of_range", test_predictor_uint64_out_of_range);
+    g_test_add_func("/torch_shim/predictor/uint64_out_of_range",
+                    test_predictor_uint64_out_of_range);
     g_test_add_func("/torch_shim/predictor/misaligned_input", test_predictor_misaligned_input);
     g_test_add_func("/torch_shim/postprocessor/outputs", test_postprocessor_outputs);
     g_test_add_func("/torch_shim/postprocessor/operator_error", test_postprocessor_operator_error);

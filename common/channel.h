@@ -1,0 +1,53 @@
+/* Client-side gRPC plumbing: a channel to a target and unary calls on it.
+ *
+ * Shared by the pipeline hops between stages and by the client library.
+ * A channel load-balances round-robin over every address its target
+ * resolves to, and retries a call that failed UNAVAILABLE before any
+ * response (a replica went away) on another address. Each channel has one
+ * thread that completes its calls; callbacks run there and must not block. */
+#ifndef SW_CHANNEL_H
+#define SW_CHANNEL_H
+
+#include <glib.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+typedef struct sw_channel sw_channel;
+
+typedef struct sw_channel_options {
+    const char *target;    /* "host:port", "ipv4:a:p,b:q", "dns:///name:port", "unix:path" */
+    int max_message_bytes; /* receive and send limit; 0 = 256 MiB, -1 = unlimited */
+    int max_attempts;      /* attempts per call on UNAVAILABLE; 0 = 5 */
+    /* TLS: all NULL is plaintext. PEM contents, not paths. */
+    const char *tls_root_certs;
+    const char *tls_cert_chain;
+    const char *tls_private_key;
+    const char *tls_server_name; /* override of the name checked in the server certificate */
+} sw_channel_options;
+
+/* NULL with an error when the options are invalid. Connects lazily. */
+sw_channel *sw_channel_new(const sw_channel_options *options, GError **error);
+/* Waits for calls in flight to complete (their callbacks run), then frees. */
+void sw_channel_free(sw_channel *channel);
+const char *sw_channel_target(const sw_channel *channel);
+
+/* Called once per call, on the channel's thread. `response` (on OK) and
+ * `error` (otherwise: SW_ERROR domain, code = gRPC status, message = the
+ * status details) are borrowed for the duration of the callback. */
+typedef void (*sw_channel_done)(GBytes *response, const GError *error, void *user_data);
+
+/* Starts a unary call of `method` ("/pkg.Service/Method") with the packed
+ * `request` (a reference is taken; it is not copied). `timeout_us` < 0
+ * means no deadline. `metadata` is NULL or a NULL-terminated list of
+ * key, value, key, value... copied before returning. */
+void sw_channel_call_async(sw_channel *channel, const char *method, GBytes *request, int64_t timeout_us,
+                           const char *const *metadata, sw_channel_done done, void *user_data);
+
+/* The blocking form: the response (new reference) or NULL and an error. */
+GBytes *sw_channel_call(sw_channel *channel, const char *method, GBytes *request, int64_t timeout_us,
+                        const char *const *metadata, GError **error);
+
+G_END_DECLS
+
+#endif
