@@ -148,9 +148,13 @@ sw_channel *sw_channel_new(const sw_channel_options *o, GError **error)
         g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "no target given");
         return NULL;
     }
+    /* gRPC counts its users: each channel holds the library open. */
+    grpc_init();
     grpc_channel_credentials *creds = make_credentials(o, error);
-    if (creds == NULL)
+    if (creds == NULL) {
+        grpc_shutdown();
         return NULL;
+    }
     int max_message = o->max_message_bytes == 0 ? 256 * 1024 * 1024 : o->max_message_bytes;
     char *config = service_config(o->max_attempts > 0 ? MIN(o->max_attempts, 5) : 5);
     grpc_arg args[6];
@@ -184,6 +188,7 @@ void sw_channel_free(sw_channel *ch)
     grpc_channel_destroy(ch->grpc);
     g_free(ch->target);
     g_free(ch);
+    grpc_shutdown();
 }
 
 const char *sw_channel_target(const sw_channel *ch)

@@ -71,7 +71,7 @@ static const type_table type_tables[] = {
      {KEY("predictions", FP32, 2, DIM_VECTOR), OPT("logits", FP32, 2, DIM_VECTOR)},
      {KEY("predictions", FP32, 2, DIM_VECTOR), OPT("logits", FP32, 2, DIM_VECTOR)}},
     {"timeseries", ROW(BYTES, 0, 1, 0), ROW(FP32, 0, 2, DIM_TIMESERIES), {{0}}, {{0}}},
-    {"date", ROW(INT64, INDEXES, 2, 9), ROW(INT32, INDEXES, 2, 9), {{0}}, {{0}}},
+    {"date", ROW(INT64, INDEXES | B(BYTES), 2, 9), ROW(INT32, INDEXES, 2, 9), {{0}}, {{0}}},
     {"h3", ROW(INT64, INDEXES, 1, 0), ROW(UINT8, 0, 2, 19), {{0}}, {{0}}},
 };
 
@@ -89,6 +89,9 @@ void sw_tensor_spec_free(sw_tensor_spec *spec)
         return;
     g_free(spec->name);
     g_free(spec->feature_type);
+    g_free(spec->column);
+    g_free(spec->datetime_format);
+    g_free(spec->fill_value);
     g_free(spec);
 }
 
@@ -120,6 +123,7 @@ static sw_tensor_spec *spec_from_row(const spec_row *row, const char *name, cons
     sw_tensor_spec *s = g_new0(sw_tensor_spec, 1);
     s->name = g_strdup(name);
     s->feature_type = g_strdup(f->type);
+    s->column = g_strdup(f->column);
     s->dtype = row->dtype;
     if (row->dtype == DTYPE_BOOL_OR_STRINGS)
         s->dtype = f->has_bool2str ? SW_DTYPE_BYTES : SW_DTYPE_BOOL;
@@ -130,6 +134,8 @@ static sw_tensor_spec *spec_from_row(const spec_row *row, const char *name, cons
         s->shape[i] = resolve_dim(row->dims[i - 1], f);
     s->required = !row->optional;
     s->json = row->json;
+    s->datetime_format = g_strdup(f->datetime_format);
+    s->fill_value = g_strdup(f->fill_value);
     return s;
 }
 

@@ -20,13 +20,18 @@ G_BEGIN_DECLS
 
 typedef struct sw_tensor_spec {
     char *name;
-    char *feature_type; /* the Ludwig type it comes from, for messages */
+    char *feature_type; /* the Ludwig type it comes from */
+    char *column;       /* the data column of the feature it comes from */
     sw_dtype dtype;     /* advertised in ModelMetadata */
     guint32 accepted;   /* SW_DTYPE_BIT set of datatypes a request may use */
     int ndim;
     int64_t shape[SW_MAX_DIMS]; /* -1: any size (always so for the batch dimension) */
     gboolean required;
     gboolean json; /* BYTES rows of JSON (ragged outputs) */
+    /* Date inputs sent as strings: how to read them, and what an empty or
+     * unreadable one becomes (NULL: it is an error). */
+    char *datetime_format;
+    char *fill_value;
 } sw_tensor_spec;
 
 void sw_tensor_spec_free(sw_tensor_spec *spec);

@@ -336,24 +336,6 @@ GPtrArray *sw_oip_output_array_new(void)
     return g_ptr_array_new_with_free_func((GDestroyNotify)sw_oip_output_free);
 }
 
-static double element_as_double(const sw_tensor *t, const void *data, int64_t i)
-{
-    switch (t->dtype) {
-    case SW_DTYPE_BOOL: return ((const uint8_t *)data)[i];
-    case SW_DTYPE_UINT8: return ((const uint8_t *)data)[i];
-    case SW_DTYPE_UINT16: return ((const uint16_t *)data)[i];
-    case SW_DTYPE_UINT32: return ((const uint32_t *)data)[i];
-    case SW_DTYPE_UINT64: return (double)((const uint64_t *)data)[i];
-    case SW_DTYPE_INT8: return ((const int8_t *)data)[i];
-    case SW_DTYPE_INT16: return ((const int16_t *)data)[i];
-    case SW_DTYPE_INT32: return ((const int32_t *)data)[i];
-    case SW_DTYPE_INT64: return (double)((const int64_t *)data)[i];
-    case SW_DTYPE_FP32: return ((const float *)data)[i];
-    case SW_DTYPE_FP64: return ((const double *)data)[i];
-    default: return NAN;
-    }
-}
-
 /* One row tensor as a (nested, by its shape) JSON array. */
 static JsonNode *tensor_to_json(const sw_tensor *t, const void *data, int dim, int64_t *index)
 {
@@ -370,7 +352,7 @@ static JsonNode *tensor_to_json(const sw_tensor *t, const void *data, int dim, i
         } else if (t->dtype == SW_DTYPE_INT64) {
             json_array_add_int_element(array, ((const int64_t *)data)[i]);
         } else {
-            double v = element_as_double(t, data, i);
+            double v = sw_tensor_element_as_double(t, i);
             /* JSON has no NaN or infinity. */
             if (isfinite(v))
                 json_array_add_double_element(array, v);

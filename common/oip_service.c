@@ -219,6 +219,16 @@ static void build_model_metadata(sw_oip_service *svc, model_entry *entry, const 
     add_property(svc, entries, "ludwig_model", svc->base_name);
     if (pipeline && svc->next)
         add_property(svc, entries, "next", (char *)sw_channel_target(svc->next));
+    /* Raw inputs: what a client needs to map its data columns to features. */
+    for (guint i = 0; stage->kind == SW_STAGE_PREPROCESSOR && i < inputs->len; i++) {
+        const sw_tensor_spec *s = g_ptr_array_index(inputs, i);
+        char *key = g_strdup_printf("column:%s", s->name);
+        g_ptr_array_add(svc->allocations, key);
+        add_property(svc, entries, key, s->column);
+        key = g_strdup_printf("type:%s", s->name);
+        g_ptr_array_add(svc->allocations, key);
+        add_property(svc, entries, key, s->feature_type);
+    }
     for (guint i = 0; i < outputs->len; i++) {
         const sw_tensor_spec *s = g_ptr_array_index(outputs, i);
         if (!s->json)

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "date_parse.h"
 #include "oip_codec.h"
 #include "sw_error.h"
 
@@ -89,18 +90,53 @@ static gboolean check_tensor(const sw_tensor_spec *spec, const sw_tensor *t, GEr
     return TRUE;
 }
 
+/* Dates sent as strings become Ludwig's 9-integer vectors, parsed as
+ * InferenceModule.predict would before calling the preprocessor. */
+static sw_tensor *date_strings_to_vectors(const sw_tensor_spec *spec, const sw_tensor *t, GError **error)
+{
+    int64_t rows = t->shape[0];
+    int64_t fill[SW_DATE_VECTOR_LEN];
+    gboolean has_fill = spec->fill_value &&
+                        sw_date_vector_parse(spec->fill_value, strlen(spec->fill_value), spec->datetime_format, fill);
+    int64_t *out = g_new(int64_t, (size_t)rows * SW_DATE_VECTOR_LEN);
+    for (int64_t r = 0; r < rows; r++) {
+        size_t len = 0;
+        const char *text = sw_tensor_bytes_element(t, (size_t)r, &len);
+        int64_t *row = out + r * SW_DATE_VECTOR_LEN;
+        if (sw_date_vector_parse(text, len, spec->datetime_format, row))
+            continue;
+        if (has_fill) {
+            memcpy(row, fill, sizeof fill);
+            continue;
+        }
+        INVALID(error, "input '%s' row %" G_GINT64_FORMAT ": cannot read date '%.*s'%s%s%s, and the feature has no "
+                "fill value", spec->name, r, (int)MIN(len, 64), text, spec->datetime_format ? " with format '" : "",
+                spec->datetime_format ? spec->datetime_format : "", spec->datetime_format ? "' or as ISO 8601" : "");
+        g_free(out);
+        return NULL;
+    }
+    int64_t shape[2] = {rows, SW_DATE_VECTOR_LEN};
+    GBytes *bytes = g_bytes_new_take(out, sizeof(int64_t) * (size_t)rows * SW_DATE_VECTOR_LEN);
+    sw_tensor *vectors = sw_tensor_new(SW_DTYPE_INT64, 2, shape, bytes);
+    g_bytes_unref(bytes);
+    return vectors;
+}
+
 /* The value forward receives: one-dimensional views where the spec is
  * one-dimensional, BYTES as List[str]. Shares buffers with `in`. */
-static sw_value *convert_input(const sw_tensor_spec *spec, const sw_value *in)
+static sw_value *convert_input(const sw_tensor_spec *spec, const sw_value *in, GError **error)
 {
     const sw_tensor *t = in->tensor;
+    if (t->dtype == SW_DTYPE_BYTES && strcmp(spec->feature_type, "date") == 0) {
+        sw_tensor *vectors = date_strings_to_vectors(spec, t, error);
+        return vectors ? sw_value_new_tensor(in->name, SW_VALUE_TENSOR, vectors) : NULL;
+    }
     int64_t shape[SW_MAX_DIMS];
     int ndim = t->ndim;
     memcpy(shape, t->shape, sizeof shape);
-    if (t->dtype == SW_DTYPE_BYTES || (spec->ndim == 1 && ndim == 2)) {
+    /* Strings and [B,1] columns of one-dimensional inputs travel as [B]. */
+    if (t->dtype == SW_DTYPE_BYTES || (spec->ndim == 1 && ndim == 2))
         ndim = 1;
-        shape[0] = t->shape[0];
-    }
     sw_value_kind kind = t->dtype == SW_DTYPE_BYTES ? SW_VALUE_STRINGS : SW_VALUE_TENSOR;
     return sw_value_new_tensor(in->name, kind, sw_tensor_share(t, ndim, shape));
 }
@@ -158,9 +194,10 @@ GPtrArray *sw_stage_prepare(const sw_stage *stage, GPtrArray *decoded, int64_t *
                                                           sw_tensor_share(in->tensor, 0, NULL)));
             continue;
         }
-        if (!check_tensor(spec, in->tensor, error))
+        sw_value *converted = check_tensor(spec, in->tensor, error) ? convert_input(spec, in, error) : NULL;
+        if (converted == NULL)
             goto fail;
-        g_ptr_array_add(prepared, convert_input(spec, in));
+        g_ptr_array_add(prepared, converted);
     }
     for (guint i = 0; i < stage->inputs->len; i++) {
         const sw_tensor_spec *spec = g_ptr_array_index(stage->inputs, i);

@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "sw_error.h"
@@ -183,6 +184,25 @@ const char *sw_tensor_bytes_element(const sw_tensor *tensor, size_t i, size_t *l
     *len = tensor->offsets[i + 1] - tensor->offsets[i];
     /* An all-empty BYTES tensor may have no buffer at all. */
     return base ? base + tensor->offsets[i] : "";
+}
+
+double sw_tensor_element_as_double(const sw_tensor *t, int64_t i)
+{
+    const void *data = g_bytes_get_data(t->data, NULL);
+    switch (t->dtype) {
+    case SW_DTYPE_BOOL: return ((const uint8_t *)data)[i];
+    case SW_DTYPE_UINT8: return ((const uint8_t *)data)[i];
+    case SW_DTYPE_UINT16: return ((const uint16_t *)data)[i];
+    case SW_DTYPE_UINT32: return ((const uint32_t *)data)[i];
+    case SW_DTYPE_UINT64: return (double)((const uint64_t *)data)[i];
+    case SW_DTYPE_INT8: return ((const int8_t *)data)[i];
+    case SW_DTYPE_INT16: return ((const int16_t *)data)[i];
+    case SW_DTYPE_INT32: return ((const int32_t *)data)[i];
+    case SW_DTYPE_INT64: return (double)((const int64_t *)data)[i];
+    case SW_DTYPE_FP32: return ((const float *)data)[i];
+    case SW_DTYPE_FP64: return ((const double *)data)[i];
+    default: return NAN;
+    }
 }
 
 char *sw_shape_to_string(int ndim, const int64_t *shape)

@@ -97,6 +97,9 @@ int64_t sw_tensor_batch_size(const sw_tensor *tensor);
 const void *sw_tensor_data(const sw_tensor *tensor, size_t *nbytes);
 /* Borrowed pointer to element `i` of a BYTES tensor (not NUL-terminated). */
 const char *sw_tensor_bytes_element(const sw_tensor *tensor, size_t i, size_t *len);
+/* Element `i` (row-major) of a numeric tensor as a double; NaN for FP16,
+ * BF16 and BYTES. */
+double sw_tensor_element_as_double(const sw_tensor *tensor, int64_t i);
 /* "[2,3]": newly allocated, free with g_free(). */
 char *sw_shape_to_string(int ndim, const int64_t *shape);
 

@@ -15,26 +15,30 @@
 
 G_BEGIN_DECLS
 
+/* The shim is a shared library built with hidden symbols: only this API is
+ * exported, so a shim built against another libtorch drops in. */
+#define SW_TORCH_API __attribute__((visibility("default")))
+
 typedef struct sw_torch_module sw_torch_module;
 
 /* Intra-op threads per forward call (at::set_num_threads); <= 0 leaves
  * libtorch's default. Call once at start-up, before any forward. */
-void sw_torch_set_num_threads(int intra_op_threads);
+SW_TORCH_API void sw_torch_set_num_threads(int intra_op_threads);
 
 /* TRUE when `device` ("cpu", "cuda", "cuda:1") can run modules in this build;
  * otherwise FALSE with a FAILED_PRECONDITION error saying why (for example a
  * CPU-only libtorch asked for CUDA). */
-gboolean sw_torch_device_check(const char *device, GError **error);
+SW_TORCH_API gboolean sw_torch_device_check(const char *device, GError **error);
 
 /* Loads the TorchScript file at `path` onto `device` ("cpu" when NULL) in
  * eval mode. Returns NULL and sets `error` on failure. Free with
  * sw_torch_module_free(). */
-sw_torch_module *sw_torch_module_load(const char *path, const char *device, GError **error);
-void sw_torch_module_free(sw_torch_module *module);
+SW_TORCH_API sw_torch_module *sw_torch_module_load(const char *path, const char *device, GError **error);
+SW_TORCH_API void sw_torch_module_free(sw_torch_module *module);
 
 /* The schema of forward as TorchScript prints it ("forward(...) -> ..."). Newly
  * allocated; g_free() it. */
-char *sw_torch_module_schema(const sw_torch_module *module);
+SW_TORCH_API char *sw_torch_module_schema(const sw_torch_module *module);
 
 /* Calls forward with one dict argument built from `inputs` (name -> value),
  * its key and value types taken from the method's schema, so the
@@ -52,7 +56,7 @@ char *sw_torch_module_schema(const sw_torch_module *module);
  * List[str] -> STRINGS, List[List[str]] -> STRING_LISTS, List[Tensor] ->
  * TENSOR_LIST. On failure returns NULL: TorchScript exceptions raised by the
  * module are INVALID_ARGUMENT, other failures INTERNAL. `inputs` are borrowed. */
-GPtrArray *sw_torch_module_forward(sw_torch_module *module, sw_value *const *inputs,
+SW_TORCH_API GPtrArray *sw_torch_module_forward(sw_torch_module *module, sw_value *const *inputs,
                                    size_t n_inputs, GError **error);
 
 G_END_DECLS

@@ -18,14 +18,22 @@ MAX_MESSAGE = 256 * 1024 * 1024
 
 
 class StageServer:
-    def __init__(self, stage: str, model_dir: str = EXAMPLE_DIR, args: Optional[List[str]] = None):
+    def __init__(self, stage: str, model_dir: str = EXAMPLE_DIR, args: Optional[List[str]] = None,
+                 listen: str = "127.0.0.1:0"):
+        """`listen` is the --listen address: HOST:PORT (port 0 picks one, read back from the
+        log) or a gRPC unix socket address (unix:PATH), which is then the target as given."""
         self.stage = stage
         self.log = tempfile.NamedTemporaryFile(prefix=f"sw-{stage}-", suffix=".log", delete=False)
         binary = os.path.join(BUILD_DIR, f"stagewise-{stage}")
-        cmd = [binary, "--model-dir", model_dir, "--listen", "127.0.0.1:0"] + (args or [])
+        cmd = [binary, "--model-dir", model_dir, "--listen", listen] + (args or [])
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        self.port = self._wait_for_port()
-        self.target = f"127.0.0.1:{self.port}"
+        port = self._wait_for_port()
+        if listen.startswith("unix:") or listen.startswith("unix-abstract:"):
+            self.port = None  # the log's port means nothing for a socket path
+            self.target = listen
+        else:
+            self.port = port
+            self.target = f"{listen.rsplit(':', 1)[0]}:{self.port}"
 
     def _wait_for_port(self, timeout: float = 60.0) -> int:
         deadline = time.monotonic() + timeout
@@ -48,6 +56,12 @@ class StageServer:
         return grpc.insecure_channel(self.target, options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE)])
+
+    def kill(self) -> int:
+        """SIGKILL, no drain: a crashed replica. Returns the exit status (-9)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait()
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, then wait; returns the exit status (a kill after timeout gives -9)."""

@@ -1,0 +1,167 @@
+/* libstagewise: the thin client for stagewise (and any Open Inference
+ * Protocol server serving a Ludwig model the stagewise way).
+ *
+ * Send raw rows, get predictions back as named, typed columns, like the
+ * DataFrame Ludwig's InferenceModule.predict returns: one column per output,
+ * named "<feature>_<key>" ("plan_predictions", "plan_probabilities").
+ *
+ * Conventions:
+ *  - Every handle is opaque and has one *_free function. Whoever receives a
+ *    handle from a function owns it.
+ *  - Strings returned by accessors are borrowed from the handle they came
+ *    from and live as long as it; strings passed in are copied.
+ *  - Failures return NULL (or -1) and, when `error` is not NULL, a new
+ *    stagewise_error the caller frees. The library never aborts or prints.
+ *  - A client may be used from many threads at once. */
+#ifndef STAGEWISE_H
+#define STAGEWISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ------------------------------------------------------------ */
+
+typedef struct stagewise_error stagewise_error;
+
+/* The gRPC status code (3 INVALID_ARGUMENT, 14 UNAVAILABLE, ...). */
+int stagewise_error_code(const stagewise_error *error);
+/* Its name ("INVALID_ARGUMENT"). */
+const char *stagewise_error_code_name(const stagewise_error *error);
+const char *stagewise_error_message(const stagewise_error *error);
+void stagewise_error_free(stagewise_error *error);
+
+/* ---- clients ----------------------------------------------------------- */
+
+typedef struct stagewise_client stagewise_client;
+
+typedef struct stagewise_client_options {
+    /* gRPC target: "host:port", "ipv4:a:p,b:q", "dns:///name:port",
+     * "unix:path". Calls are balanced round-robin over every address. */
+    const char *target;
+    /* Deadline of each call in milliseconds; 0 means none. */
+    int64_t timeout_ms;
+    /* Largest request or reply; 0 means 256 MiB. */
+    int max_message_bytes;
+    /* TLS: all NULL means plaintext. PEM text, not file names. Root
+     * certificates alone give TLS; adding a chain and key gives mutual TLS. */
+    const char *tls_root_certs_pem;
+    const char *tls_cert_chain_pem;
+    const char *tls_private_key_pem;
+    /* Sent as "authorization: Bearer <token>" when not NULL. */
+    const char *auth_token;
+} stagewise_client_options;
+
+stagewise_client *stagewise_client_new(const stagewise_client_options *options, stagewise_error **error);
+/* Waits for asynchronous calls in flight (their callbacks run) and frees. */
+void stagewise_client_free(stagewise_client *client);
+
+/* ---- rows in ----------------------------------------------------------- */
+
+/* A batch of raw rows, held as one column per input feature (keyed by the
+ * feature's name, not its data column). */
+typedef struct stagewise_rows stagewise_rows;
+
+stagewise_rows *stagewise_rows_new(size_t n_rows);
+size_t stagewise_rows_count(const stagewise_rows *rows);
+/* Strings for text, category, set, binary, date (as text, parsed by the
+ * server) and vector (whitespace-separated numbers) features: `values` has
+ * one NUL-terminated UTF-8 string per row; a NULL entry is a missing value
+ * and is sent as "nan", as pandas' astype(str) does. */
+int stagewise_rows_add_strings(stagewise_rows *rows, const char *feature, const char *const *values,
+                               stagewise_error **error);
+/* Numbers for number (and binary) features: one per row; NaN is missing. */
+int stagewise_rows_add_numbers(stagewise_rows *rows, const char *feature, const double *values,
+                               stagewise_error **error);
+/* Vectors for vector features: `dim` floats per row, row after row. */
+int stagewise_rows_add_vectors(stagewise_rows *rows, const char *feature, const float *values, size_t dim,
+                               stagewise_error **error);
+void stagewise_rows_free(stagewise_rows *rows);
+
+/* ---- predictions out ----------------------------------------------------- */
+
+typedef struct stagewise_result stagewise_result;
+
+typedef enum stagewise_column_type {
+    STAGEWISE_COLUMN_STRING, /* one string per row (category, binary labels) */
+    STAGEWISE_COLUMN_NUMBER, /* one number per row (number predictions, probability) */
+    STAGEWISE_COLUMN_BOOL,   /* one boolean per row, read as a number 0 or 1 */
+    STAGEWISE_COLUMN_VECTOR, /* a fixed-length list of numbers per row (probabilities) */
+    STAGEWISE_COLUMN_LIST,   /* a list of any length per row (set predictions): decoded JSON */
+} stagewise_column_type;
+
+size_t stagewise_result_rows(const stagewise_result *result);
+size_t stagewise_result_columns(const stagewise_result *result);
+/* "<feature>_<key>". */
+const char *stagewise_result_column_name(const stagewise_result *result, size_t column);
+/* The column with this name, or -1. */
+long stagewise_result_find_column(const stagewise_result *result, const char *name);
+stagewise_column_type stagewise_result_column_type(const stagewise_result *result, size_t column);
+/* STRING columns. */
+const char *stagewise_result_string(const stagewise_result *result, size_t column, size_t row);
+/* NUMBER and BOOL columns. */
+double stagewise_result_number(const stagewise_result *result, size_t column, size_t row);
+/* VECTOR and LIST columns: the length of the row's list. */
+size_t stagewise_result_list_length(const stagewise_result *result, size_t column, size_t row);
+/* Element `i` of a VECTOR or LIST row: as a number (NaN when it is a
+ * string), or as a string (NULL when it is a number). */
+double stagewise_result_list_number(const stagewise_result *result, size_t column, size_t row, size_t i);
+const char *stagewise_result_list_string(const stagewise_result *result, size_t column, size_t row, size_t i);
+/* Any cell as text: strings as they are, numbers in shortest round-trip
+ * form, lists as JSON arrays. Newly allocated; free() it. */
+char *stagewise_result_cell_text(const stagewise_result *result, size_t column, size_t row);
+void stagewise_result_free(stagewise_result *result);
+
+/* ---- calls ----------------------------------------------------------------- */
+
+/* One call: sends `rows` as ModelInfer(`model`) to the client's target,
+ * which runs the whole pipeline (a preprocessor started with --next). */
+stagewise_result *stagewise_predict(stagewise_client *client, const char *model, const stagewise_rows *rows,
+                                    stagewise_error **error);
+
+/* Staged: calls "<model>_preprocessor" on `preprocessor`, then
+ * "<model>_predictor" and "<model>_postprocessor" in turn, passing tensors
+ * along. The three clients may be the same (an OIP server serving all). */
+stagewise_result *stagewise_predict_staged(stagewise_client *preprocessor, stagewise_client *predictor,
+                                           stagewise_client *postprocessor, const char *model,
+                                           const stagewise_rows *rows, stagewise_error **error);
+
+/* Asynchronous one call. `done` runs exactly once, on a library thread, and
+ * owns what it is given (exactly one of `result` and `error` is set); it
+ * must not block. `rows` may be freed as soon as this returns. */
+typedef void (*stagewise_done)(stagewise_result *result, stagewise_error *error, void *user_data);
+void stagewise_predict_async(stagewise_client *client, const char *model, const stagewise_rows *rows,
+                             stagewise_done done, void *user_data);
+
+/* ---- model and server information -------------------------------------------- */
+
+/* An input feature as the model's metadata describes it. */
+typedef struct stagewise_feature {
+    const char *name;
+    const char *type;   /* Ludwig type: "number", "category", "date", ... */
+    const char *column; /* the data column it reads */
+} stagewise_feature;
+
+typedef struct stagewise_model stagewise_model;
+
+/* ModelMetadata of `model`. */
+stagewise_model *stagewise_model_get(stagewise_client *client, const char *model, stagewise_error **error);
+size_t stagewise_model_input_count(const stagewise_model *model);
+/* Borrowed; valid while `model` lives. */
+const stagewise_feature *stagewise_model_input(const stagewise_model *model, size_t i);
+/* The metadata as a JSON document. Newly allocated; free() it. */
+char *stagewise_model_to_json(const stagewise_model *model);
+void stagewise_model_free(stagewise_model *model);
+
+/* grpc.health.v1 Check of `service` ("" for the server): 1 serving, 0 not
+ * serving, -1 on error. */
+int stagewise_health_check(stagewise_client *client, const char *service, stagewise_error **error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
