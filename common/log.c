@@ -1,17 +1,82 @@
 #include "log.h"
 
+#include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
 
 static sw_log_level min_level = SW_LOG_INFO;
+static gboolean json_format;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+static gboolean level_from_name(const char *name, sw_log_level *out)
+{
+    for (int i = 0; name && i < (int)G_N_ELEMENTS(level_names); i++) {
+        if (g_ascii_strcasecmp(name, level_names[i]) == 0) {
+            *out = (sw_log_level)i;
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
 
 void sw_log_init_from_env(void)
 {
-    const char *env = g_getenv("STAGEWISE_LOG_LEVEL");
-    for (int i = 0; env && i < (int)G_N_ELEMENTS(level_names); i++)
-        if (g_ascii_strcasecmp(env, level_names[i]) == 0)
-            min_level = (sw_log_level)i;
+    level_from_name(g_getenv("STAGEWISE_LOG_LEVEL"), &min_level);
+}
+
+gboolean sw_log_configure(const char *level, const char *format)
+{
+    if (level && !level_from_name(level, &min_level))
+        return FALSE;
+    if (format && strcmp(format, "json") != 0 && strcmp(format, "kv") != 0)
+        return FALSE;
+    if (format)
+        json_format = strcmp(format, "json") == 0;
+    return TRUE;
+}
+
+/* key=value pairs (values optionally in double quotes) into a JSON object. */
+static char *kv_to_json(const char *ts, const char *level, const char *msg)
+{
+    JsonBuilder *b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "ts");
+    json_builder_add_string_value(b, ts);
+    json_builder_set_member_name(b, "level");
+    json_builder_add_string_value(b, level);
+    const char *p = msg;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        const char *eq = strchr(p, '=');
+        if (eq == NULL)
+            break;
+        char *key = g_strndup(p, (gsize)(eq - p));
+        const char *v = eq + 1;
+        const char *end;
+        char *value;
+        if (*v == '"') {
+            end = strchr(v + 1, '"');
+            end = end ? end : v + strlen(v);
+            value = g_strndup(v + 1, (gsize)(end - v - 1));
+            p = *end ? end + 1 : end;
+        } else {
+            end = strchr(v, ' ');
+            end = end ? end : v + strlen(v);
+            value = g_strndup(v, (gsize)(end - v));
+            p = end;
+        }
+        json_builder_set_member_name(b, key);
+        json_builder_add_string_value(b, value);
+        g_free(key);
+        g_free(value);
+    }
+    json_builder_end_object(b);
+    JsonNode *root = json_builder_get_root(b);
+    char *out = json_to_string(root, FALSE);
+    json_node_unref(root);
+    g_object_unref(b);
+    return out;
 }
 
 void sw_log(sw_log_level level, const char *format, ...)
@@ -24,9 +89,12 @@ void sw_log(sw_log_level level, const char *format, ...)
     va_start(ap, format);
     char *msg = g_strdup_vprintf(format, ap);
     va_end(ap);
-    /* One fprintf per line keeps lines from interleaving across threads. */
-    fprintf(stderr, "ts=%s level=%s %s\n", ts, level_names[level], msg);
+    char *line = json_format ? kv_to_json(ts, level_names[level], msg)
+                             : g_strdup_printf("ts=%s level=%s %s", ts, level_names[level], msg);
+    /* One write per line keeps lines whole across threads. */
+    fprintf(stderr, "%s\n", line);
     fflush(stderr);
+    g_free(line);
     g_free(msg);
     g_free(ts);
     g_date_time_unref(now);

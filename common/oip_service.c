@@ -5,6 +5,7 @@
 #include "health.pb-c.h"
 #include "inference.pb-c.h"
 #include "channel.h"
+#include "log.h"
 #include "oip_codec.h"
 #include "sw_error.h"
 
@@ -24,6 +25,9 @@ struct sw_oip_service {
     sw_stage *stage;
     char *base_name;
     sw_channel *next; /* borrowed; NULL at the end of the pipeline */
+    char *next_metadata[3]; /* authorization for the next stage, NULL-terminated */
+    int max_rows;
+    gboolean access_log;
     gint serving;
     model_entry stage_model;
     model_entry pipeline_model; /* name NULL when this stage does not serve the pipeline */
@@ -35,12 +39,18 @@ static void build_model_metadata(sw_oip_service *svc, model_entry *entry, const 
                                  GPtrArray *outputs);
 
 sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, const char *model_base_name,
-                                   sw_channel *next, GError **error)
+                                   sw_channel *next, const sw_oip_service_options *options, GError **error)
 {
     sw_oip_service *svc = g_new0(sw_oip_service, 1);
     svc->stage = stage;
     svc->base_name = g_strdup(model_base_name);
     svc->next = next;
+    svc->max_rows = options->max_rows;
+    svc->access_log = options->access_log;
+    if (options->next_auth_token) {
+        svc->next_metadata[0] = g_strdup("authorization");
+        svc->next_metadata[1] = g_strdup_printf("Bearer %s", options->next_auth_token);
+    }
     svc->allocations = g_ptr_array_new_with_free_func(g_free);
     build_model_metadata(svc, &svc->stage_model, stage->model_name, stage->inputs, stage->outputs);
     /* Every stage that can reach the end answers for the whole pipeline. */
@@ -61,6 +71,8 @@ void sw_oip_service_free(sw_oip_service *svc)
     if (svc == NULL)
         return;
     g_free(svc->base_name);
+    g_free(svc->next_metadata[0]);
+    g_free(svc->next_metadata[1]);
     if (svc->pipeline_outputs)
         g_ptr_array_unref(svc->pipeline_outputs);
     g_ptr_array_unref(svc->allocations);
@@ -91,28 +103,36 @@ static ProtobufCMessage *unpack_request(sw_call *call, const ProtobufCMessageDes
     return msg;
 }
 
-/* The model `name`/`version` names, or NULL after failing the call with
- * NOT_FOUND. */
-static const model_entry *find_model(sw_oip_service *svc, sw_call *call, const char *name, const char *version)
+/* The model `name`/`version` names, or NULL with a NOT_FOUND error. */
+static const model_entry *find_model(sw_oip_service *svc, const char *name, const char *version, GError **error)
 {
     const model_entry *entry = NULL;
     if (strcmp(name, svc->stage_model.name) == 0)
         entry = &svc->stage_model;
     else if (svc->pipeline_model.name && strcmp(name, svc->pipeline_model.name) == 0)
         entry = &svc->pipeline_model;
-    char *text = NULL;
-    if (entry == NULL)
-        text = g_strdup_printf("model '%s' is not served here; this server serves '%s'%s%s%s", name,
-                               svc->stage_model.name, svc->pipeline_model.name ? " and '" : "",
-                               svc->pipeline_model.name ? svc->pipeline_model.name : "",
-                               svc->pipeline_model.name ? "'" : "");
-    else if (version[0] != '\0' && strcmp(version, MODEL_VERSION) != 0)
-        text = g_strdup_printf("model '%s' has no version '%s'; its only version is '" MODEL_VERSION "'", name,
-                               version);
-    if (text) {
-        sw_call_fail(call, SW_CODE_NOT_FOUND, text);
-        g_free(text);
+    if (entry == NULL) {
+        const char *pipeline = svc->pipeline_model.name;
+        g_set_error(error, SW_ERROR, SW_CODE_NOT_FOUND, "model '%s' is not served here; this server serves '%s'%s%s%s",
+                    name, svc->stage_model.name, pipeline ? " and '" : "", pipeline ? pipeline : "", pipeline ? "'" : "");
         return NULL;
+    }
+    if (version[0] != '\0' && strcmp(version, MODEL_VERSION) != 0) {
+        g_set_error(error, SW_ERROR, SW_CODE_NOT_FOUND,
+                    "model '%s' has no version '%s'; its only version is '" MODEL_VERSION "'", name, version);
+        return NULL;
+    }
+    return entry;
+}
+
+/* find_model for the metadata RPCs: fails the call itself. */
+static const model_entry *find_model_or_fail(sw_oip_service *svc, sw_call *call, const char *name, const char *version)
+{
+    GError *error = NULL;
+    const model_entry *entry = find_model(svc, name, version, &error);
+    if (entry == NULL) {
+        sw_call_fail_error(call, error);
+        g_error_free(error);
     }
     return entry;
 }
@@ -139,7 +159,7 @@ static void handle_model_ready(sw_call *call, void *data)
         (Inference__ModelReadyRequest *)unpack_request(call, &inference__model_ready_request__descriptor);
     if (req == NULL)
         return;
-    if (find_model(svc, call, req->name, req->version)) {
+    if (find_model_or_fail(svc, call, req->name, req->version)) {
         Inference__ModelReadyResponse resp = INFERENCE__MODEL_READY_RESPONSE__INIT;
         resp.ready = is_serving(svc);
         sw_call_reply(call, &resp.base);
@@ -250,7 +270,7 @@ static void handle_model_metadata(sw_call *call, void *data)
         (Inference__ModelMetadataRequest *)unpack_request(call, &inference__model_metadata_request__descriptor);
     if (req == NULL)
         return;
-    const model_entry *entry = find_model(svc, call, req->name, req->version);
+    const model_entry *entry = find_model_or_fail(svc, call, req->name, req->version);
     if (entry)
         sw_call_reply(call, &entry->metadata.base);
     protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -293,29 +313,71 @@ static GPtrArray *select_outputs(const char *model_name, const Inference__ModelI
     return selected;
 }
 
+/* One ModelInfer call from acceptance to its answer, which may come from
+ * the next stage on another thread. Access logging (and, later, metrics)
+ * hook in at its single end. */
+typedef struct infer_call {
+    sw_call *call;
+    sw_oip_service *svc;
+    char *model;
+    char *id;
+    int64_t rows;
+    gint64 start_us;
+} infer_call;
+
+static infer_call *infer_call_new(sw_oip_service *svc, sw_call *call)
+{
+    infer_call *ic = g_new0(infer_call, 1);
+    ic->call = call;
+    ic->svc = svc;
+    ic->start_us = g_get_monotonic_time();
+    return ic;
+}
+
+/* Ends the call with `packed` (OK) or `code`/`message`, and frees `ic`. */
+static void infer_call_finish(infer_call *ic, GBytes *packed, int code, const char *message)
+{
+    if (packed)
+        sw_call_reply_packed(ic->call, packed);
+    else
+        sw_call_fail(ic->call, code, message);
+    if (ic->svc->access_log)
+        sw_log(SW_LOG_INFO, "event=infer id=\"%s\" model=%s status=%s rows=%" G_GINT64_FORMAT " latency_us=%" G_GINT64_FORMAT,
+               ic->id ? ic->id : "", ic->model ? ic->model : "?", sw_code_name(packed ? SW_CODE_OK : code), ic->rows,
+               g_get_monotonic_time() - ic->start_us);
+    g_free(ic->model);
+    g_free(ic->id);
+    g_free(ic);
+}
+
+static void infer_call_fail_error(infer_call *ic, const GError *error)
+{
+    int code = error->domain == SW_ERROR && error->code != SW_CODE_OK ? error->code : SW_CODE_INTERNAL;
+    infer_call_finish(ic, NULL, code, error->message);
+}
+
 /* Runs one inference request through the stage; returns the outputs to send
  * (which keep `owner`, and so `req`, alive as long as they need it). */
-static GPtrArray *infer(sw_oip_service *svc, const Inference__ModelInferRequest *req, GBytes *owner,
-                        GError **error)
+static GPtrArray *infer(infer_call *ic, const Inference__ModelInferRequest *req, GBytes *owner, GError **error)
 {
     GPtrArray *decoded = sw_oip_decode_inputs(req, owner, error);
     if (decoded == NULL)
         return NULL;
-    int64_t batch = 0;
-    GPtrArray *prepared = sw_stage_prepare(svc->stage, decoded, &batch, error);
+    GPtrArray *prepared = sw_stage_prepare(ic->svc->stage, decoded, &ic->rows, error);
     g_ptr_array_unref(decoded);
     if (prepared == NULL)
         return NULL;
-    GPtrArray *outputs = sw_stage_run(svc->stage, prepared, error);
+    if (ic->svc->max_rows > 0 && ic->rows > ic->svc->max_rows) {
+        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
+                    "the request has %" G_GINT64_FORMAT " rows; this server takes at most %d per request", ic->rows,
+                    ic->svc->max_rows);
+        g_ptr_array_unref(prepared);
+        return NULL;
+    }
+    GPtrArray *outputs = sw_stage_run(ic->svc->stage, prepared, error);
     g_ptr_array_unref(prepared);
     return outputs;
 }
-
-/* A pipeline call waiting for the next stage. */
-typedef struct forward_context {
-    sw_call *call;
-    sw_oip_service *svc;
-} forward_context;
 
 static const char *next_stage_name(const sw_stage *stage)
 {
@@ -325,66 +387,75 @@ static const char *next_stage_name(const sw_stage *stage)
 /* The next stage's answer is the caller's answer, passed on as packed. */
 static void forward_done(GBytes *response, const GError *error, void *user_data)
 {
-    forward_context *ctx = user_data;
+    infer_call *ic = user_data;
     if (response) {
-        sw_call_reply_packed(ctx->call, response);
-    } else {
-        char *text = g_strdup_printf("%s at %s: %s: %s", next_stage_name(ctx->svc->stage),
-                                     sw_channel_target(ctx->svc->next), sw_code_name(error->code), error->message);
-        sw_call_fail(ctx->call, error->code, text);
-        g_free(text);
+        infer_call_finish(ic, response, SW_CODE_OK, NULL);
+        return;
     }
-    g_free(ctx);
+    char *text = g_strdup_printf("%s at %s: %s: %s", next_stage_name(ic->svc->stage), sw_channel_target(ic->svc->next),
+                                 sw_code_name(error->code), error->message);
+    infer_call_finish(ic, NULL, error->code, text);
+    g_free(text);
 }
 
-static void forward(sw_oip_service *svc, sw_call *call, const Inference__ModelInferRequest *req, GPtrArray *outputs)
+static void forward(infer_call *ic, const Inference__ModelInferRequest *req, GPtrArray *outputs)
 {
+    sw_oip_service *svc = ic->svc;
     Inference__ModelInferRequest *next_req = sw_oip_request_build(svc->base_name, req->id, outputs, req);
     GBytes *packed = sw_protobuf_pack(&next_req->base);
     sw_oip_request_free(next_req);
-    int64_t remaining = sw_call_remaining_us(call);
-    forward_context *ctx = g_new0(forward_context, 1);
-    ctx->call = call;
-    ctx->svc = svc;
+    int64_t remaining = sw_call_remaining_us(ic->call);
     sw_channel_call_async(svc->next, "/inference.GRPCInferenceService/ModelInfer", packed,
-                          remaining == G_MAXINT64 ? -1 : MAX(remaining, 0), NULL, forward_done, ctx);
+                          remaining == G_MAXINT64 ? -1 : MAX(remaining, 0),
+                          svc->next_metadata[0] ? (const char *const *)svc->next_metadata : NULL, forward_done, ic);
+    g_bytes_unref(packed);
+}
+
+/* Requested outputs apply where the answer is made: at the end. */
+static void answer(infer_call *ic, const Inference__ModelInferRequest *req, GPtrArray *outputs)
+{
+    GError *error = NULL;
+    GPtrArray *selected = select_outputs(ic->model, req, outputs, &error);
+    if (selected == NULL) {
+        infer_call_fail_error(ic, error);
+        g_error_free(error);
+        return;
+    }
+    Inference__ModelInferResponse *resp = sw_oip_response_build(ic->model, req->id, selected);
+    GBytes *packed = sw_protobuf_pack(&resp->base);
+    sw_oip_response_free(resp);
+    g_ptr_array_unref(selected);
+    infer_call_finish(ic, packed, SW_CODE_OK, NULL);
     g_bytes_unref(packed);
 }
 
 static void handle_model_infer(sw_call *call, void *data)
 {
-    sw_oip_service *svc = data;
+    infer_call *ic = infer_call_new(data, call);
     if (sw_call_is_cancelled(call)) {
-        sw_call_fail(call, SW_CODE_DEADLINE_EXCEEDED, "the deadline passed or the call was cancelled before it ran");
+        infer_call_finish(ic, NULL, SW_CODE_DEADLINE_EXCEEDED, "the deadline passed or the call was cancelled before it ran");
         return;
     }
-    Inference__ModelInferRequest *req =
-        (Inference__ModelInferRequest *)unpack_request(call, &inference__model_infer_request__descriptor);
-    if (req == NULL)
+    gsize len = 0;
+    const uint8_t *bytes = g_bytes_get_data(sw_call_request(call), &len);
+    Inference__ModelInferRequest *req = inference__model_infer_request__unpack(NULL, len, bytes);
+    if (req == NULL) {
+        infer_call_finish(ic, NULL, SW_CODE_INVALID_ARGUMENT, "the request is not a valid inference.ModelInferRequest message");
         return;
+    }
     GBytes *owner = g_bytes_new_with_free_func(req, sizeof *req, free_unpacked_request, req);
-    const model_entry *entry = find_model(svc, call, req->model_name, req->model_version);
-    if (entry == NULL) {
-        g_bytes_unref(owner);
-        return;
-    }
+    ic->model = g_strdup(req->model_name);
+    ic->id = g_strdup(req->id);
     GError *error = NULL;
-    GPtrArray *outputs = infer(svc, req, owner, &error);
-    if (outputs && entry == &svc->pipeline_model && svc->next) {
-        forward(svc, call, req, outputs);
-    } else {
-        /* Requested outputs apply where the answer is made: at the end. */
-        GPtrArray *selected = outputs ? select_outputs(entry->name, req, outputs, &error) : NULL;
-        if (selected) {
-            Inference__ModelInferResponse *resp = sw_oip_response_build(entry->name, req->id, selected);
-            sw_call_reply(call, &resp->base);
-            sw_oip_response_free(resp);
-            g_ptr_array_unref(selected);
-        } else {
-            sw_call_fail_error(call, error);
-            g_error_free(error);
-        }
-    }
+    const model_entry *entry = find_model(ic->svc, req->model_name, req->model_version, &error);
+    GPtrArray *outputs = entry ? infer(ic, req, owner, &error) : NULL;
+    if (outputs == NULL)
+        infer_call_fail_error(ic, error);
+    else if (entry == &ic->svc->pipeline_model && ic->svc->next)
+        forward(ic, req, outputs);
+    else
+        answer(ic, req, outputs);
+    g_clear_error(&error);
     if (outputs)
         g_ptr_array_unref(outputs);
     g_bytes_unref(owner);
@@ -413,13 +484,13 @@ static void handle_health_check(sw_call *call, void *data)
 size_t sw_oip_service_methods(sw_oip_service *svc, sw_method *methods)
 {
     const sw_method table[] = {
-        {OIP "ServerLive", SW_DISPATCH_INLINE, handle_server_live, svc},
-        {OIP "ServerReady", SW_DISPATCH_INLINE, handle_server_ready, svc},
-        {OIP "ModelReady", SW_DISPATCH_INLINE, handle_model_ready, svc},
-        {OIP "ServerMetadata", SW_DISPATCH_INLINE, handle_server_metadata, svc},
-        {OIP "ModelMetadata", SW_DISPATCH_INLINE, handle_model_metadata, svc},
-        {OIP "ModelInfer", SW_DISPATCH_WORKER, handle_model_infer, svc},
-        {"/grpc.health.v1.Health/Check", SW_DISPATCH_INLINE, handle_health_check, svc},
+        {OIP "ServerLive", SW_DISPATCH_INLINE, handle_server_live, svc, FALSE},
+        {OIP "ServerReady", SW_DISPATCH_INLINE, handle_server_ready, svc, FALSE},
+        {OIP "ModelReady", SW_DISPATCH_INLINE, handle_model_ready, svc, FALSE},
+        {OIP "ServerMetadata", SW_DISPATCH_INLINE, handle_server_metadata, svc, FALSE},
+        {OIP "ModelMetadata", SW_DISPATCH_INLINE, handle_model_metadata, svc, FALSE},
+        {OIP "ModelInfer", SW_DISPATCH_WORKER, handle_model_infer, svc, FALSE},
+        {"/grpc.health.v1.Health/Check", SW_DISPATCH_INLINE, handle_health_check, svc, TRUE},
     };
     G_STATIC_ASSERT(G_N_ELEMENTS(table) <= SW_OIP_SERVICE_MAX_METHODS);
     memcpy(methods, table, sizeof table);

@@ -20,13 +20,19 @@ typedef struct sw_oip_service sw_oip_service;
 /* The maximum number of methods sw_oip_service_methods() fills. */
 #define SW_OIP_SERVICE_MAX_METHODS 8
 
+typedef struct sw_oip_service_options {
+    int max_rows;                /* most rows per request; 0 no limit */
+    gboolean access_log;         /* one log line per inference call */
+    const char *next_auth_token; /* bearer token for the next stage; copied */
+} sw_oip_service_options;
+
 /* Serves `stage` as "<base>_<stage>". With `next` (borrowed: a channel to
  * the next stage), or as the postprocessor, it also serves the pipeline
  * model "<base>": it runs its stage and passes the outputs on to `next`, or
  * answers them as the last step. NULL with an error when the export's
  * output features cannot be served. */
 sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, const char *model_base_name,
-                                   sw_channel *next, GError **error);
+                                   sw_channel *next, const sw_oip_service_options *options, GError **error);
 void sw_oip_service_free(sw_oip_service *service);
 
 /* Fills `methods` (room for SW_OIP_SERVICE_MAX_METHODS) and returns how many. */

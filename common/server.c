@@ -47,6 +47,7 @@ struct sw_call {
     gint refs;
     int cancelled; /* written by RECV_CLOSE_ON_SERVER */
     gboolean ended;
+    gboolean counted; /* holds one of the server's in-flight slots */
     tag accept_tag, close_tag, send_tag;
     /* What the reply batch sends, kept until it completes. */
     grpc_byte_buffer *response;
@@ -62,6 +63,10 @@ struct sw_server {
     int port;
     GThread *poller;
     GThreadPool *workers;
+    int max_in_flight;
+    gint in_flight;
+    sw_admit_func admit;
+    void *admit_data;
     tag shutdown_tag;
     GMutex lock;
     GCond shutdown_done_cond;
@@ -134,6 +139,8 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
 {
     g_assert(!c->ended);
     c->ended = TRUE;
+    if (c->counted)
+        g_atomic_int_dec_and_test(&c->server->in_flight);
     c->response = response;
     if (message) {
         c->status_details = grpc_slice_from_copied_string(message);
@@ -271,11 +278,24 @@ static void on_accept(sw_server *s, sw_call *c, int success)
         sw_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, msg);
         g_free(msg);
         gpr_free(path);
-    } else if (c->method->method.dispatch == SW_DISPATCH_INLINE) {
-        c->method->method.handler(c, c->method->method.user_data);
-    } else {
-        g_thread_pool_push(s->workers, c, NULL);
+        return;
     }
+    if (!c->method->method.open && s->admit && !s->admit(c, s->admit_data))
+        return;
+    if (c->method->method.dispatch == SW_DISPATCH_INLINE) {
+        c->method->method.handler(c, c->method->method.user_data);
+        return;
+    }
+    /* Refuse at once rather than queue without bound. */
+    if (s->max_in_flight > 0 && g_atomic_int_add(&s->in_flight, 1) >= s->max_in_flight) {
+        g_atomic_int_dec_and_test(&s->in_flight);
+        char *msg = g_strdup_printf("the server is at its limit of %d concurrent inference calls", s->max_in_flight);
+        sw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        g_free(msg);
+        return;
+    }
+    c->counted = s->max_in_flight > 0;
+    g_thread_pool_push(s->workers, c, NULL);
 }
 
 static gpointer poll_loop(gpointer data)
@@ -303,6 +323,27 @@ static gpointer poll_loop(gpointer data)
     return NULL;
 }
 
+static grpc_arg int_arg(const char *key, int value)
+{
+    grpc_arg a;
+    memset(&a, 0, sizeof a);
+    a.type = GRPC_ARG_INTEGER;
+    a.key = (char *)key;
+    a.value.integer = value;
+    return a;
+}
+
+static grpc_server_credentials *server_credentials(const sw_server_options *o)
+{
+    if (o->tls_cert_pem == NULL)
+        return grpc_insecure_server_credentials_create();
+    grpc_ssl_pem_key_cert_pair pair = {o->tls_key_pem, o->tls_cert_pem};
+    grpc_ssl_client_certificate_request_type request =
+        o->tls_client_ca_pem ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                             : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+    return grpc_ssl_server_credentials_create_ex(o->tls_client_ca_pem, &pair, 1, request, NULL);
+}
+
 sw_server *sw_server_new(const sw_server_options *options, const sw_method *methods, size_t n_methods,
                          GError **error)
 {
@@ -310,13 +351,22 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     g_mutex_init(&s->lock);
     g_cond_init(&s->shutdown_done_cond);
     s->shutdown_tag = (tag){TAG_SHUTDOWN, NULL};
-    grpc_arg args[2];
-    memset(args, 0, sizeof args);
-    args[0].type = args[1].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[0].value.integer = args[1].value.integer = options->max_message_bytes;
-    grpc_channel_args channel_args = {2, args};
+    grpc_arg args[6];
+    size_t n_args = 0;
+    args[n_args++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_message_bytes);
+    args[n_args++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, options->max_message_bytes);
+    if (options->keepalive_time_ms > 0)
+        args[n_args++] = int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, options->keepalive_time_ms);
+    if (options->keepalive_timeout_ms > 0)
+        args[n_args++] = int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options->keepalive_timeout_ms);
+    if (options->max_connection_age_ms > 0) {
+        args[n_args++] = int_arg(GRPC_ARG_MAX_CONNECTION_AGE_MS, options->max_connection_age_ms);
+        args[n_args++] = int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, options->max_connection_age_ms);
+    }
+    grpc_channel_args channel_args = {n_args, args};
+    s->max_in_flight = options->max_in_flight;
+    s->admit = options->admit;
+    s->admit_data = options->admit_data;
     s->grpc = grpc_server_create(&channel_args, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->grpc, s->cq, NULL);
@@ -327,7 +377,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
         s->methods[i].handle = grpc_server_register_method(s->grpc, methods[i].path, NULL,
                                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = server_credentials(options);
     s->port = grpc_server_add_http2_port(s->grpc, options->listen, creds);
     grpc_server_credentials_release(creds);
     if (s->port <= 0) {

@@ -33,12 +33,29 @@ typedef struct sw_method {
     sw_dispatch dispatch;
     sw_method_handler handler;
     void *user_data;
+    gboolean open; /* skips the admission check (health probes) */
 } sw_method;
 
+/* Middleware run on every call to a method that is not open, before its
+ * handler: return TRUE to let it through, or end the call (sw_call_fail)
+ * and return FALSE. Runs on the polling thread: must not block. */
+typedef gboolean (*sw_admit_func)(sw_call *call, void *user_data);
+
 typedef struct sw_server_options {
-    const char *listen;      /* "HOST:PORT"; port 0 picks a free one */
-    int worker_threads;      /* >= 1 */
-    int max_message_bytes;   /* receive and send limit; -1 unlimited */
+    const char *listen;        /* "HOST:PORT" (port 0 picks a free one) or "unix:PATH" */
+    int worker_threads;        /* >= 1 */
+    int max_message_bytes;     /* receive and send limit; -1 unlimited */
+    int max_in_flight;         /* worker calls queued or running; more get RESOURCE_EXHAUSTED; 0 no limit */
+    int keepalive_time_ms;     /* 0: gRPC's default */
+    int keepalive_timeout_ms;  /* 0: gRPC's default */
+    int max_connection_age_ms; /* 0: connections live forever */
+    /* TLS: PEM text. With cert and key the port is TLS only; with a client
+     * CA too, clients must present a certificate it signed. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
+    const char *tls_client_ca_pem;
+    sw_admit_func admit;
+    void *admit_data;
 } sw_server_options;
 
 /* Binds `options->listen` and registers `methods` (copied; user_data
@@ -46,7 +63,7 @@ typedef struct sw_server_options {
  * sw_server_start(). NULL with an error when the address cannot be bound. */
 sw_server *sw_server_new(const sw_server_options *options, const sw_method *methods, size_t n_methods,
                          GError **error);
-/* The bound port (useful after listening on port 0). */
+/* The bound port (useful after listening on port 0; 1 for unix sockets). */
 int sw_server_port(const sw_server *server);
 void sw_server_start(sw_server *server);
 /* Stops accepting calls and lets the ones in flight finish; after

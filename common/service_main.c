@@ -6,75 +6,117 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "channel.h"
 #include "export.h"
 #include "log.h"
 #include "oip_service.h"
 #include "server.h"
+#include "settings.h"
+#include "sw_error.h"
 #include "stage.h"
 #include "torch_shim.h"
 
-typedef struct service_flags {
-    char *model_dir;
-    char *listen;
-    char *name;
-    char *device;
-    char *next;
-    int threads;
-    int torch_threads;
-    int max_message_mb;
-    int drain_timeout_s;
-} service_flags;
+/* Everything a running stage server holds, released in reverse order. */
+typedef struct service {
+    sw_export *export;
+    sw_stage *stage;
+    sw_channel *next;
+    sw_auth *auth;
+    sw_oip_service *oip;
+    sw_server *server;
+    char *tls_cert, *tls_key, *tls_client_ca;
+} service;
 
-static gboolean parse_flags(sw_stage_kind kind, int *argc, char ***argv, service_flags *f)
+static char *read_pem(const char *path, const char *what, GError **error)
 {
-    *f = (service_flags){NULL, NULL, NULL, NULL, NULL, 4, 1, 256, 30};
-    GOptionEntry entries[] = {
-        {"model-dir", 'm', 0, G_OPTION_ARG_FILENAME, &f->model_dir, "Ludwig TorchScript export folder (required)", "DIR"},
-        {"listen", 'l', 0, G_OPTION_ARG_STRING, &f->listen, "address to serve on (default 0.0.0.0:8001; port 0 picks one)", "HOST:PORT"},
-        {"name", 'n', 0, G_OPTION_ARG_STRING, &f->name, "model name (default: the export folder's name)", "NAME"},
-        {"next", 0, 0, G_OPTION_ARG_STRING, &f->next, "next stage's gRPC target (host:port, ipv4:a:p,b:q, dns:///name:port, unix:path); serves the pipeline model NAME", "TARGET"},
-        {"threads", 't', 0, G_OPTION_ARG_INT, &f->threads, "worker threads running inference (default 4)", "N"},
-        {"torch-threads", 0, 0, G_OPTION_ARG_INT, &f->torch_threads, "libtorch intra-op threads per call (default 1)", "N"},
-        {"max-message-mb", 0, 0, G_OPTION_ARG_INT, &f->max_message_mb, "largest request or reply in MiB (default 256)", "MIB"},
-        {"drain-timeout", 0, 0, G_OPTION_ARG_INT, &f->drain_timeout_s, "seconds to finish calls in flight on SIGTERM (default 30)", "S"},
-        {"device", 'd', 0, G_OPTION_ARG_STRING, &f->device, "device for the model: cpu, cuda, cuda:N (default cpu)", "DEV"},
-        {NULL, 0, 0, 0, NULL, NULL, NULL},
-    };
-    /* Only the predictor runs on an accelerator. */
-    if (kind != SW_STAGE_PREDICTOR)
-        entries[G_N_ELEMENTS(entries) - 2] = entries[G_N_ELEMENTS(entries) - 1];
-    char *summary = g_strdup_printf("Serves the %s of a Ludwig TorchScript export over the Open Inference Protocol (gRPC).",
-                                    sw_stage_kind_name(kind));
-    GOptionContext *ctx = g_option_context_new(NULL);
-    g_option_context_set_summary(ctx, summary);
-    g_option_context_add_main_entries(ctx, entries, NULL);
-    GError *error = NULL;
-    gboolean ok = g_option_context_parse(ctx, argc, argv, &error);
-    if (!ok) {
-        fprintf(stderr, "%s\n", error->message);
-        g_error_free(error);
-    } else if (f->model_dir == NULL) {
-        fprintf(stderr, "--model-dir is required (see --help)\n");
-        ok = FALSE;
-    } else if (f->threads < 1 || f->max_message_mb < 1 || f->drain_timeout_s < 0) {
-        fprintf(stderr, "--threads and --max-message-mb must be at least 1, --drain-timeout at least 0\n");
-        ok = FALSE;
+    char *text = NULL;
+    GError *local = NULL;
+    if (path && !g_file_get_contents(path, &text, NULL, &local)) {
+        g_set_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION, "%s: %s", what, local->message);
+        g_error_free(local);
     }
-    g_option_context_free(ctx);
-    g_free(summary);
-    if (f->listen == NULL)
-        f->listen = g_strdup("0.0.0.0:8001");
-    return ok;
+    return text;
 }
 
-static void free_flags(service_flags *f)
+static sw_channel *open_next(const sw_settings *s, GError **error)
 {
-    g_free(f->model_dir);
-    g_free(f->listen);
-    g_free(f->name);
-    g_free(f->device);
-    g_free(f->next);
+    GError *local = NULL;
+    char *ca = read_pem(s->next_tls_ca, "--next-tls-ca", &local);
+    char *cert = local ? NULL : read_pem(s->next_tls_cert, "--next-tls-cert", &local);
+    char *key = local ? NULL : read_pem(s->next_tls_key, "--next-tls-key", &local);
+    sw_channel *next = NULL;
+    if (local == NULL) {
+        sw_channel_options o = {.target = s->next, .max_message_bytes = s->max_message_mb * 1024 * 1024,
+                                .tls_root_certs = ca, .tls_cert_chain = cert, .tls_private_key = key};
+        next = sw_channel_new(&o, &local);
+    }
+    if (local)
+        g_propagate_error(error, local);
+    g_free(ca);
+    g_free(cert);
+    g_free(key);
+    return next;
+}
+
+static gboolean service_start(service *svc, sw_stage_kind kind, const sw_settings *s, GError **error)
+{
+    svc->export = sw_export_load(s->model_dir, error);
+    if (svc->export == NULL)
+        return FALSE;
+    const char *name = s->name ? s->name : svc->export->name;
+    sw_torch_set_num_threads(s->torch_threads);
+    svc->stage = sw_stage_load(kind, svc->export, name, s->device, error);
+    if (svc->stage == NULL)
+        return FALSE;
+    if (s->next && (svc->next = open_next(s, error)) == NULL)
+        return FALSE;
+    char *next_token = NULL;
+    if (s->next_auth_token_file && (next_token = sw_auth_read_token(s->next_auth_token_file, error)) == NULL)
+        return FALSE;
+    sw_oip_service_options oo = {.max_rows = s->max_rows, .access_log = s->access_log, .next_auth_token = next_token};
+    svc->oip = sw_oip_service_new(svc->stage, svc->export, name, svc->next, &oo, error);
+    g_free(next_token);
+    if (svc->oip == NULL)
+        return FALSE;
+    if (s->auth_token_file && (svc->auth = sw_auth_new_from_file(s->auth_token_file, error)) == NULL)
+        return FALSE;
+    if ((s->tls_cert && (svc->tls_cert = read_pem(s->tls_cert, "--tls-cert", error)) == NULL) ||
+        (s->tls_key && (svc->tls_key = read_pem(s->tls_key, "--tls-key", error)) == NULL) ||
+        (s->tls_client_ca && (svc->tls_client_ca = read_pem(s->tls_client_ca, "--tls-client-ca", error)) == NULL))
+        return FALSE;
+    sw_method methods[SW_OIP_SERVICE_MAX_METHODS];
+    size_t n_methods = sw_oip_service_methods(svc->oip, methods);
+    sw_server_options so = {
+        .listen = s->listen,
+        .worker_threads = s->threads,
+        .max_message_bytes = s->max_message_mb * 1024 * 1024,
+        .max_in_flight = s->max_concurrent,
+        .keepalive_time_ms = s->keepalive_time_s * 1000,
+        .keepalive_timeout_ms = s->keepalive_timeout_s * 1000,
+        .max_connection_age_ms = s->max_connection_age_s * 1000,
+        .tls_cert_pem = svc->tls_cert,
+        .tls_key_pem = svc->tls_key,
+        .tls_client_ca_pem = svc->tls_client_ca,
+        .admit = svc->auth ? sw_auth_admit : NULL,
+        .admit_data = svc->auth,
+    };
+    svc->server = sw_server_new(&so, methods, n_methods, error);
+    return svc->server != NULL;
+}
+
+static void service_stop(service *svc)
+{
+    sw_server_free(svc->server);
+    sw_oip_service_free(svc->oip);
+    /* After the server: calls it forwarded have all completed. */
+    sw_channel_free(svc->next);
+    sw_auth_free(svc->auth);
+    sw_stage_free(svc->stage);
+    sw_export_free(svc->export);
+    g_free(svc->tls_cert);
+    g_free(svc->tls_key);
+    g_free(svc->tls_client_ca);
 }
 
 /* A second signal while draining means "now". */
@@ -88,64 +130,23 @@ static gpointer exit_on_second_signal(gpointer data)
     return NULL;
 }
 
-static int serve(sw_stage_kind kind, const service_flags *f, const sigset_t *signals)
+static void serve_until_signal(service *svc, const sw_settings *s, sigset_t *signals)
 {
-    GError *error = NULL;
-    sw_export *export = sw_export_load(f->model_dir, &error);
-    sw_stage *stage = NULL;
-    if (export) {
-        sw_torch_set_num_threads(f->torch_threads);
-        stage = sw_stage_load(kind, export, f->name ? f->name : export->name, f->device, &error);
-    }
-    if (stage == NULL) {
-        sw_log(SW_LOG_ERROR, "event=load_failed model_dir=\"%s\" error=\"%s\"", f->model_dir, error->message);
-        g_error_free(error);
-        sw_export_free(export);
-        return 1;
-    }
-    sw_channel *next = NULL;
-    if (f->next) {
-        sw_channel_options copts = {.target = f->next, .max_message_bytes = f->max_message_mb * 1024 * 1024};
-        next = sw_channel_new(&copts, &error);
-    }
-    sw_oip_service *svc = error ? NULL : sw_oip_service_new(stage, export, f->name ? f->name : export->name, next, &error);
-    if (svc == NULL) {
-        sw_log(SW_LOG_ERROR, "event=start_failed error=\"%s\"", error->message);
-        g_error_free(error);
-        sw_channel_free(next);
-        sw_stage_free(stage);
-        sw_export_free(export);
-        return 1;
-    }
-    sw_method methods[SW_OIP_SERVICE_MAX_METHODS];
-    size_t n_methods = sw_oip_service_methods(svc, methods);
-    sw_server_options options = {f->listen, f->threads, f->max_message_mb * 1024 * 1024};
-    sw_server *server = sw_server_new(&options, methods, n_methods, &error);
-    int rc = 0;
-    if (server == NULL) {
-        sw_log(SW_LOG_ERROR, "event=listen_failed listen=%s error=\"%s\"", f->listen, error->message);
-        g_error_free(error);
-        rc = 1;
-    } else {
-        sw_server_start(server);
-        sw_oip_service_set_serving(svc, TRUE);
-        sw_log(SW_LOG_INFO, "event=listening model=%s device=%s port=%d threads=%d next=%s", stage->model_name,
-               stage->device, sw_server_port(server), f->threads, f->next ? f->next : "none");
-        int sig = 0;
-        sigwait(signals, &sig);
-        sw_oip_service_set_serving(svc, FALSE);
-        sw_log(SW_LOG_INFO, "event=draining signal=%d timeout_s=%d", sig, f->drain_timeout_s);
-        g_thread_unref(g_thread_new("sw-signal", exit_on_second_signal, (gpointer)signals));
-        int cancelled = sw_server_shutdown(server, f->drain_timeout_s * 1000);
-        sw_log(SW_LOG_INFO, "event=stopped cancelled_after_timeout=%s", cancelled ? "yes" : "no");
-        sw_server_free(server);
-    }
-    sw_oip_service_free(svc);
-    /* After the server: calls it forwarded have all completed. */
-    sw_channel_free(next);
-    sw_stage_free(stage);
-    sw_export_free(export);
-    return rc;
+    sw_server_start(svc->server);
+    sw_oip_service_set_serving(svc->oip, TRUE);
+    sw_log(SW_LOG_INFO, "event=listening model=%s device=%s port=%d threads=%d tls=%s auth=%s next=%s",
+           svc->stage->model_name, svc->stage->device, sw_server_port(svc->server), s->threads,
+           s->tls_cert ? (s->tls_client_ca ? "mutual" : "on") : "off", svc->auth ? "bearer" : "off",
+           s->next ? s->next : "none");
+    int sig = 0;
+    sigwait(signals, &sig);
+    /* Probes see NOT_SERVING at once, so traffic moves away while calls in
+     * flight finish. */
+    sw_oip_service_set_serving(svc->oip, FALSE);
+    sw_log(SW_LOG_INFO, "event=draining signal=%d timeout_s=%d", sig, s->drain_timeout_s);
+    g_thread_unref(g_thread_new("sw-signal", exit_on_second_signal, signals));
+    int cancelled = sw_server_shutdown(svc->server, s->drain_timeout_s * 1000);
+    sw_log(SW_LOG_INFO, "event=stopped cancelled_after_timeout=%s", cancelled ? "yes" : "no");
 }
 
 int sw_service_main(sw_stage_kind kind, int argc, char **argv)
@@ -159,14 +160,28 @@ int sw_service_main(sw_stage_kind kind, int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     sw_log_init_from_env();
 
-    service_flags flags;
-    if (!parse_flags(kind, &argc, &argv, &flags)) {
-        free_flags(&flags);
+    sw_settings settings;
+    GError *error = NULL;
+    if (!sw_settings_load(&settings, kind, &argc, &argv, &error) ||
+        !sw_log_configure(settings.log_level, settings.log_format)) {
+        fprintf(stderr, "%s\n", error ? error->message : "--log-level must be debug, info, warn or error and "
+                                                         "--log-format kv or json");
+        g_clear_error(&error);
+        sw_settings_clear(&settings);
         return 2;
     }
     grpc_init();
-    int rc = serve(kind, &flags, &signals);
+    service svc = {0};
+    int rc = 0;
+    if (service_start(&svc, kind, &settings, &error)) {
+        serve_until_signal(&svc, &settings, &signals);
+    } else {
+        sw_log(SW_LOG_ERROR, "event=start_failed model_dir=\"%s\" error=\"%s\"", settings.model_dir, error->message);
+        g_error_free(error);
+        rc = 1;
+    }
+    service_stop(&svc);
     grpc_shutdown();
-    free_flags(&flags);
+    sw_settings_clear(&settings);
     return rc;
 }
