@@ -4,6 +4,7 @@
 
 #include "health.pb-c.h"
 #include "inference.pb-c.h"
+#include "batcher.h"
 #include "channel.h"
 #include "log.h"
 #include "oip_codec.h"
@@ -28,6 +29,7 @@ struct sw_oip_service {
     char *next_metadata[3]; /* authorization for the next stage, NULL-terminated */
     int max_rows;
     gboolean access_log;
+    sw_batcher *batcher; /* NULL: every call runs forward alone */
     gint serving;
     model_entry stage_model;
     model_entry pipeline_model; /* name NULL when this stage does not serve the pipeline */
@@ -47,6 +49,8 @@ sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, con
     svc->next = next;
     svc->max_rows = options->max_rows;
     svc->access_log = options->access_log;
+    if (options->batching.max_batch_size > 0)
+        svc->batcher = sw_batcher_new(stage, &options->batching);
     if (options->next_auth_token) {
         svc->next_metadata[0] = g_strdup("authorization");
         svc->next_metadata[1] = g_strdup_printf("Bearer %s", options->next_auth_token);
@@ -70,6 +74,7 @@ void sw_oip_service_free(sw_oip_service *svc)
 {
     if (svc == NULL)
         return;
+    sw_batcher_free(svc->batcher);
     g_free(svc->base_name);
     g_free(svc->next_metadata[0]);
     g_free(svc->next_metadata[1]);
@@ -313,26 +318,18 @@ static GPtrArray *select_outputs(const char *model_name, const Inference__ModelI
     return selected;
 }
 
-/* One ModelInfer call from acceptance to its answer, which may come from
- * the next stage on another thread. Access logging (and, later, metrics)
- * hook in at its single end. */
+/* One ModelInfer call from acceptance to its answer, which may come from a
+ * batch executor or from the next stage on other threads. Access logging
+ * (and metrics) hook in at its single end. */
 typedef struct infer_call {
     sw_call *call;
     sw_oip_service *svc;
-    char *model;
-    char *id;
+    const Inference__ModelInferRequest *req; /* kept alive by `owner` */
+    GBytes *owner;
+    const model_entry *entry;
     int64_t rows;
     gint64 start_us;
 } infer_call;
-
-static infer_call *infer_call_new(sw_oip_service *svc, sw_call *call)
-{
-    infer_call *ic = g_new0(infer_call, 1);
-    ic->call = call;
-    ic->svc = svc;
-    ic->start_us = g_get_monotonic_time();
-    return ic;
-}
 
 /* Ends the call with `packed` (OK) or `code`/`message`, and frees `ic`. */
 static void infer_call_finish(infer_call *ic, GBytes *packed, int code, const char *message)
@@ -343,10 +340,10 @@ static void infer_call_finish(infer_call *ic, GBytes *packed, int code, const ch
         sw_call_fail(ic->call, code, message);
     if (ic->svc->access_log)
         sw_log(SW_LOG_INFO, "event=infer id=\"%s\" model=%s status=%s rows=%" G_GINT64_FORMAT " latency_us=%" G_GINT64_FORMAT,
-               ic->id ? ic->id : "", ic->model ? ic->model : "?", sw_code_name(packed ? SW_CODE_OK : code), ic->rows,
-               g_get_monotonic_time() - ic->start_us);
-    g_free(ic->model);
-    g_free(ic->id);
+               ic->req ? ic->req->id : "", ic->req ? ic->req->model_name : "?", sw_code_name(packed ? SW_CODE_OK : code),
+               ic->rows, g_get_monotonic_time() - ic->start_us);
+    if (ic->owner)
+        g_bytes_unref(ic->owner);
     g_free(ic);
 }
 
@@ -356,27 +353,22 @@ static void infer_call_fail_error(infer_call *ic, const GError *error)
     infer_call_finish(ic, NULL, code, error->message);
 }
 
-/* Runs one inference request through the stage; returns the outputs to send
- * (which keep `owner`, and so `req`, alive as long as they need it). */
-static GPtrArray *infer(infer_call *ic, const Inference__ModelInferRequest *req, GBytes *owner, GError **error)
+/* Decodes and checks the request: the values to run forward on, or NULL
+ * with an error. Runs before batching, so bad requests never join a batch. */
+static GPtrArray *prepare(infer_call *ic, GError **error)
 {
-    GPtrArray *decoded = sw_oip_decode_inputs(req, owner, error);
+    GPtrArray *decoded = sw_oip_decode_inputs(ic->req, ic->owner, error);
     if (decoded == NULL)
         return NULL;
     GPtrArray *prepared = sw_stage_prepare(ic->svc->stage, decoded, &ic->rows, error);
     g_ptr_array_unref(decoded);
-    if (prepared == NULL)
-        return NULL;
-    if (ic->svc->max_rows > 0 && ic->rows > ic->svc->max_rows) {
+    if (prepared && ic->svc->max_rows > 0 && ic->rows > ic->svc->max_rows) {
         g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
                     "the request has %" G_GINT64_FORMAT " rows; this server takes at most %d per request", ic->rows,
                     ic->svc->max_rows);
-        g_ptr_array_unref(prepared);
-        return NULL;
+        g_clear_pointer(&prepared, g_ptr_array_unref);
     }
-    GPtrArray *outputs = sw_stage_run(ic->svc->stage, prepared, error);
-    g_ptr_array_unref(prepared);
-    return outputs;
+    return prepared;
 }
 
 static const char *next_stage_name(const sw_stage *stage)
@@ -398,10 +390,10 @@ static void forward_done(GBytes *response, const GError *error, void *user_data)
     g_free(text);
 }
 
-static void forward(infer_call *ic, const Inference__ModelInferRequest *req, GPtrArray *outputs)
+static void forward(infer_call *ic, GPtrArray *outputs)
 {
     sw_oip_service *svc = ic->svc;
-    Inference__ModelInferRequest *next_req = sw_oip_request_build(svc->base_name, req->id, outputs, req);
+    Inference__ModelInferRequest *next_req = sw_oip_request_build(svc->base_name, ic->req->id, outputs, ic->req);
     GBytes *packed = sw_protobuf_pack(&next_req->base);
     sw_oip_request_free(next_req);
     int64_t remaining = sw_call_remaining_us(ic->call);
@@ -412,16 +404,16 @@ static void forward(infer_call *ic, const Inference__ModelInferRequest *req, GPt
 }
 
 /* Requested outputs apply where the answer is made: at the end. */
-static void answer(infer_call *ic, const Inference__ModelInferRequest *req, GPtrArray *outputs)
+static void answer(infer_call *ic, GPtrArray *outputs)
 {
     GError *error = NULL;
-    GPtrArray *selected = select_outputs(ic->model, req, outputs, &error);
+    GPtrArray *selected = select_outputs(ic->entry->name, ic->req, outputs, &error);
     if (selected == NULL) {
         infer_call_fail_error(ic, error);
         g_error_free(error);
         return;
     }
-    Inference__ModelInferResponse *resp = sw_oip_response_build(ic->model, req->id, selected);
+    Inference__ModelInferResponse *resp = sw_oip_response_build(ic->entry->name, ic->req->id, selected);
     GBytes *packed = sw_protobuf_pack(&resp->base);
     sw_oip_response_free(resp);
     g_ptr_array_unref(selected);
@@ -429,9 +421,48 @@ static void answer(infer_call *ic, const Inference__ModelInferRequest *req, GPtr
     g_bytes_unref(packed);
 }
 
+/* What happens once the stage ran: pass the outputs on, or answer. */
+static void stage_done(GPtrArray *outputs, const GError *error, void *user_data)
+{
+    infer_call *ic = user_data;
+    if (outputs == NULL)
+        infer_call_fail_error(ic, error);
+    else if (ic->entry == &ic->svc->pipeline_model && ic->svc->next)
+        forward(ic, outputs);
+    else
+        answer(ic, outputs);
+}
+
+static gboolean still_wanted(void *user_data)
+{
+    return !sw_call_is_cancelled(((infer_call *)user_data)->call);
+}
+
+static void run_stage(infer_call *ic, GPtrArray *prepared)
+{
+    GError *error = NULL;
+    if (ic->svc->batcher) {
+        if (!sw_batcher_submit(ic->svc->batcher, prepared, ic->rows, still_wanted, stage_done, ic, &error)) {
+            g_ptr_array_unref(prepared);
+            infer_call_fail_error(ic, error);
+            g_error_free(error);
+        }
+        return;
+    }
+    GPtrArray *outputs = sw_stage_run(ic->svc->stage, prepared, &error);
+    g_ptr_array_unref(prepared);
+    stage_done(outputs, error, ic);
+    g_clear_error(&error);
+    if (outputs)
+        g_ptr_array_unref(outputs);
+}
+
 static void handle_model_infer(sw_call *call, void *data)
 {
-    infer_call *ic = infer_call_new(data, call);
+    infer_call *ic = g_new0(infer_call, 1);
+    ic->call = call;
+    ic->svc = data;
+    ic->start_us = g_get_monotonic_time();
     if (sw_call_is_cancelled(call)) {
         infer_call_finish(ic, NULL, SW_CODE_DEADLINE_EXCEEDED, "the deadline passed or the call was cancelled before it ran");
         return;
@@ -443,22 +474,17 @@ static void handle_model_infer(sw_call *call, void *data)
         infer_call_finish(ic, NULL, SW_CODE_INVALID_ARGUMENT, "the request is not a valid inference.ModelInferRequest message");
         return;
     }
-    GBytes *owner = g_bytes_new_with_free_func(req, sizeof *req, free_unpacked_request, req);
-    ic->model = g_strdup(req->model_name);
-    ic->id = g_strdup(req->id);
+    ic->req = req;
+    ic->owner = g_bytes_new_with_free_func(req, sizeof *req, free_unpacked_request, req);
     GError *error = NULL;
-    const model_entry *entry = find_model(ic->svc, req->model_name, req->model_version, &error);
-    GPtrArray *outputs = entry ? infer(ic, req, owner, &error) : NULL;
-    if (outputs == NULL)
+    ic->entry = find_model(ic->svc, req->model_name, req->model_version, &error);
+    GPtrArray *prepared = ic->entry ? prepare(ic, &error) : NULL;
+    if (prepared == NULL) {
         infer_call_fail_error(ic, error);
-    else if (entry == &ic->svc->pipeline_model && ic->svc->next)
-        forward(ic, req, outputs);
-    else
-        answer(ic, req, outputs);
-    g_clear_error(&error);
-    if (outputs)
-        g_ptr_array_unref(outputs);
-    g_bytes_unref(owner);
+        g_error_free(error);
+        return;
+    }
+    run_stage(ic, prepared);
 }
 
 static void handle_health_check(sw_call *call, void *data)

@@ -8,6 +8,7 @@
 
 #include <glib.h>
 
+#include "batcher.h"
 #include "channel.h"
 #include "export.h"
 #include "server.h"
@@ -24,6 +25,7 @@ typedef struct sw_oip_service_options {
     int max_rows;                /* most rows per request; 0 no limit */
     gboolean access_log;         /* one log line per inference call */
     const char *next_auth_token; /* bearer token for the next stage; copied */
+    sw_batcher_options batching; /* max_batch_size 0: no batching */
 } sw_oip_service_options;
 
 /* Serves `stage` as "<base>_<stage>". With `next` (borrowed: a channel to

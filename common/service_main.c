@@ -74,7 +74,12 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
     char *next_token = NULL;
     if (s->next_auth_token_file && (next_token = sw_auth_read_token(s->next_auth_token_file, error)) == NULL)
         return FALSE;
-    sw_oip_service_options oo = {.max_rows = s->max_rows, .access_log = s->access_log, .next_auth_token = next_token};
+    sw_oip_service_options oo = {
+        .max_rows = s->max_rows,
+        .access_log = s->access_log,
+        .next_auth_token = next_token,
+        .batching = {s->max_batch_size, s->max_queue_delay_us, s->max_queue_size, s->instances},
+    };
     svc->oip = sw_oip_service_new(svc->stage, svc->export, name, svc->next, &oo, error);
     g_free(next_token);
     if (svc->oip == NULL)
