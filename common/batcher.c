@@ -17,6 +17,7 @@ typedef struct pending {
 
 struct sw_batcher {
     sw_stage *stage;
+    sw_metrics *metrics;
     sw_batcher_options options;
     GMutex lock;
     GCond arrived;
@@ -185,16 +186,16 @@ static sw_tensor *slice_rows(const sw_tensor *t, int64_t start, int64_t n)
     return s;
 }
 
-static void complete_all(GPtrArray *batch, const GError *error)
+static void complete_all(GPtrArray *batch, const GError *error, const sw_batch_timing *timing)
 {
     for (guint r = 0; r < batch->len; r++) {
         pending *p = g_ptr_array_index(batch, r);
-        p->done(NULL, error, p->user_data);
+        p->done(NULL, error, timing, p->user_data);
     }
 }
 
 /* Hands each request its rows of every output. */
-static void split_outputs(GPtrArray *batch, GPtrArray *outputs, int64_t rows)
+static void split_outputs(GPtrArray *batch, GPtrArray *outputs, int64_t rows, const sw_batch_timing *timing)
 {
     for (guint i = 0; i < outputs->len; i++) {
         const sw_oip_output *o = g_ptr_array_index(outputs, i);
@@ -202,7 +203,7 @@ static void split_outputs(GPtrArray *batch, GPtrArray *outputs, int64_t rows)
             GError *error = g_error_new(SW_ERROR, SW_CODE_INTERNAL,
                                         "output '%s' does not have one row per input row, so a batch cannot be split; "
                                         "run this stage without --max-batch-size", o->name);
-            complete_all(batch, error);
+            complete_all(batch, error, timing);
             g_error_free(error);
             return;
         }
@@ -219,7 +220,7 @@ static void split_outputs(GPtrArray *batch, GPtrArray *outputs, int64_t rows)
             part->tensor = slice_rows(o->tensor, start, p->rows);
             g_ptr_array_add(mine, part);
         }
-        p->done(mine, NULL, p->user_data);
+        p->done(mine, NULL, timing, p->user_data);
         g_ptr_array_unref(mine);
         start += p->rows;
     }
@@ -238,7 +239,8 @@ static int64_t drop_unwanted(GPtrArray *batch)
         }
         GError *error = g_error_new_literal(SW_ERROR, SW_CODE_DEADLINE_EXCEEDED,
                                             "the deadline passed or the call was cancelled while it was queued");
-        p->done(NULL, error, p->user_data);
+        static const sw_batch_timing never_ran = {0, 0};
+        p->done(NULL, error, &never_ran, p->user_data);
         g_error_free(error);
         pending_free(g_ptr_array_steal_index(batch, r));
     }
@@ -254,13 +256,16 @@ static void run_batch(sw_batcher *b, GPtrArray *batch)
                                         : concat_inputs(batch, rows);
     sw_log(SW_LOG_DEBUG, "event=batch requests=%u rows=%" G_GINT64_FORMAT, batch->len, rows);
     GError *error = NULL;
+    sw_batch_timing timing = {g_get_monotonic_time(), 0};
     GPtrArray *outputs = sw_stage_run(b->stage, inputs, &error);
+    timing.finished_us = g_get_monotonic_time();
+    sw_metrics_record_execution(b->metrics, rows);
     g_ptr_array_unref(inputs);
     if (outputs) {
-        split_outputs(batch, outputs, rows);
+        split_outputs(batch, outputs, rows, &timing);
         g_ptr_array_unref(outputs);
     } else {
-        complete_all(batch, error);
+        complete_all(batch, error, &timing);
         g_error_free(error);
     }
 }
@@ -278,10 +283,11 @@ static gpointer executor_loop(gpointer data)
     return NULL;
 }
 
-sw_batcher *sw_batcher_new(sw_stage *stage, const sw_batcher_options *options)
+sw_batcher *sw_batcher_new(sw_stage *stage, const sw_batcher_options *options, sw_metrics *metrics)
 {
     sw_batcher *b = g_new0(sw_batcher, 1);
     b->stage = stage;
+    b->metrics = metrics;
     b->options = *options;
     g_mutex_init(&b->lock);
     g_cond_init(&b->arrived);

@@ -14,6 +14,7 @@
 
 #include <glib.h>
 
+#include "metrics.h"
 #include "stage.h"
 
 G_BEGIN_DECLS
@@ -27,15 +28,24 @@ typedef struct sw_batcher_options {
     int executors;          /* threads running batches; >= 1 */
 } sw_batcher_options;
 
+/* When the forward call serving a request ran (g_get_monotonic_time);
+ * both 0 when it never ran. */
+typedef struct sw_batch_timing {
+    gint64 started_us;
+    gint64 finished_us;
+} sw_batch_timing;
+
 /* Called once per request, on an executor thread: `outputs` (sw_oip_output,
- * this request's rows only) on success, else `error`. Both are borrowed. */
-typedef void (*sw_batch_done)(GPtrArray *outputs, const GError *error, void *user_data);
+ * this request's rows only) on success, else `error`. All borrowed. */
+typedef void (*sw_batch_done)(GPtrArray *outputs, const GError *error, const sw_batch_timing *timing,
+                              void *user_data);
 /* Asked when the batch forms: FALSE means the request is no longer wanted
  * and it completes with DEADLINE_EXCEEDED instead of running. */
 typedef gboolean (*sw_batch_wanted)(void *user_data);
 
-/* `stage` is borrowed and must outlive the batcher. */
-sw_batcher *sw_batcher_new(sw_stage *stage, const sw_batcher_options *options);
+/* `stage` and `metrics` (may be NULL) are borrowed and must outlive the
+ * batcher. */
+sw_batcher *sw_batcher_new(sw_stage *stage, const sw_batcher_options *options, sw_metrics *metrics);
 /* Stops taking requests, runs what is queued, joins the executors. */
 void sw_batcher_free(sw_batcher *batcher);
 

@@ -30,7 +30,10 @@ struct sw_oip_service {
     int max_rows;
     gboolean access_log;
     sw_batcher *batcher; /* NULL: every call runs forward alone */
+    sw_metrics *metrics;
     gint serving;
+    GMutex watch_lock;
+    GPtrArray *watchers; /* watcher*: open Health/Watch streams */
     model_entry stage_model;
     model_entry pipeline_model; /* name NULL when this stage does not serve the pipeline */
     GPtrArray *pipeline_outputs; /* sw_tensor_spec* of the last stage */
@@ -49,8 +52,11 @@ sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, con
     svc->next = next;
     svc->max_rows = options->max_rows;
     svc->access_log = options->access_log;
+    svc->metrics = options->metrics;
+    g_mutex_init(&svc->watch_lock);
+    svc->watchers = g_ptr_array_new_with_free_func(g_free);
     if (options->batching.max_batch_size > 0)
-        svc->batcher = sw_batcher_new(stage, &options->batching);
+        svc->batcher = sw_batcher_new(stage, &options->batching, svc->metrics);
     if (options->next_auth_token) {
         svc->next_metadata[0] = g_strdup("authorization");
         svc->next_metadata[1] = g_strdup_printf("Bearer %s", options->next_auth_token);
@@ -75,6 +81,9 @@ void sw_oip_service_free(sw_oip_service *svc)
     if (svc == NULL)
         return;
     sw_batcher_free(svc->batcher);
+    sw_oip_service_end_watches(svc);
+    g_ptr_array_unref(svc->watchers);
+    g_mutex_clear(&svc->watch_lock);
     g_free(svc->base_name);
     g_free(svc->next_metadata[0]);
     g_free(svc->next_metadata[1]);
@@ -82,11 +91,6 @@ void sw_oip_service_free(sw_oip_service *svc)
         g_ptr_array_unref(svc->pipeline_outputs);
     g_ptr_array_unref(svc->allocations);
     g_free(svc);
-}
-
-void sw_oip_service_set_serving(sw_oip_service *svc, gboolean serving)
-{
-    g_atomic_int_set(&svc->serving, serving ? 1 : 0);
 }
 
 static gboolean is_serving(sw_oip_service *svc)
@@ -329,6 +333,8 @@ typedef struct infer_call {
     const model_entry *entry;
     int64_t rows;
     gint64 start_us;
+    sw_batch_timing ran;  /* when forward ran for it */
+    gint64 forwarded_us; /* when it went to the next stage */
 } infer_call;
 
 /* Ends the call with `packed` (OK) or `code`/`message`, and frees `ic`. */
@@ -338,10 +344,17 @@ static void infer_call_finish(infer_call *ic, GBytes *packed, int code, const ch
         sw_call_reply_packed(ic->call, packed);
     else
         sw_call_fail(ic->call, code, message);
+    int status = packed ? SW_CODE_OK : code;
+    gint64 total = g_get_monotonic_time() - ic->start_us;
+    const char *model = ic->req ? ic->req->model_name : NULL;
+    gint64 queue = ic->ran.started_us ? ic->ran.started_us - ic->start_us : 0;
+    gint64 compute = ic->ran.started_us ? ic->ran.finished_us - ic->ran.started_us : 0;
+    sw_metrics_record_request(ic->svc->metrics, model, status, ic->rows, queue, compute, total);
+    sw_metrics_in_flight_add(ic->svc->metrics, -1);
     if (ic->svc->access_log)
-        sw_log(SW_LOG_INFO, "event=infer id=\"%s\" model=%s status=%s rows=%" G_GINT64_FORMAT " latency_us=%" G_GINT64_FORMAT,
-               ic->req ? ic->req->id : "", ic->req ? ic->req->model_name : "?", sw_code_name(packed ? SW_CODE_OK : code),
-               ic->rows, g_get_monotonic_time() - ic->start_us);
+        sw_log(SW_LOG_INFO, "event=infer id=\"%s\" model=%s status=%s rows=%" G_GINT64_FORMAT " queue_us=%" G_GINT64_FORMAT
+               " compute_us=%" G_GINT64_FORMAT " latency_us=%" G_GINT64_FORMAT, ic->req ? ic->req->id : "",
+               model ? model : "?", sw_code_name(status), ic->rows, queue, compute, total);
     if (ic->owner)
         g_bytes_unref(ic->owner);
     g_free(ic);
@@ -380,6 +393,8 @@ static const char *next_stage_name(const sw_stage *stage)
 static void forward_done(GBytes *response, const GError *error, void *user_data)
 {
     infer_call *ic = user_data;
+    sw_metrics_record_downstream(ic->svc->metrics, sw_channel_target(ic->svc->next), error ? error->code : SW_CODE_OK,
+                                 g_get_monotonic_time() - ic->forwarded_us);
     if (response) {
         infer_call_finish(ic, response, SW_CODE_OK, NULL);
         return;
@@ -397,6 +412,7 @@ static void forward(infer_call *ic, GPtrArray *outputs)
     GBytes *packed = sw_protobuf_pack(&next_req->base);
     sw_oip_request_free(next_req);
     int64_t remaining = sw_call_remaining_us(ic->call);
+    ic->forwarded_us = g_get_monotonic_time();
     sw_channel_call_async(svc->next, "/inference.GRPCInferenceService/ModelInfer", packed,
                           remaining == G_MAXINT64 ? -1 : MAX(remaining, 0),
                           svc->next_metadata[0] ? (const char *const *)svc->next_metadata : NULL, forward_done, ic);
@@ -422,9 +438,10 @@ static void answer(infer_call *ic, GPtrArray *outputs)
 }
 
 /* What happens once the stage ran: pass the outputs on, or answer. */
-static void stage_done(GPtrArray *outputs, const GError *error, void *user_data)
+static void stage_done(GPtrArray *outputs, const GError *error, const sw_batch_timing *timing, void *user_data)
 {
     infer_call *ic = user_data;
+    ic->ran = *timing;
     if (outputs == NULL)
         infer_call_fail_error(ic, error);
     else if (ic->entry == &ic->svc->pipeline_model && ic->svc->next)
@@ -449,9 +466,12 @@ static void run_stage(infer_call *ic, GPtrArray *prepared)
         }
         return;
     }
+    sw_batch_timing timing = {g_get_monotonic_time(), 0};
     GPtrArray *outputs = sw_stage_run(ic->svc->stage, prepared, &error);
+    timing.finished_us = g_get_monotonic_time();
+    sw_metrics_record_execution(ic->svc->metrics, ic->rows);
     g_ptr_array_unref(prepared);
-    stage_done(outputs, error, ic);
+    stage_done(outputs, error, &timing, ic);
     g_clear_error(&error);
     if (outputs)
         g_ptr_array_unref(outputs);
@@ -463,6 +483,7 @@ static void handle_model_infer(sw_call *call, void *data)
     ic->call = call;
     ic->svc = data;
     ic->start_us = g_get_monotonic_time();
+    sw_metrics_in_flight_add(ic->svc->metrics, 1);
     if (sw_call_is_cancelled(call)) {
         infer_call_finish(ic, NULL, SW_CODE_DEADLINE_EXCEEDED, "the deadline passed or the call was cancelled before it ran");
         return;
@@ -487,6 +508,95 @@ static void handle_model_infer(sw_call *call, void *data)
     run_stage(ic, prepared);
 }
 
+/* One open Health/Watch stream and the status it was last sent. */
+typedef struct watcher {
+    sw_call *call;
+    int sent;
+    gboolean unknown_service; /* sent SERVICE_UNKNOWN once; never changes */
+} watcher;
+
+static int health_status(sw_oip_service *svc)
+{
+    return is_serving(svc) ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                           : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+}
+
+static void send_health(sw_call *call, int status)
+{
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    resp.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)status;
+    sw_call_send(call, &resp.base);
+}
+
+static gboolean known_service(const char *service)
+{
+    return service[0] == '\0' || strcmp(service, "inference.GRPCInferenceService") == 0;
+}
+
+void sw_oip_service_set_serving(sw_oip_service *svc, gboolean serving)
+{
+    g_atomic_int_set(&svc->serving, serving ? 1 : 0);
+    int status = health_status(svc);
+    g_mutex_lock(&svc->watch_lock);
+    for (guint i = 0; i < svc->watchers->len; i++) {
+        watcher *w = g_ptr_array_index(svc->watchers, i);
+        if (!w->unknown_service && w->sent != status) {
+            send_health(w->call, status);
+            w->sent = status;
+        }
+    }
+    g_mutex_unlock(&svc->watch_lock);
+}
+
+void sw_oip_service_end_watches(sw_oip_service *svc)
+{
+    g_mutex_lock(&svc->watch_lock);
+    GPtrArray *ending = svc->watchers;
+    svc->watchers = g_ptr_array_new_with_free_func(g_free);
+    g_mutex_unlock(&svc->watch_lock);
+    for (guint i = 0; i < ending->len; i++)
+        sw_call_finish(((watcher *)g_ptr_array_index(ending, i))->call, SW_CODE_UNAVAILABLE,
+                       "the server is shutting down");
+    g_ptr_array_unref(ending);
+}
+
+static void watch_cancelled(sw_call *call, void *data)
+{
+    sw_oip_service *svc = data;
+    gboolean found = FALSE;
+    g_mutex_lock(&svc->watch_lock);
+    for (guint i = 0; i < svc->watchers->len && !found; i++) {
+        if (((watcher *)g_ptr_array_index(svc->watchers, i))->call == call) {
+            g_ptr_array_remove_index_fast(svc->watchers, i);
+            found = TRUE;
+        }
+    }
+    g_mutex_unlock(&svc->watch_lock);
+    /* Not found: shutdown already ended it. */
+    if (found)
+        sw_call_finish(call, SW_CODE_CANCELLED, "the client cancelled the watch");
+}
+
+static void handle_health_watch(sw_call *call, void *data)
+{
+    sw_oip_service *svc = data;
+    Grpc__Health__V1__HealthCheckRequest *req =
+        (Grpc__Health__V1__HealthCheckRequest *)unpack_request(call, &grpc__health__v1__health_check_request__descriptor);
+    if (req == NULL)
+        return;
+    watcher *w = g_new0(watcher, 1);
+    w->call = call;
+    w->unknown_service = !known_service(req->service);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    g_mutex_lock(&svc->watch_lock);
+    w->sent = w->unknown_service ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
+                                 : health_status(svc);
+    send_health(call, w->sent);
+    g_ptr_array_add(svc->watchers, w);
+    g_mutex_unlock(&svc->watch_lock);
+    sw_call_on_cancel(call, watch_cancelled, svc);
+}
+
 static void handle_health_check(sw_call *call, void *data)
 {
     sw_oip_service *svc = data;
@@ -494,14 +604,13 @@ static void handle_health_check(sw_call *call, void *data)
         (Grpc__Health__V1__HealthCheckRequest *)unpack_request(call, &grpc__health__v1__health_check_request__descriptor);
     if (req == NULL)
         return;
-    if (req->service[0] != '\0' && strcmp(req->service, "inference.GRPCInferenceService") != 0) {
+    if (!known_service(req->service)) {
         char *text = g_strdup_printf("unknown service '%s'", req->service);
         sw_call_fail(call, SW_CODE_NOT_FOUND, text);
         g_free(text);
     } else {
         Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-        resp.status = is_serving(svc) ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                                      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+        resp.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)health_status(svc);
         sw_call_reply(call, &resp.base);
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -517,6 +626,7 @@ size_t sw_oip_service_methods(sw_oip_service *svc, sw_method *methods)
         {OIP "ModelMetadata", SW_DISPATCH_INLINE, handle_model_metadata, svc, FALSE},
         {OIP "ModelInfer", SW_DISPATCH_WORKER, handle_model_infer, svc, FALSE},
         {"/grpc.health.v1.Health/Check", SW_DISPATCH_INLINE, handle_health_check, svc, TRUE},
+        {"/grpc.health.v1.Health/Watch", SW_DISPATCH_INLINE, handle_health_watch, svc, TRUE},
     };
     G_STATIC_ASSERT(G_N_ELEMENTS(table) <= SW_OIP_SERVICE_MAX_METHODS);
     memcpy(methods, table, sizeof table);

@@ -26,6 +26,7 @@ typedef struct sw_oip_service_options {
     gboolean access_log;         /* one log line per inference call */
     const char *next_auth_token; /* bearer token for the next stage; copied */
     sw_batcher_options batching; /* max_batch_size 0: no batching */
+    sw_metrics *metrics;          /* borrowed; NULL records nothing */
 } sw_oip_service_options;
 
 /* Serves `stage` as "<base>_<stage>". With `next` (borrowed: a channel to
@@ -43,6 +44,10 @@ size_t sw_oip_service_methods(sw_oip_service *service, sw_method *methods);
 /* Readiness as health and ServerReady report it: FALSE while loading and
  * while draining. */
 void sw_oip_service_set_serving(sw_oip_service *service, gboolean serving);
+
+/* Ends every open Health/Watch stream (UNAVAILABLE), so that draining does
+ * not wait on them. */
+void sw_oip_service_end_watches(sw_oip_service *service);
 
 G_END_DECLS
 

@@ -22,6 +22,7 @@ typedef enum tag_kind {
     TAG_ACCEPT,
     TAG_CLOSE,
     TAG_SEND,
+    TAG_STREAM,
     TAG_SHUTDOWN,
 } tag_kind;
 
@@ -48,7 +49,18 @@ struct sw_call {
     int cancelled; /* written by RECV_CLOSE_ON_SERVER */
     gboolean ended;
     gboolean counted; /* holds one of the server's in-flight slots */
-    tag accept_tag, close_tag, send_tag;
+    tag accept_tag, close_tag, send_tag, stream_tag;
+    /* Server streaming: messages wait in `outbox` while one is being sent,
+     * and the status waits for them. */
+    GMutex stream_lock;
+    GQueue outbox;
+    grpc_byte_buffer *streaming;
+    gboolean initial_sent;
+    gboolean finish_pending;
+    int finish_code;
+    char *finish_message;
+    sw_call_cancelled_func on_cancel;
+    void *on_cancel_data;
     /* What the reply batch sends, kept until it completes. */
     grpc_byte_buffer *response;
     grpc_slice status_details;
@@ -92,6 +104,13 @@ static void call_unref(sw_call *c)
         grpc_byte_buffer_destroy(c->response);
     if (c->has_status_details)
         grpc_slice_unref(c->status_details);
+    grpc_byte_buffer *bb;
+    while ((bb = g_queue_pop_head(&c->outbox)) != NULL)
+        grpc_byte_buffer_destroy(bb);
+    if (c->streaming)
+        grpc_byte_buffer_destroy(c->streaming);
+    g_free(c->finish_message);
+    g_mutex_clear(&c->stream_lock);
     g_free(c);
 }
 
@@ -104,6 +123,9 @@ static sw_call *call_new(sw_server *s, const registered_method *m)
     c->accept_tag = (tag){TAG_ACCEPT, c};
     c->close_tag = (tag){TAG_CLOSE, c};
     c->send_tag = (tag){TAG_SEND, c};
+    c->stream_tag = (tag){TAG_STREAM, c};
+    g_mutex_init(&c->stream_lock);
+    g_queue_init(&c->outbox);
     grpc_metadata_array_init(&c->metadata);
     if (m == NULL)
         grpc_call_details_init(&c->details);
@@ -127,11 +149,14 @@ static void post_request(sw_server *s, const registered_method *m)
         call_unref(c); /* no event will come for this tag */
 }
 
-static void start_batch(sw_call *c, const grpc_op *ops, size_t n, tag *t)
+/* FALSE when the batch could not start: then no event will come for it. */
+static gboolean start_batch(sw_call *c, const grpc_op *ops, size_t n, tag *t)
 {
     g_atomic_int_inc(&c->refs);
-    if (grpc_call_start_batch(c->call, ops, n, t, NULL) != GRPC_CALL_OK)
-        call_unref(c);
+    if (grpc_call_start_batch(c->call, ops, n, t, NULL) == GRPC_CALL_OK)
+        return TRUE;
+    call_unref(c);
+    return FALSE;
 }
 
 /* Sends the one reply a unary call gets: status, and a message when OK. */
@@ -149,7 +174,8 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);
     size_t n = 0;
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (!c->initial_sent)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     if (response) {
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = response;
@@ -198,6 +224,90 @@ void sw_call_fail_error(sw_call *c, const GError *error)
     if (code == GRPC_STATUS_OK)
         code = GRPC_STATUS_INTERNAL;
     sw_call_fail(c, code, error->message);
+}
+
+/* With stream_lock held and nothing in flight: sends the next queued
+ * message, or the pending status once the queue is empty. */
+static void stream_next(sw_call *c)
+{
+    while (!g_queue_is_empty(&c->outbox)) {
+        grpc_op ops[2];
+        memset(ops, 0, sizeof ops);
+        size_t n = 0;
+        if (!c->initial_sent)
+            ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->streaming = g_queue_pop_head(&c->outbox);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->streaming;
+        c->initial_sent = TRUE;
+        if (start_batch(c, ops, n, &c->stream_tag))
+            return;
+        grpc_byte_buffer_destroy(c->streaming);
+        c->streaming = NULL;
+    }
+    if (c->finish_pending) {
+        c->finish_pending = FALSE;
+        send_reply(c, NULL, (grpc_status_code)c->finish_code, c->finish_message);
+    }
+}
+
+void sw_call_send(sw_call *c, const ProtobufCMessage *message)
+{
+    size_t size = protobuf_c_message_get_packed_size(message);
+    grpc_slice slice = grpc_slice_malloc(size);
+    protobuf_c_message_pack(message, GRPC_SLICE_START_PTR(slice));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    /* Held across the lock: a batch completing on the poller must not free
+     * the call under us. */
+    g_atomic_int_inc(&c->refs);
+    g_mutex_lock(&c->stream_lock);
+    if (c->ended || c->finish_pending) {
+        grpc_byte_buffer_destroy(bb);
+    } else {
+        g_queue_push_tail(&c->outbox, bb);
+        if (c->streaming == NULL)
+            stream_next(c);
+    }
+    g_mutex_unlock(&c->stream_lock);
+    call_unref(c);
+}
+
+void sw_call_finish(sw_call *c, int code, const char *message)
+{
+    g_atomic_int_inc(&c->refs);
+    g_mutex_lock(&c->stream_lock);
+    g_assert(!c->ended && !c->finish_pending);
+    c->finish_pending = TRUE;
+    c->finish_code = code;
+    c->finish_message = g_strdup(message);
+    if (c->streaming == NULL)
+        stream_next(c);
+    g_mutex_unlock(&c->stream_lock);
+    call_unref(c);
+}
+
+void sw_call_on_cancel(sw_call *c, sw_call_cancelled_func func, void *user_data)
+{
+    c->on_cancel = func;
+    c->on_cancel_data = user_data;
+}
+
+static void on_stream_sent(sw_call *c)
+{
+    g_mutex_lock(&c->stream_lock);
+    grpc_byte_buffer_destroy(c->streaming);
+    c->streaming = NULL;
+    stream_next(c);
+    g_mutex_unlock(&c->stream_lock);
+    call_unref(c);
+}
+
+static void on_close(sw_call *c)
+{
+    if (g_atomic_int_get(&c->cancelled) && c->on_cancel)
+        c->on_cancel(c, c->on_cancel_data);
+    call_unref(c);
 }
 
 static void release_slice(gpointer slice)
@@ -310,7 +420,8 @@ static gpointer poll_loop(gpointer data)
         tag *t = ev.tag;
         switch (t->kind) {
         case TAG_ACCEPT: on_accept(s, t->call, ev.success); break;
-        case TAG_CLOSE:
+        case TAG_CLOSE: on_close(t->call); break;
+        case TAG_STREAM: on_stream_sent(t->call); break;
         case TAG_SEND: call_unref(t->call); break;
         case TAG_SHUTDOWN:
             g_mutex_lock(&s->lock);

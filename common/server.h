@@ -91,6 +91,19 @@ void sw_call_reply(sw_call *call, const ProtobufCMessage *message);
 void sw_call_reply_packed(sw_call *call, GBytes *packed);
 /* Ends the call with a non-OK status; `code` is a gRPC status code. */
 void sw_call_fail(sw_call *call, int code, const char *message);
+/* Server streaming. sw_call_send() queues one response message (packed at
+ * once; `message` is borrowed); messages go out in order, one at a time.
+ * sw_call_finish() ends the stream with a status after the queued messages.
+ * Both may be called from any thread; nothing may follow finish. */
+void sw_call_send(sw_call *call, const ProtobufCMessage *message);
+void sw_call_finish(sw_call *call, int code, const char *message);
+
+/* Runs `func` on the polling thread if the client cancels the call (or its
+ * deadline passes) before it ended; the handler must still end it. Register
+ * from an inline handler, before returning. */
+typedef void (*sw_call_cancelled_func)(sw_call *call, void *user_data);
+void sw_call_on_cancel(sw_call *call, sw_call_cancelled_func func, void *user_data);
+
 /* Ends the call with the code and message of `error` (SW_ERROR domain;
  * other domains become INTERNAL). `error` is borrowed. */
 void sw_call_fail_error(sw_call *call, const GError *error);

@@ -10,6 +10,8 @@
 #include "channel.h"
 #include "export.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "oip_service.h"
 #include "server.h"
 #include "settings.h"
@@ -25,6 +27,8 @@ typedef struct service {
     sw_auth *auth;
     sw_oip_service *oip;
     sw_server *server;
+    sw_metrics *metrics;
+    sw_metrics_http *metrics_http;
     char *tls_cert, *tls_key, *tls_client_ca;
 } service;
 
@@ -71,6 +75,11 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
         return FALSE;
     if (s->next && (svc->next = open_next(s, error)) == NULL)
         return FALSE;
+    gboolean serves_pipeline = s->next || kind == SW_STAGE_POSTPROCESSOR;
+    const char *models[] = {svc->stage->model_name, serves_pipeline ? name : NULL, NULL};
+    svc->metrics = sw_metrics_new(models);
+    if (s->metrics_listen && (svc->metrics_http = sw_metrics_http_start(s->metrics_listen, svc->metrics, error)) == NULL)
+        return FALSE;
     char *next_token = NULL;
     if (s->next_auth_token_file && (next_token = sw_auth_read_token(s->next_auth_token_file, error)) == NULL)
         return FALSE;
@@ -79,6 +88,7 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
         .access_log = s->access_log,
         .next_auth_token = next_token,
         .batching = {s->max_batch_size, s->max_queue_delay_us, s->max_queue_size, s->instances},
+        .metrics = svc->metrics,
     };
     svc->oip = sw_oip_service_new(svc->stage, svc->export, name, svc->next, &oo, error);
     g_free(next_token);
@@ -114,6 +124,8 @@ static void service_stop(service *svc)
 {
     sw_server_free(svc->server);
     sw_oip_service_free(svc->oip);
+    sw_metrics_http_stop(svc->metrics_http);
+    sw_metrics_free(svc->metrics);
     /* After the server: calls it forwarded have all completed. */
     sw_channel_free(svc->next);
     sw_auth_free(svc->auth);
@@ -139,8 +151,9 @@ static void serve_until_signal(service *svc, const sw_settings *s, sigset_t *sig
 {
     sw_server_start(svc->server);
     sw_oip_service_set_serving(svc->oip, TRUE);
-    sw_log(SW_LOG_INFO, "event=listening model=%s device=%s port=%d threads=%d tls=%s auth=%s next=%s",
-           svc->stage->model_name, svc->stage->device, sw_server_port(svc->server), s->threads,
+    sw_log(SW_LOG_INFO, "event=listening model=%s device=%s port=%d metrics_port=%d threads=%d tls=%s auth=%s next=%s",
+           svc->stage->model_name, svc->stage->device, sw_server_port(svc->server),
+           svc->metrics_http ? sw_metrics_http_port(svc->metrics_http) : 0, s->threads,
            s->tls_cert ? (s->tls_client_ca ? "mutual" : "on") : "off", svc->auth ? "bearer" : "off",
            s->next ? s->next : "none");
     int sig = 0;
@@ -148,6 +161,7 @@ static void serve_until_signal(service *svc, const sw_settings *s, sigset_t *sig
     /* Probes see NOT_SERVING at once, so traffic moves away while calls in
      * flight finish. */
     sw_oip_service_set_serving(svc->oip, FALSE);
+    sw_oip_service_end_watches(svc->oip);
     sw_log(SW_LOG_INFO, "event=draining signal=%d timeout_s=%d", sig, s->drain_timeout_s);
     g_thread_unref(g_thread_new("sw-signal", exit_on_second_signal, signals));
     int cancelled = sw_server_shutdown(svc->server, s->drain_timeout_s * 1000);

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
-  libtorch-dev libglib2.0-dev libjson-glib-dev
+  libtorch-dev libglib2.0-dev libjson-glib-dev libcsv-dev libmicrohttpd-dev
   python3-torch python3-numpy python3-grpcio python3-grpc-tools
 )
 # Node runs the JavaScript client test; any Node >= 18 will do.
