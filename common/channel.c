@@ -157,13 +157,16 @@ sw_channel *sw_channel_new(const sw_channel_options *o, GError **error)
     }
     int max_message = o->max_message_bytes == 0 ? 256 * 1024 * 1024 : o->max_message_bytes;
     char *config = service_config(o->max_attempts > 0 ? MIN(o->max_attempts, 5) : 5);
-    grpc_arg args[6];
+    grpc_arg args[7];
     size_t n = 0;
     args[n++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_message);
     args[n++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max_message);
     args[n++] = string_arg(GRPC_ARG_SERVICE_CONFIG, config);
     args[n++] = int_arg(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);
     args[n++] = int_arg(GRPC_ARG_ENABLE_RETRIES, 1);
+    /* A call is retried only while its request fits the retry buffer
+     * (256 KiB by default): let every request that may be sent be retried. */
+    args[n++] = int_arg(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, max_message < 0 ? G_MAXINT : max_message);
     if (o->tls_server_name)
         args[n++] = string_arg(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, o->tls_server_name);
     grpc_channel_args channel_args = {n, args};

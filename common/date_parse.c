@@ -23,26 +23,45 @@ static void vector_from_fields(int year, int month, int day, int hour, int minut
 static gboolean fields_valid(int year, int month, int day, int hour, int minute, int second)
 {
     return year >= 1 && year <= 9999 && g_date_valid_dmy((GDateDay)day, (GDateMonth)month, (GDateYear)year) &&
-           hour >= 0 && hour < 24 && minute >= 0 && minute < 60 && second >= 0 && second <= 60;
+           hour >= 0 && hour < 24 && minute >= 0 && minute < 60 && second >= 0 && second < 60;
 }
 
-/* strptime must consume the whole string (trailing blanks aside). */
+/* Like Python's strptime, which Ludwig uses: %Y takes exactly four digits
+ * (glibc's takes one to four), and the whole string must be consumed
+ * (trailing blanks aside). The format is cut at each %Y, the pieces parsed
+ * by strptime and the years read here. */
 static gboolean parse_with_format(const char *s, const char *format, int64_t out[SW_DATE_VECTOR_LEN])
 {
     struct tm tm;
     memset(&tm, 0, sizeof tm);
     tm.tm_mday = 1;
-    const char *end = strptime(s, format, &tm);
-    if (end == NULL)
+    char **pieces = g_strsplit(format, "%Y", -1);
+    const char *p = s;
+    for (int i = 0; p && pieces[i]; i++) {
+        if (i > 0) {
+            gboolean four = g_ascii_isdigit(p[0]) && g_ascii_isdigit(p[1]) && g_ascii_isdigit(p[2]) &&
+                            g_ascii_isdigit(p[3]);
+            if (!four) {
+                p = NULL;
+                break;
+            }
+            tm.tm_year = (p[0] - '0') * 1000 + (p[1] - '0') * 100 + (p[2] - '0') * 10 + (p[3] - '0') - 1900;
+            p += 4;
+        }
+        if (pieces[i][0] != '\0')
+            p = strptime(p, pieces[i], &tm);
+    }
+    g_strfreev(pieces);
+    if (p == NULL)
         return FALSE;
-    while (g_ascii_isspace(*end))
-        end++;
-    if (*end != '\0')
+    while (g_ascii_isspace(*p))
+        p++;
+    if (*p != '\0')
         return FALSE;
     int year = tm.tm_year + 1900, month = tm.tm_mon + 1;
     if (!fields_valid(year, month, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec))
         return FALSE;
-    vector_from_fields(year, month, tm.tm_mday, tm.tm_hour, tm.tm_min, MIN(tm.tm_sec, 59), out);
+    vector_from_fields(year, month, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, out);
     return TRUE;
 }
 
@@ -68,6 +87,9 @@ static const char *const common_formats[] = {
 
 gboolean sw_date_vector_parse(const char *text, size_t len, const char *format, int64_t out[SW_DATE_VECTOR_LEN])
 {
+    /* A NUL inside would cut the string short and hide what follows. */
+    if (memchr(text, '\0', len) != NULL)
+        return FALSE;
     char *s = g_strstrip(g_strndup(text, len));
     gboolean ok = s[0] != '\0' && format && parse_with_format(s, format, out);
     ok = ok || (s[0] != '\0' && parse_iso8601(s, out));

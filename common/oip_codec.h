@@ -24,6 +24,13 @@ G_BEGIN_DECLS
 GPtrArray *sw_oip_decode_inputs(const Inference__ModelInferRequest *request,
                                 GBytes *request_owner, GError **error);
 
+/* Unpacks a ModelInferRequest from `message` without copying its
+ * raw_input_contents: they point into `message`. `*owner` receives a GBytes
+ * whose release frees the request and drops its reference on `message`;
+ * tensors decoded from the request hold references on it. NULL with an
+ * INVALID_ARGUMENT error when `message` is not a valid request. */
+Inference__ModelInferRequest *sw_oip_unpack_infer_request(GBytes *message, GBytes **owner, GError **error);
+
 /* Parses raw BYTES framing (4-byte little-endian length, then the bytes, per
  * element) of exactly `n_elements` elements. Returns a new tensor of `shape`
  * that references `raw` (no copy), or NULL with an error naming `what`. */

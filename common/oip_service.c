@@ -285,11 +285,6 @@ static void handle_model_metadata(sw_call *call, void *data)
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
-static void free_unpacked_request(gpointer msg)
-{
-    protobuf_c_message_free_unpacked(msg, NULL);
-}
-
 /* Keeps the outputs the request asks for, in the order it asks; all of them
  * when it names none. */
 static GPtrArray *select_outputs(const char *model_name, const Inference__ModelInferRequest *req,
@@ -488,16 +483,14 @@ static void handle_model_infer(sw_call *call, void *data)
         infer_call_finish(ic, NULL, SW_CODE_DEADLINE_EXCEEDED, "the deadline passed or the call was cancelled before it ran");
         return;
     }
-    gsize len = 0;
-    const uint8_t *bytes = g_bytes_get_data(sw_call_request(call), &len);
-    Inference__ModelInferRequest *req = inference__model_infer_request__unpack(NULL, len, bytes);
+    GError *error = NULL;
+    Inference__ModelInferRequest *req = sw_oip_unpack_infer_request(sw_call_request(call), &ic->owner, &error);
     if (req == NULL) {
-        infer_call_finish(ic, NULL, SW_CODE_INVALID_ARGUMENT, "the request is not a valid inference.ModelInferRequest message");
+        infer_call_fail_error(ic, error);
+        g_error_free(error);
         return;
     }
     ic->req = req;
-    ic->owner = g_bytes_new_with_free_func(req, sizeof *req, free_unpacked_request, req);
-    GError *error = NULL;
     ic->entry = find_model(ic->svc, req->model_name, req->model_version, &error);
     GPtrArray *prepared = ic->entry ? prepare(ic, &error) : NULL;
     if (prepared == NULL) {

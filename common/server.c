@@ -316,18 +316,33 @@ static void release_slice(gpointer slice)
     g_free(slice);
 }
 
+/* The payload as one contiguous slice: its own slice when it arrived in one
+ * (no copy), else a copy of all its slices. */
+static grpc_slice payload_slice(grpc_byte_buffer *payload)
+{
+    grpc_byte_buffer_reader reader;
+    grpc_slice first, second, whole;
+    grpc_byte_buffer_reader_init(&reader, payload);
+    if (!grpc_byte_buffer_reader_next(&reader, &first)) {
+        whole = grpc_empty_slice();
+    } else if (!grpc_byte_buffer_reader_next(&reader, &second)) {
+        whole = first;
+    } else {
+        grpc_slice_unref(first);
+        grpc_slice_unref(second);
+        grpc_byte_buffer_reader_destroy(&reader);
+        grpc_byte_buffer_reader_init(&reader, payload);
+        whole = grpc_byte_buffer_reader_readall(&reader);
+    }
+    grpc_byte_buffer_reader_destroy(&reader);
+    return whole;
+}
+
 GBytes *sw_call_request(sw_call *c)
 {
     if (c->request == NULL) {
         grpc_slice *whole = g_new(grpc_slice, 1);
-        if (c->payload) {
-            grpc_byte_buffer_reader reader;
-            grpc_byte_buffer_reader_init(&reader, c->payload);
-            *whole = grpc_byte_buffer_reader_readall(&reader);
-            grpc_byte_buffer_reader_destroy(&reader);
-        } else {
-            *whole = grpc_empty_slice();
-        }
+        *whole = c->payload ? payload_slice(c->payload) : grpc_empty_slice();
         c->request = g_bytes_new_with_free_func(GRPC_SLICE_START_PTR(*whole), GRPC_SLICE_LENGTH(*whole),
                                                 release_slice, whole);
     }

@@ -39,7 +39,7 @@ class StageServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log_text()
-            m = re.search(r"event=listening .*port=(\d+)", text)
+            m = re.search(r"event=listening .*?\bport=(\d+)", text)
             if m:
                 return int(m.group(1))
             if self.proc.poll() is not None:

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import unittest
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import grpc
 
@@ -75,15 +75,13 @@ def stop_servers(servers, expected_codes=None):
     return codes
 
 
-def chain_specs(prefix=""):
+def chain_specs():
     """postprocessor, predictor --next post, preprocessor --next pred (all on loopback)."""
     loop = "127.0.0.1:0"
     return [
-        (prefix + "postprocessor", "postprocessor", None, loop),
-        (prefix + "predictor", "predictor",
-         lambda s: ["--next", s[prefix + "postprocessor"].target], loop),
-        (prefix + "preprocessor", "preprocessor",
-         lambda s: ["--next", s[prefix + "predictor"].target], loop),
+        ("postprocessor", "postprocessor", None, loop),
+        ("predictor", "predictor", lambda s: ["--next", s["postprocessor"].target], loop),
+        ("preprocessor", "preprocessor", lambda s: ["--next", s["predictor"].target], loop),
     ]
 
 
@@ -211,6 +209,20 @@ class RoutingTest(unittest.TestCase):
             self.assertTrue(self.stubs[stage].ModelReady(pb.ModelReadyRequest(name=PIPELINE),
                                                          timeout=DEADLINE_S).ready, stage)
 
+    def test_date_strings_in_one_call(self):
+        rows = example_rows(7, seed=8)
+        _, _, post = reference.run_stages(self.ref, rows)
+        req = pipeline_request(self.ref, rows)
+        (signup,) = [i for i, t in enumerate(req.inputs) if t.name == "signup"]
+        # The same dates as ISO date-times with a zone: the fields as written are what count.
+        dates = [r["Signup"] + "T00:00:00Z" for r in rows]
+        del req.inputs[signup].shape[:]
+        req.inputs[signup].shape.append(len(rows))
+        req.inputs[signup].datatype = "BYTES"
+        req.raw_input_contents[signup] = oip.frame_bytes([d.encode() for d in dates])
+        got = oip.decode_response(self.infer("preprocessor", req))
+        compare.assert_outputs_equal(self, got, reference.encode_outputs(post), "date strings")
+
     def test_tiny_deadline(self):
         rows = example_rows(200, seed=9)
         with self.assertRaises(grpc.RpcError) as cm:
@@ -258,7 +270,7 @@ class DownstreamFailureTest(unittest.TestCase):
                 oip.stub(ch).ModelInfer(oip.request_from_outputs("example_predictor", got_pre),
                                         timeout=DEADLINE_S)
         finally:
-            codes = {k: s.stop() for k, s in reversed(list(servers.items()))}
+            codes = {k: s.stop() for k, s in reversed(list(servers.items())) if k not in stopped}
             codes.update(stopped)
         self.assertEqual(codes, {s: 0 for s in harness.STAGES})
 
@@ -373,10 +385,10 @@ class UnixSocketTest(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def connections_to(pid: int, port: int) -> Optional[List[int]]:
-    """Bytes that process `pid` has sent (and had acknowledged) on each of its established TCP
-    connections to local port `port`, read with `ss -ti`; None when ss is missing (then only
-    the connections' existence is checked, from /proc/net/tcp, and each counts as 1 byte)."""
+def connections_to(pid: int, port: int) -> List[int]:
+    """For each established TCP connection of process `pid` to loopback port `port`: the bytes
+    it has sent and had acknowledged, read with `ss -ti`. Without ss, only the connections are
+    found (in /proc/net/tcp), each counted as 1 byte."""
     if shutil.which("ss"):
         out = subprocess.run(["ss", "-tinpH", "state", "established", "dport", "=", f":{port}"],
                              capture_output=True, text=True, timeout=10, check=True).stdout
@@ -404,23 +416,73 @@ def connections_to(pid: int, port: int) -> Optional[List[int]]:
     return found
 
 
+def replica_specs():
+    """postprocessor; two predictor replicas, each --next it; preprocessor --next both."""
+    loop = "127.0.0.1:0"
+    return [
+        ("postprocessor", "postprocessor", None, loop),
+        ("predictor1", "predictor", lambda s: ["--next", s["postprocessor"].target], loop),
+        ("predictor2", "predictor", lambda s: ["--next", s["postprocessor"].target], loop),
+        ("preprocessor", "preprocessor", lambda s: [
+            "--next", f"ipv4:127.0.0.1:{s['predictor1'].port},127.0.0.1:{s['predictor2'].port}"],
+         loop),
+    ]
+
+
+def run_and_kill(test, servers, req, baseline, total, kill_after, threads, victim):
+    """Sends `req` to the preprocessor `total` times from `threads` client threads and SIGKILLs
+    servers[victim] once `kill_after` calls have finished. Every reply must equal `baseline`
+    (a decoded reply checked against the reference beforehand). Returns a report string."""
+    lock = threading.Lock()
+    counters = {"next": 0, "done": 0, "ok": 0, "mismatch": 0}
+    failures = collections.Counter()
+    killed = []
+
+    def worker():
+        with servers["preprocessor"].channel() as ch:
+            stub = oip.stub(ch)
+            while True:
+                with lock:
+                    if counters["next"] >= total:
+                        return
+                    counters["next"] += 1
+                try:
+                    got = oip.decode_response(stub.ModelInfer(req, timeout=DEADLINE_S))
+                    outcome = "ok" if compare.same_outputs(got, baseline) else "mismatch"
+                except grpc.RpcError as e:
+                    outcome = None
+                    with lock:
+                        failures[(e.code().name, e.details())] += 1
+                with lock:
+                    if outcome:
+                        counters[outcome] += 1
+                    counters["done"] += 1
+                    kill = counters["done"] == kill_after
+                if kill:
+                    killed.append(servers[victim].kill())
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(600)
+    test.assertFalse(any(t.is_alive() for t in pool), "client threads hung")
+    test.assertEqual(killed, [-9], f"{victim} was not killed")
+    report = f"counters={counters} failures={dict(failures)}"
+    test.assertEqual(counters["done"], total, report)
+    test.assertEqual(sum(failures.values()), 0, f"requests lost: {report}")
+    test.assertEqual(counters["mismatch"], 0, report)
+    test.assertEqual(counters["ok"], total, report)
+    return report
+
+
 class ReplicaTest(unittest.TestCase):
     """Two predictor replicas behind one preprocessor: --next ipv4:127.0.0.1:P1,127.0.0.1:P2."""
-
-    KILL_REQUESTS, KILL_AFTER, KILL_THREADS = 2000, 500, 8
 
     @classmethod
     def setUpClass(cls):
         cls.ref = reference.load(harness.EXAMPLE_DIR)
-        loop = "127.0.0.1:0"
-        cls.servers = start_servers([
-            ("postprocessor", "postprocessor", None, loop),
-            ("predictor1", "predictor", lambda s: ["--next", s["postprocessor"].target], loop),
-            ("predictor2", "predictor", lambda s: ["--next", s["postprocessor"].target], loop),
-            ("preprocessor", "preprocessor", lambda s: [
-                "--next", f"ipv4:127.0.0.1:{s['predictor1'].port},127.0.0.1:{s['predictor2'].port}"],
-             loop),
-        ])
+        cls.servers = start_servers(replica_specs())
         cls.killed = set()
         # A few batches and what the reference makes of them.
         cls.batches = []
@@ -461,49 +523,12 @@ class ReplicaTest(unittest.TestCase):
 
     def test_b_killing_a_replica_loses_no_request(self):
         req, expected = self.batches[1]
-        lock = threading.Lock()
-        counters = {"next": 0, "done": 0, "ok": 0, "mismatch": 0}
-        failures = collections.Counter()
-        killed_at = []
-
-        def worker():
-            with self.servers["preprocessor"].channel() as ch:
-                stub = oip.stub(ch)
-                while True:
-                    with lock:
-                        if counters["next"] >= self.KILL_REQUESTS:
-                            return
-                        counters["next"] += 1
-                    try:
-                        got = oip.decode_response(stub.ModelInfer(req, timeout=DEADLINE_S))
-                        outcome = "ok" if compare.outputs_match(got, expected) else "mismatch"
-                    except grpc.RpcError as e:
-                        outcome = None
-                        with lock:
-                            failures[(e.code().name, e.details())] += 1
-                    with lock:
-                        if outcome:
-                            counters[outcome] += 1
-                        counters["done"] += 1
-                        kill = counters["done"] == self.KILL_AFTER
-                    if kill:
-                        killed_at.append(time.monotonic())
-                        self.killed.add("predictor1")
-                        self.servers["predictor1"].kill()
-
-        threads = [threading.Thread(target=worker) for _ in range(self.KILL_THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(600)
-        self.assertFalse(any(t.is_alive() for t in threads), "client threads hung")
-        self.assertEqual(killed_at.__len__(), 1, "predictor1 was not killed")
-        report = f"counters={counters} failures={dict(failures)}"
-        self.assertEqual(counters["done"], self.KILL_REQUESTS, report)
-        self.assertEqual(sum(failures.values()), 0, report)
-        self.assertEqual(counters["mismatch"], 0, report)
-        self.assertEqual(counters["ok"], self.KILL_REQUESTS, report)
-
+        with self.servers["preprocessor"].channel() as ch:
+            baseline = oip.decode_response(oip.stub(ch).ModelInfer(req, timeout=DEADLINE_S))
+        compare.assert_outputs_equal(self, baseline, expected, "baseline")
+        self.killed.add("predictor1")
+        run_and_kill(self, self.servers, req, baseline, total=2000, kill_after=500, threads=8,
+                     victim="predictor1")
         # The survivor still serves, directly and behind the preprocessor.
         with self.servers["predictor2"].channel() as ch:
             self.assertTrue(oip.stub(ch).ModelReady(oip.pb.ModelReadyRequest(name=PIPELINE),
@@ -511,6 +536,33 @@ class ReplicaTest(unittest.TestCase):
         with self.servers["preprocessor"].channel() as ch:
             got = oip.decode_response(oip.stub(ch).ModelInfer(req, timeout=DEADLINE_S))
         compare.assert_outputs_equal(self, got, expected, "after the kill")
+
+
+class LargeRequestReplicaTest(unittest.TestCase):
+    """The same kill, with batches whose forwarded request (preprocessor -> predictor) is larger
+    than gRPC's default per-call retry buffer (256 KiB): a replica dying under them must not
+    lose them either."""
+
+    ROWS = 2000  # about 300 KB forwarded to the predictor
+
+    def test_killing_a_replica_loses_no_large_request(self):
+        ref = reference.load(harness.EXAMPLE_DIR)
+        rows = example_rows(self.ROWS, seed=31)
+        pre, _, post = reference.run_stages(ref, rows)
+        forwarded = oip.infer_request(PIPELINE, {k: v.numpy() for k, v in pre.items()})
+        req = pipeline_request(ref, rows)
+        servers = start_servers(replica_specs())
+        killed = {}
+        try:
+            with servers["preprocessor"].channel() as ch:
+                baseline = oip.decode_response(oip.stub(ch).ModelInfer(req, timeout=DEADLINE_S))
+            compare.assert_outputs_equal(self, baseline, reference.encode_outputs(post), "baseline")
+            self.assertGreater(forwarded.ByteSize(), 256 * 1024)
+            killed["predictor1"] = -9
+            run_and_kill(self, servers, req, baseline, total=80, kill_after=20, threads=8,
+                         victim="predictor1")
+        finally:
+            stop_servers(servers, killed)
 
 
 if __name__ == "__main__":
