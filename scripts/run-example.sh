@@ -22,23 +22,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts a stage on an ephemeral loopback port; prints the port once it listens.
+# Starts a stage on an ephemeral loopback port and sets $port once it listens.
 start_stage() {
   local stage=$1; shift
-  "$build/stagewise-$stage" --model-dir "$model_dir" --listen 127.0.0.1:0 "$@" 2>"$work/$stage.log" &
+  "$build/stagewise-$stage" --model-dir "$model_dir" --listen 127.0.0.1:0 "$@" >"$work/$stage.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 600); do
-    port=$(sed -n 's/.*event=listening .*port=\([0-9]*\).*/\1/p' "$work/$stage.log")
-    if [ -n "$port" ]; then echo "$port"; return; fi
+    port=$(sed -n 's/.*event=listening .* port=\([0-9]*\) .*/\1/p' "$work/$stage.log")
+    [ -n "$port" ] && return
     kill -0 "${pids[-1]}" 2>/dev/null || { cat "$work/$stage.log" >&2; exit 1; }
     sleep 0.1
   done
   echo "$stage did not start" >&2; exit 1
 }
 
-post=$(start_stage postprocessor)
-pred=$(start_stage predictor --next "127.0.0.1:$post")
-pre=$(start_stage preprocessor --next "127.0.0.1:$pred")
+start_stage postprocessor; post=$port
+start_stage predictor --next "127.0.0.1:$post"; pred=$port
+start_stage preprocessor --next "127.0.0.1:$pred"; pre=$port
 echo "stages: preprocessor 127.0.0.1:$pre -> predictor 127.0.0.1:$pred -> postprocessor 127.0.0.1:$post"
 
 /usr/bin/python3 tests/fixtures/example_rows.py "$rows" >"$work/rows.csv"
