@@ -82,11 +82,52 @@ static int64_t queued_rows(sw_batcher *b)
     return rows;
 }
 
+/* How often waiting requests are checked for having been given up (deadline
+ * passed, client gone, server draining), so they are answered promptly
+ * rather than when their batch would have formed. */
+#define RECHECK_US 50000
+
+static void answer_unwanted(pending *p)
+{
+    static const sw_batch_timing never_ran = {0, 0};
+    GError *error = g_error_new_literal(SW_ERROR, SW_CODE_DEADLINE_EXCEEDED,
+                                        "the deadline passed or the call was cancelled while it was queued");
+    p->done(NULL, error, &never_ran, p->user_data);
+    g_error_free(error);
+    pending_free(p);
+}
+
+/* With the lock held: moves the requests nobody waits for to `out`. */
+static void take_unwanted(sw_batcher *b, GPtrArray *out)
+{
+    for (GList *l = b->queue.head; l;) {
+        GList *next = l->next;
+        pending *p = l->data;
+        if (p->wanted && !p->wanted(p->user_data)) {
+            g_queue_delete_link(&b->queue, l);
+            g_ptr_array_add(out, p);
+        }
+        l = next;
+    }
+}
+
 /* Blocks until a batch is due; NULL when stopping with nothing left. */
 static GPtrArray *wait_for_batch(sw_batcher *b, int64_t *rows)
 {
+    GPtrArray *unwanted = g_ptr_array_new();
+    GPtrArray *batch = NULL;
     g_mutex_lock(&b->lock);
     for (;;) {
+        take_unwanted(b, unwanted);
+        if (unwanted->len > 0) {
+            /* Answered outside the lock: answering calls back into the server. */
+            g_mutex_unlock(&b->lock);
+            for (guint i = 0; i < unwanted->len; i++)
+                answer_unwanted(g_ptr_array_index(unwanted, i));
+            g_ptr_array_set_size(unwanted, 0);
+            g_mutex_lock(&b->lock);
+            continue;
+        }
         if (g_queue_is_empty(&b->queue)) {
             if (b->stopping)
                 break;
@@ -95,15 +136,16 @@ static GPtrArray *wait_for_batch(sw_batcher *b, int64_t *rows)
         }
         pending *oldest = g_queue_peek_head(&b->queue);
         gint64 due = oldest->queued_at + b->options.max_queue_delay_us;
-        if (b->stopping || queued_rows(b) >= b->options.max_batch_size || g_get_monotonic_time() >= due) {
-            GPtrArray *batch = take_batch(b, rows);
-            g_mutex_unlock(&b->lock);
-            return batch;
+        gint64 now = g_get_monotonic_time();
+        if (b->stopping || queued_rows(b) >= b->options.max_batch_size || now >= due) {
+            batch = take_batch(b, rows);
+            break;
         }
-        g_cond_wait_until(&b->arrived, &b->lock, due);
+        g_cond_wait_until(&b->arrived, &b->lock, MIN(due, now + RECHECK_US));
     }
     g_mutex_unlock(&b->lock);
-    return NULL;
+    g_ptr_array_unref(unwanted);
+    return batch;
 }
 
 /* One tensor holding the rows of `parts` (same dtype and row shape) in order. */
@@ -237,12 +279,7 @@ static int64_t drop_unwanted(GPtrArray *batch)
             r++;
             continue;
         }
-        GError *error = g_error_new_literal(SW_ERROR, SW_CODE_DEADLINE_EXCEEDED,
-                                            "the deadline passed or the call was cancelled while it was queued");
-        static const sw_batch_timing never_ran = {0, 0};
-        p->done(NULL, error, &never_ran, p->user_data);
-        g_error_free(error);
-        pending_free(g_ptr_array_steal_index(batch, r));
+        answer_unwanted(g_ptr_array_steal_index(batch, r));
     }
     return rows;
 }

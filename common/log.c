@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <grpc/support/log.h>
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,7 +36,58 @@ gboolean sw_log_configure(const char *level, const char *format)
     return TRUE;
 }
 
-/* key=value pairs (values optionally in double quotes) into a JSON object. */
+char *sw_log_quote(const char *text)
+{
+    GString *out = g_string_new("\"");
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        switch (*p) {
+        case '"': g_string_append(out, "\\\""); break;
+        case '\\': g_string_append(out, "\\\\"); break;
+        case '\n': g_string_append(out, "\\n"); break;
+        case '\r': g_string_append(out, "\\r"); break;
+        case '\t': g_string_append(out, "\\t"); break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                g_string_append_printf(out, "\\u%04x", *p);
+            else
+                g_string_append_c(out, (char)*p);
+        }
+    }
+    g_string_append_c(out, '"');
+    return g_string_free(out, FALSE);
+}
+
+/* Reads a quoted value starting after its opening quote, undoing
+ * sw_log_quote; returns where parsing stopped. */
+static const char *read_quoted(const char *p, GString *value)
+{
+    while (*p && *p != '"') {
+        if (*p != '\\' || p[1] == '\0') {
+            g_string_append_c(value, *p++);
+            continue;
+        }
+        p++;
+        switch (*p) {
+        case 'n': g_string_append_c(value, '\n'); p++; break;
+        case 'r': g_string_append_c(value, '\r'); p++; break;
+        case 't': g_string_append_c(value, '\t'); p++; break;
+        case 'u': {
+            unsigned code = 0;
+            int k = 1;
+            for (; k <= 4 && g_ascii_isxdigit(p[k]); k++)
+                code = code * 16 + (unsigned)g_ascii_xdigit_value(p[k]);
+            g_string_append_unichar(value, code);
+            p += k;
+            break;
+        }
+        default: g_string_append_c(value, *p++); break;
+        }
+    }
+    return *p == '"' ? p + 1 : p;
+}
+
+/* key=value pairs (values optionally quoted by sw_log_quote) into a JSON
+ * object. */
 static char *kv_to_json(const char *ts, const char *level, const char *msg)
 {
     JsonBuilder *b = json_builder_new();
@@ -53,23 +105,19 @@ static char *kv_to_json(const char *ts, const char *level, const char *msg)
             break;
         char *key = g_strndup(p, (gsize)(eq - p));
         const char *v = eq + 1;
-        const char *end;
-        char *value;
+        GString *value = g_string_new(NULL);
         if (*v == '"') {
-            end = strchr(v + 1, '"');
-            end = end ? end : v + strlen(v);
-            value = g_strndup(v + 1, (gsize)(end - v - 1));
-            p = *end ? end + 1 : end;
+            p = read_quoted(v + 1, value);
         } else {
-            end = strchr(v, ' ');
+            const char *end = strchr(v, ' ');
             end = end ? end : v + strlen(v);
-            value = g_strndup(v, (gsize)(end - v));
+            g_string_append_len(value, v, end - v);
             p = end;
         }
         json_builder_set_member_name(b, key);
-        json_builder_add_string_value(b, value);
+        json_builder_add_string_value(b, value->str);
         g_free(key);
-        g_free(value);
+        g_string_free(value, TRUE);
     }
     json_builder_end_object(b);
     JsonNode *root = json_builder_get_root(b);
@@ -98,4 +146,21 @@ void sw_log(sw_log_level level, const char *format, ...)
     g_free(msg);
     g_free(ts);
     g_date_time_unref(now);
+}
+
+static void log_from_grpc(gpr_log_func_args *args)
+{
+    sw_log_level level = args->severity == GPR_LOG_SEVERITY_ERROR ? SW_LOG_ERROR
+                         : args->severity == GPR_LOG_SEVERITY_INFO ? SW_LOG_INFO
+                                                                   : SW_LOG_DEBUG;
+    char *message = sw_log_quote(args->message);
+    char *where = g_path_get_basename(args->file);
+    sw_log(level, "event=grpc source=%s:%d message=%s", where, args->line, message);
+    g_free(where);
+    g_free(message);
+}
+
+void sw_log_capture_grpc(void)
+{
+    gpr_set_log_function(log_from_grpc);
 }

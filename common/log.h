@@ -19,4 +19,12 @@ void sw_log_init_from_env(void);
 gboolean sw_log_configure(const char *level, const char *format);
 void sw_log(sw_log_level level, const char *format, ...) G_GNUC_PRINTF(2, 3);
 
+/* `text` as one key=value value: in double quotes, with quotes, backslashes
+ * and control characters escaped, so text from clients cannot end the field
+ * or the line. Newly allocated. */
+char *sw_log_quote(const char *text);
+
+/* Sends gRPC core's own log messages through sw_log. */
+void sw_log_capture_grpc(void);
+
 #endif

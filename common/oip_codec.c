@@ -426,79 +426,71 @@ GPtrArray *sw_oip_output_array_new(void)
     return g_ptr_array_new_with_free_func((GDestroyNotify)sw_oip_output_free);
 }
 
-/* One row tensor as a (nested, by its shape) JSON array. */
-static JsonNode *tensor_to_json(const sw_tensor *t, const void *data, int dim, int64_t *index)
+/* One row tensor as a (nested, by its shape) JSON array of numbers. Written
+ * directly rather than through json-glib, which prints every float with 17
+ * digits. */
+static void append_tensor_json(GString *out, const sw_tensor *t, int dim, int64_t *index)
 {
-    JsonArray *array = json_array_new();
+    g_string_append_c(out, '[');
     int64_t extent = t->ndim == 0 ? 1 : t->shape[dim];
     for (int64_t k = 0; k < extent; k++) {
-        if (t->ndim > 0 && dim + 1 < t->ndim) {
-            json_array_add_element(array, tensor_to_json(t, data, dim + 1, index));
-            continue;
-        }
-        int64_t i = (*index)++;
-        if (t->dtype == SW_DTYPE_BOOL) {
-            json_array_add_boolean_element(array, ((const uint8_t *)data)[i] != 0);
-        } else if (t->dtype == SW_DTYPE_INT64) {
-            json_array_add_int_element(array, ((const int64_t *)data)[i]);
-        } else {
-            double v = sw_tensor_element_as_double(t, i);
-            /* JSON has no NaN or infinity. */
-            if (isfinite(v))
-                json_array_add_double_element(array, v);
-            else
-                json_array_add_null_element(array);
-        }
+        if (k)
+            g_string_append_c(out, ',');
+        if (t->ndim > 0 && dim + 1 < t->ndim)
+            append_tensor_json(out, t, dim + 1, index);
+        else
+            sw_tensor_append_element(out, t, (*index)++, TRUE);
+    }
+    g_string_append_c(out, ']');
+}
+
+static char *strings_to_json(const sw_tensor *row)
+{
+    JsonArray *array = json_array_new();
+    int64_t n = sw_tensor_element_count(row);
+    for (int64_t i = 0; i < n; i++) {
+        size_t len = 0;
+        const char *e = sw_tensor_bytes_element(row, (size_t)i, &len);
+        char *s = g_strndup(e, len);
+        json_array_add_string_element(array, s);
+        g_free(s);
     }
     JsonNode *node = json_node_new(JSON_NODE_ARRAY);
     json_node_take_array(node, array);
-    return node;
+    char *text = json_to_string(node, FALSE);
+    json_node_unref(node);
+    return text;
 }
 
-static JsonNode *row_to_json(const sw_tensor *row, GError **error)
+/* One row of a ragged output as JSON text (newly allocated), or NULL. */
+static char *row_to_json(const sw_tensor *row, GError **error)
 {
-    if (row->dtype == SW_DTYPE_BYTES) {
-        JsonArray *array = json_array_new();
-        int64_t n = sw_tensor_element_count(row);
-        for (int64_t i = 0; i < n; i++) {
-            size_t len = 0;
-            const char *e = sw_tensor_bytes_element(row, (size_t)i, &len);
-            char *s = g_strndup(e, len);
-            json_array_add_string_element(array, s);
-            g_free(s);
-        }
-        JsonNode *node = json_node_new(JSON_NODE_ARRAY);
-        json_node_take_array(node, array);
-        return node;
-    }
+    if (row->dtype == SW_DTYPE_BYTES)
+        return strings_to_json(row);
     if (row->dtype == SW_DTYPE_FP16 || row->dtype == SW_DTYPE_BF16) {
-        g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "cannot write %s rows as JSON",
-                    sw_dtype_name(row->dtype));
+        g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "cannot write %s rows as JSON", sw_dtype_name(row->dtype));
         return NULL;
     }
+    GString *out = g_string_new(NULL);
     int64_t index = 0;
-    return tensor_to_json(row, sw_tensor_data(row, NULL), 0, &index);
+    append_tensor_json(out, row, 0, &index);
+    return g_string_free(out, FALSE);
 }
 
 static sw_tensor *ragged_to_json_rows(const sw_value *value, GError **error)
 {
     guint n = value->items->len;
     char **rows = g_new0(char *, n + 1);
-    JsonGenerator *gen = json_generator_new();
     sw_tensor *t = NULL;
     for (guint i = 0; i < n; i++) {
-        JsonNode *node = row_to_json(g_ptr_array_index(value->items, i), error);
-        if (node == NULL) {
+        rows[i] = row_to_json(g_ptr_array_index(value->items, i), error);
+        if (rows[i] == NULL) {
             g_prefix_error(error, "output '%s' row %u: ", value->name, i);
             goto done;
         }
-        json_generator_set_root(gen, node);
-        rows[i] = json_generator_to_data(gen, NULL);
-        json_node_unref(node);
     }
     t = sw_tensor_new_strings((const char *const *)rows, NULL, n);
 done:
-    g_object_unref(gen);
     g_strfreev(rows);
     return t;
 }

@@ -346,10 +346,16 @@ static void infer_call_finish(infer_call *ic, GBytes *packed, int code, const ch
     gint64 compute = ic->ran.started_us ? ic->ran.finished_us - ic->ran.started_us : 0;
     sw_metrics_record_request(ic->svc->metrics, model, status, ic->rows, queue, compute, total);
     sw_metrics_in_flight_add(ic->svc->metrics, -1);
-    if (ic->svc->access_log)
-        sw_log(SW_LOG_INFO, "event=infer id=\"%s\" model=%s status=%s rows=%" G_GINT64_FORMAT " queue_us=%" G_GINT64_FORMAT
-               " compute_us=%" G_GINT64_FORMAT " latency_us=%" G_GINT64_FORMAT, ic->req ? ic->req->id : "",
-               model ? model : "?", sw_code_name(status), ic->rows, queue, compute, total);
+    if (ic->svc->access_log) {
+        /* Both come from the client: quoted, so they cannot forge fields. */
+        char *id = sw_log_quote(ic->req ? ic->req->id : "");
+        char *quoted_model = sw_log_quote(model ? model : "");
+        sw_log(SW_LOG_INFO, "event=infer id=%s model=%s status=%s rows=%" G_GINT64_FORMAT " queue_us=%" G_GINT64_FORMAT
+               " compute_us=%" G_GINT64_FORMAT " latency_us=%" G_GINT64_FORMAT, id, quoted_model, sw_code_name(status),
+               ic->rows, queue, compute, total);
+        g_free(id);
+        g_free(quoted_model);
+    }
     if (ic->owner)
         g_bytes_unref(ic->owner);
     g_free(ic);
@@ -479,10 +485,6 @@ static void handle_model_infer(sw_call *call, void *data)
     ic->svc = data;
     ic->start_us = g_get_monotonic_time();
     sw_metrics_in_flight_add(ic->svc->metrics, 1);
-    if (sw_call_is_cancelled(call)) {
-        infer_call_finish(ic, NULL, SW_CODE_DEADLINE_EXCEEDED, "the deadline passed or the call was cancelled before it ran");
-        return;
-    }
     GError *error = NULL;
     Inference__ModelInferRequest *req = sw_oip_unpack_infer_request(sw_call_request(call), &ic->owner, &error);
     if (req == NULL) {
@@ -491,6 +493,12 @@ static void handle_model_infer(sw_call *call, void *data)
         return;
     }
     ic->req = req;
+    /* Checked once the request is read, so the answer is logged and counted
+     * under its id and model. */
+    if (sw_call_is_cancelled(call)) {
+        infer_call_finish(ic, NULL, SW_CODE_DEADLINE_EXCEEDED, "the deadline passed or the call was cancelled before it ran");
+        return;
+    }
     ic->entry = find_model(ic->svc, req->model_name, req->model_version, &error);
     GPtrArray *prepared = ic->entry ? prepare(ic, &error) : NULL;
     if (prepared == NULL) {

@@ -83,6 +83,7 @@ struct sw_server {
     GMutex lock;
     GCond shutdown_done_cond;
     gboolean shutdown_done;
+    int active; /* calls given to handlers and not yet ended; under lock */
     gint shutting_down;
     gboolean started;
 };
@@ -166,6 +167,11 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
     c->ended = TRUE;
     if (c->counted)
         g_atomic_int_dec_and_test(&c->server->in_flight);
+    sw_server *s = c->server;
+    g_mutex_lock(&s->lock);
+    if (--s->active == 0)
+        g_cond_broadcast(&s->shutdown_done_cond);
+    g_mutex_unlock(&s->lock);
     c->response = response;
     if (message) {
         c->status_details = grpc_slice_from_copied_string(message);
@@ -392,6 +398,9 @@ static void on_accept(sw_server *s, sw_call *c, int success)
         return;
     }
     post_request(s, c->method);
+    g_mutex_lock(&s->lock);
+    s->active++;
+    g_mutex_unlock(&s->lock);
     grpc_op close_op;
     memset(&close_op, 0, sizeof close_op);
     close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -532,13 +541,16 @@ void sw_server_start(sw_server *s)
         post_request(s, NULL);
 }
 
+/* Waits until gRPC reports the shutdown done and every handler has ended
+ * its call (a cancelled call may still sit in a batch queue, and must be
+ * ended while the completion queue lives). */
 static gboolean wait_shutdown(sw_server *s, gint64 until)
 {
     g_mutex_lock(&s->lock);
-    while (!s->shutdown_done)
+    while (!s->shutdown_done || s->active > 0)
         if (!g_cond_wait_until(&s->shutdown_done_cond, &s->lock, until))
             break;
-    gboolean done = s->shutdown_done;
+    gboolean done = s->shutdown_done && s->active == 0;
     g_mutex_unlock(&s->lock);
     return done;
 }

@@ -189,6 +189,7 @@ int sw_service_main(sw_stage_kind kind, int argc, char **argv)
         sw_settings_clear(&settings);
         return 2;
     }
+    sw_log_capture_grpc();
     grpc_init();
     service svc = {0};
     int rc = 0;

@@ -132,8 +132,12 @@ static gboolean resolve(sw_settings *s, sw_stage_kind kind, GHashTable *flags, G
 {
     for (size_t i = 0; i < G_N_ELEMENTS(options); i++) {
         const option *o = &options[i];
-        if (!(o->stages & (1u << kind)))
+        /* Settings a stage does not offer keep their defaults. */
+        if (!(o->stages & (1u << kind))) {
+            if (o->default_value && !parse_value(o, o->default_value, "default", s, error))
+                return FALSE;
             continue;
+        }
         char *env = env_name(o->name);
         char *from_file = g_key_file_get_value(kf, "stagewise", o->name, NULL);
         const char *text = g_hash_table_lookup(flags, o->name);

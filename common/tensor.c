@@ -205,6 +205,39 @@ double sw_tensor_element_as_double(const sw_tensor *t, int64_t i)
     }
 }
 
+static void append_shortest(GString *out, double v, gboolean single)
+{
+    static const char *const formats[] = {"%.6g", "%.7g", "%.8g", "%.9g", "%.15g", "%.16g", "%.17g"};
+    char buf[G_ASCII_DTOSTR_BUF_SIZE];
+    for (size_t k = single ? 0 : 4; k < G_N_ELEMENTS(formats); k++) {
+        g_ascii_formatd(buf, sizeof buf, formats[k], v);
+        double back = g_ascii_strtod(buf, NULL);
+        if (single ? (float)back == (float)v : back == v)
+            break;
+    }
+    g_string_append(out, buf);
+}
+
+void sw_tensor_append_element(GString *out, const sw_tensor *t, int64_t i, gboolean json)
+{
+    const void *data = g_bytes_get_data(t->data, NULL);
+    switch (t->dtype) {
+    case SW_DTYPE_BOOL: g_string_append(out, ((const uint8_t *)data)[i] ? "true" : "false"); return;
+    case SW_DTYPE_INT64: g_string_append_printf(out, "%" G_GINT64_FORMAT, ((const int64_t *)data)[i]); return;
+    case SW_DTYPE_UINT64: g_string_append_printf(out, "%" G_GUINT64_FORMAT, ((const uint64_t *)data)[i]); return;
+    case SW_DTYPE_FP32:
+    case SW_DTYPE_FP64: break;
+    default: g_string_append_printf(out, "%.0f", sw_tensor_element_as_double(t, i)); return;
+    }
+    double v = sw_tensor_element_as_double(t, i);
+    if (isfinite(v))
+        append_shortest(out, v, t->dtype == SW_DTYPE_FP32);
+    else if (json)
+        g_string_append(out, "null");
+    else
+        g_string_append(out, isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"));
+}
+
 char *sw_shape_to_string(int ndim, const int64_t *shape)
 {
     GString *s = g_string_new("[");

@@ -100,6 +100,11 @@ const char *sw_tensor_bytes_element(const sw_tensor *tensor, size_t i, size_t *l
 /* Element `i` (row-major) of a numeric tensor as a double; NaN for FP16,
  * BF16 and BYTES. */
 double sw_tensor_element_as_double(const sw_tensor *tensor, int64_t i);
+/* Appends element `i` of a numeric tensor as text: integers exactly, floats
+ * in the shortest form that reads back as the same value of their own
+ * precision (0.1f is "0.1", not "0.100000001"), booleans as true/false.
+ * Non-finite floats are "null" when `json`, else NaN/Infinity/-Infinity. */
+void sw_tensor_append_element(GString *out, const sw_tensor *tensor, int64_t i, gboolean json);
 /* "[2,3]": newly allocated, free with g_free(). */
 char *sw_shape_to_string(int ndim, const int64_t *shape);
 

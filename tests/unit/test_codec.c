@@ -262,7 +262,7 @@ static void test_ragged_outputs_become_json_rows(void)
     o = sw_oip_encode_value(v, &error);
     g_assert_no_error(error);
     const char *t0 = sw_tensor_bytes_element(o->tensor, 0, &len);
-    g_assert_cmpmem(t0, len, "[[0.5,1.0],[null,2.0]]", strlen("[[0.5,1.0],[null,2.0]]"));
+    g_assert_cmpmem(t0, len, "[[0.5,1],[null,2]]", strlen("[[0.5,1],[null,2]]"));
     sw_oip_output_free(o);
     sw_value_free(v);
 }
