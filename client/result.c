@@ -272,34 +272,6 @@ STAGEWISE_API const char *stagewise_result_list_string(const stagewise_result *r
     return json_node_get_string(n);
 }
 
-/* The shortest text that reads back as the same value of the tensor's
- * precision. */
-static void append_number(GString *out, const sw_tensor *t, int64_t i)
-{
-    double v = sw_tensor_element_as_double(t, i);
-    if (t->dtype == SW_DTYPE_BOOL) {
-        g_string_append(out, v != 0 ? "true" : "false");
-        return;
-    }
-    if (t->dtype != SW_DTYPE_FP32 && t->dtype != SW_DTYPE_FP64) {
-        g_string_append_printf(out, "%.0f", v);
-        return;
-    }
-    if (!isfinite(v)) {
-        g_string_append(out, isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"));
-        return;
-    }
-    char buf[40];
-    for (int precision = t->dtype == SW_DTYPE_FP32 ? 6 : 15; precision <= 17; precision++) {
-        g_ascii_formatd(buf, sizeof buf, precision == 6 ? "%.6g" : precision == 7 ? "%.7g" : precision == 8 ? "%.8g"
-                        : precision == 9 ? "%.9g" : precision == 15 ? "%.15g" : precision == 16 ? "%.16g" : "%.17g", v);
-        double back = g_ascii_strtod(buf, NULL);
-        if (t->dtype == SW_DTYPE_FP32 ? (float)back == (float)v : back == v)
-            break;
-    }
-    g_string_append(out, buf);
-}
-
 STAGEWISE_API char *stagewise_result_cell_text(const stagewise_result *result, size_t column_index, size_t row)
 {
     const column *c = col(result, column_index);
@@ -314,13 +286,13 @@ STAGEWISE_API char *stagewise_result_cell_text(const stagewise_result *result, s
         g_string_append_len(out, e, (gssize)len);
         break;
     case STAGEWISE_COLUMN_NUMBER:
-    case STAGEWISE_COLUMN_BOOL: append_number(out, c->tensor, (int64_t)row); break;
+    case STAGEWISE_COLUMN_BOOL: sw_tensor_append_element(out, c->tensor, (int64_t)row, FALSE); break;
     case STAGEWISE_COLUMN_VECTOR:
         g_string_append_c(out, '[');
         for (int64_t k = 0; k < c->width; k++) {
             if (k)
                 g_string_append_c(out, ',');
-            append_number(out, c->tensor, (int64_t)row * c->width + k);
+            sw_tensor_append_element(out, c->tensor, (int64_t)row * c->width + k, FALSE);
         }
         g_string_append_c(out, ']');
         break;
