@@ -199,24 +199,45 @@ const char *sw_channel_target(const sw_channel *ch)
     return ch->target;
 }
 
-static grpc_byte_buffer *byte_buffer_over(GBytes *bytes)
+static grpc_byte_buffer *byte_buffer_over(GBytes *const *parts, size_t n)
 {
-    gsize len = 0;
-    const void *data = g_bytes_get_data(bytes, &len);
-    grpc_slice slice = len ? grpc_slice_new_with_user_data((void *)data, len, release_bytes, g_bytes_ref(bytes))
-                           : grpc_empty_slice();
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
+    grpc_slice *slices = g_new(grpc_slice, n ? n : 1);
+    for (size_t i = 0; i < n; i++) {
+        gsize len = 0;
+        const void *data = g_bytes_get_data(parts[i], &len);
+        slices[i] = len ? grpc_slice_new_with_user_data((void *)data, len, release_bytes, g_bytes_ref(parts[i]))
+                        : grpc_empty_slice();
+    }
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(slices, n);
+    for (size_t i = 0; i < n; i++)
+        grpc_slice_unref(slices[i]);
+    g_free(slices);
     return bb;
 }
+
+static void start_call(sw_channel *ch, const char *method, grpc_byte_buffer *request, int64_t timeout_us,
+                       const char *const *metadata, sw_channel_done done, void *user_data);
 
 void sw_channel_call_async(sw_channel *ch, const char *method, GBytes *request, int64_t timeout_us,
                            const char *const *metadata, sw_channel_done done, void *user_data)
 {
+    start_call(ch, method, byte_buffer_over(&request, 1), timeout_us, metadata, done, user_data);
+}
+
+void sw_channel_call_async_parts(sw_channel *ch, const char *method, GPtrArray *parts, int64_t timeout_us,
+                                 const char *const *metadata, sw_channel_done done, void *user_data)
+{
+    start_call(ch, method, byte_buffer_over((GBytes *const *)parts->pdata, parts->len), timeout_us, metadata, done,
+               user_data);
+}
+
+static void start_call(sw_channel *ch, const char *method, grpc_byte_buffer *request, int64_t timeout_us,
+                       const char *const *metadata, sw_channel_done done, void *user_data)
+{
     pending_call *p = g_new0(pending_call, 1);
     p->done = done;
     p->user_data = user_data;
-    p->request = byte_buffer_over(request);
+    p->request = request;
     p->details = grpc_empty_slice();
     grpc_metadata_array_init(&p->initial_metadata);
     grpc_metadata_array_init(&p->trailing_metadata);

@@ -44,6 +44,11 @@ typedef void (*sw_channel_done)(GBytes *response, const GError *error, void *use
 void sw_channel_call_async(sw_channel *channel, const char *method, GBytes *request, int64_t timeout_us,
                            const char *const *metadata, sw_channel_done done, void *user_data);
 
+/* The same with the request as `parts` (GBytes sent back to back without
+ * copying; references are taken). */
+void sw_channel_call_async_parts(sw_channel *channel, const char *method, GPtrArray *parts, int64_t timeout_us,
+                                 const char *const *metadata, sw_channel_done done, void *user_data);
+
 /* The blocking form: the response (new reference) or NULL and an error. */
 GBytes *sw_channel_call(sw_channel *channel, const char *method, GBytes *request, int64_t timeout_us,
                         const char *const *metadata, GError **error);

@@ -667,3 +667,45 @@ GBytes *sw_protobuf_pack(const ProtobufCMessage *message)
     protobuf_c_message_pack(message, buf);
     return g_bytes_new_take(buf, size);
 }
+
+/* Field header of a length-delimited entry of `field`: key and length. */
+static GBytes *entry_header(unsigned field, size_t len)
+{
+    uint8_t buf[16];
+    size_t n = 0;
+    buf[n++] = (uint8_t)(field << 3 | 2);
+    uint64_t v = len;
+    do {
+        buf[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return g_bytes_new(buf, n);
+}
+
+static GPtrArray *pack_parts(ProtobufCMessage *message, size_t *n_raw, ProtobufCBinaryData *raw, GBytes **raw_bytes,
+                             unsigned field)
+{
+    GPtrArray *parts = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    size_t n = *n_raw;
+    *n_raw = 0;
+    g_ptr_array_add(parts, sw_protobuf_pack(message));
+    *n_raw = n;
+    for (size_t i = 0; i < n; i++) {
+        g_ptr_array_add(parts, entry_header(field, raw[i].len));
+        if (raw[i].len)
+            g_ptr_array_add(parts, g_bytes_ref(raw_bytes[i]));
+    }
+    return parts;
+}
+
+GPtrArray *sw_oip_response_pack_parts(Inference__ModelInferResponse *response)
+{
+    response_holder *h = (response_holder *)response;
+    return pack_parts(&response->base, &response->n_raw_output_contents, h->raw, h->raw_bytes, 6);
+}
+
+GPtrArray *sw_oip_request_pack_parts(Inference__ModelInferRequest *request)
+{
+    request_holder *h = (request_holder *)request;
+    return pack_parts(&request->base, &request->n_raw_input_contents, h->raw, h->raw_bytes, 7);
+}

@@ -76,6 +76,14 @@ Inference__ModelInferRequest *sw_oip_request_build(const char *model_name, const
                                                    const Inference__ModelInferRequest *pass_through);
 void sw_oip_request_free(Inference__ModelInferRequest *request);
 
+/* Packs a built response or request as parts to send back to back, without
+ * copying tensor contents: the message without its raw contents first, then
+ * for each raw entry its field header and its buffer (the repeated field
+ * may come after the others: protobuf readers accept fields in any order).
+ * Returns a new array of GBytes. */
+GPtrArray *sw_oip_response_pack_parts(Inference__ModelInferResponse *response);
+GPtrArray *sw_oip_request_pack_parts(Inference__ModelInferRequest *request);
+
 /* Packs any protobuf-c message into a new GBytes. */
 GBytes *sw_protobuf_pack(const ProtobufCMessage *message);
 

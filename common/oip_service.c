@@ -332,14 +332,15 @@ typedef struct infer_call {
     gint64 forwarded_us; /* when it went to the next stage */
 } infer_call;
 
-/* Ends the call with `packed` (OK) or `code`/`message`, and frees `ic`. */
-static void infer_call_finish(infer_call *ic, GBytes *packed, int code, const char *message)
+/* Ends the call with the response in `reply` (GBytes parts: OK) or with
+ * `code`/`message`, and frees `ic`. */
+static void infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const char *message)
 {
-    if (packed)
-        sw_call_reply_packed(ic->call, packed);
+    if (reply)
+        sw_call_reply_parts(ic->call, reply);
     else
         sw_call_fail(ic->call, code, message);
-    int status = packed ? SW_CODE_OK : code;
+    int status = reply ? SW_CODE_OK : code;
     gint64 total = g_get_monotonic_time() - ic->start_us;
     const char *model = ic->req ? ic->req->model_name : NULL;
     gint64 queue = ic->ran.started_us ? ic->ran.started_us - ic->start_us : 0;
@@ -397,7 +398,10 @@ static void forward_done(GBytes *response, const GError *error, void *user_data)
     sw_metrics_record_downstream(ic->svc->metrics, sw_channel_target(ic->svc->next), error ? error->code : SW_CODE_OK,
                                  g_get_monotonic_time() - ic->forwarded_us);
     if (response) {
-        infer_call_finish(ic, response, SW_CODE_OK, NULL);
+        GPtrArray *reply = g_ptr_array_new();
+        g_ptr_array_add(reply, response);
+        infer_call_finish(ic, reply, SW_CODE_OK, NULL);
+        g_ptr_array_unref(reply);
         return;
     }
     char *text = g_strdup_printf("%s at %s: %s: %s", next_stage_name(ic->svc->stage), sw_channel_target(ic->svc->next),
@@ -410,14 +414,14 @@ static void forward(infer_call *ic, GPtrArray *outputs)
 {
     sw_oip_service *svc = ic->svc;
     Inference__ModelInferRequest *next_req = sw_oip_request_build(svc->base_name, ic->req->id, outputs, ic->req);
-    GBytes *packed = sw_protobuf_pack(&next_req->base);
+    GPtrArray *parts = sw_oip_request_pack_parts(next_req);
     sw_oip_request_free(next_req);
     int64_t remaining = sw_call_remaining_us(ic->call);
     ic->forwarded_us = g_get_monotonic_time();
-    sw_channel_call_async(svc->next, "/inference.GRPCInferenceService/ModelInfer", packed,
-                          remaining == G_MAXINT64 ? -1 : MAX(remaining, 0),
-                          svc->next_metadata[0] ? (const char *const *)svc->next_metadata : NULL, forward_done, ic);
-    g_bytes_unref(packed);
+    sw_channel_call_async_parts(svc->next, "/inference.GRPCInferenceService/ModelInfer", parts,
+                                remaining == G_MAXINT64 ? -1 : MAX(remaining, 0),
+                                svc->next_metadata[0] ? (const char *const *)svc->next_metadata : NULL, forward_done, ic);
+    g_ptr_array_unref(parts);
 }
 
 /* Requested outputs apply where the answer is made: at the end. */
@@ -431,11 +435,11 @@ static void answer(infer_call *ic, GPtrArray *outputs)
         return;
     }
     Inference__ModelInferResponse *resp = sw_oip_response_build(ic->entry->name, ic->req->id, selected);
-    GBytes *packed = sw_protobuf_pack(&resp->base);
+    GPtrArray *reply = sw_oip_response_pack_parts(resp);
     sw_oip_response_free(resp);
     g_ptr_array_unref(selected);
-    infer_call_finish(ic, packed, SW_CODE_OK, NULL);
-    g_bytes_unref(packed);
+    infer_call_finish(ic, reply, SW_CODE_OK, NULL);
+    g_ptr_array_unref(reply);
 }
 
 /* What happens once the stage ran: pass the outputs on, or answer. */

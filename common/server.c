@@ -208,14 +208,22 @@ static void unref_bytes(void *bytes)
     g_bytes_unref(bytes);
 }
 
-void sw_call_reply_packed(sw_call *c, GBytes *packed)
+static grpc_slice slice_over(GBytes *bytes)
 {
     gsize len = 0;
-    const void *data = g_bytes_get_data(packed, &len);
-    grpc_slice slice = len ? grpc_slice_new_with_user_data((void *)data, len, unref_bytes, g_bytes_ref(packed))
-                           : grpc_empty_slice();
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
+    const void *data = g_bytes_get_data(bytes, &len);
+    return len ? grpc_slice_new_with_user_data((void *)data, len, unref_bytes, g_bytes_ref(bytes)) : grpc_empty_slice();
+}
+
+void sw_call_reply_parts(sw_call *c, GPtrArray *parts)
+{
+    grpc_slice *slices = g_new(grpc_slice, parts->len ? parts->len : 1);
+    for (guint i = 0; i < parts->len; i++)
+        slices[i] = slice_over(g_ptr_array_index(parts, i));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(slices, parts->len);
+    for (guint i = 0; i < parts->len; i++)
+        grpc_slice_unref(slices[i]);
+    g_free(slices);
     send_reply(c, bb, GRPC_STATUS_OK, NULL);
 }
 

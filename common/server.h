@@ -86,9 +86,9 @@ int64_t sw_call_remaining_us(const sw_call *call);
 /* Ends the call with OK and `message` packed as the response. The message is
  * borrowed (packed before returning). */
 void sw_call_reply(sw_call *call, const ProtobufCMessage *message);
-/* Ends the call with OK and `packed`, an already packed response message
- * (a reference is taken; it is sent without copying). */
-void sw_call_reply_packed(sw_call *call, GBytes *packed);
+/* Ends the call with OK and a response sent as `parts` (GBytes, sent back
+ * to back without copying; references are taken). */
+void sw_call_reply_parts(sw_call *call, GPtrArray *parts);
 /* Ends the call with a non-OK status; `code` is a gRPC status code. */
 void sw_call_fail(sw_call *call, int code, const char *message);
 /* Server streaming. sw_call_send() queues one response message (packed at

@@ -297,6 +297,88 @@ static void test_response_round_trip(void)
     g_free(buf);
 }
 
+/* The parts, sent back to back, are the same message a plain pack makes. */
+static void test_pack_parts_reads_back(void)
+{
+    GPtrArray *outputs = sw_oip_output_array_new();
+    float big[3000];
+    for (int i = 0; i < 3000; i++)
+        big[i] = (float)i * 0.5f;
+    int64_t shape[2] = {1000, 3};
+    sw_oip_output *o = g_new0(sw_oip_output, 1);
+    o->name = g_strdup("p");
+    o->tensor = sw_tensor_new_copy(SW_DTYPE_FP32, 2, shape, big, sizeof big);
+    g_ptr_array_add(outputs, o);
+    sw_oip_output *e = g_new0(sw_oip_output, 1);
+    e->name = g_strdup("empty");
+    int64_t zero[1] = {0};
+    e->tensor = sw_tensor_new_copy(SW_DTYPE_INT64, 1, zero, NULL, 0);
+    g_ptr_array_add(outputs, e);
+    Inference__ModelInferResponse *resp = sw_oip_response_build("m", "id-7", outputs);
+    GPtrArray *parts = sw_oip_response_pack_parts(resp);
+    /* The big tensor travels as its own buffer, not a copy. */
+    gboolean shared = FALSE;
+    for (guint i = 0; i < parts->len; i++)
+        shared |= g_bytes_get_data(g_ptr_array_index(parts, i), NULL) == sw_tensor_data(o->tensor, NULL);
+    g_assert_true(shared);
+    GByteArray *joined = g_byte_array_new();
+    for (guint i = 0; i < parts->len; i++) {
+        gsize n = 0;
+        const guint8 *d = g_bytes_get_data(g_ptr_array_index(parts, i), &n);
+        g_byte_array_append(joined, d, (guint)n);
+    }
+    Inference__ModelInferResponse *back = inference__model_infer_response__unpack(NULL, joined->len, joined->data);
+    g_assert_nonnull(back);
+    g_assert_cmpstr(back->id, ==, "id-7");
+    g_assert_cmpuint(back->n_raw_output_contents, ==, 2);
+    g_assert_cmpmem(back->raw_output_contents[0].data, back->raw_output_contents[0].len, big, sizeof big);
+    g_assert_cmpuint(back->raw_output_contents[1].len, ==, 0);
+    inference__model_infer_response__free_unpacked(back, NULL);
+    g_byte_array_unref(joined);
+    g_ptr_array_unref(parts);
+    sw_oip_response_free(resp);
+    g_ptr_array_unref(outputs);
+}
+
+/* Raw contents of an unpacked request point into the message itself. */
+static void test_unpack_keeps_raw_in_place(void)
+{
+    GPtrArray *inputs = sw_oip_output_array_new();
+    sw_oip_output *o = g_new0(sw_oip_output, 1);
+    o->name = g_strdup("x");
+    double v[4] = {1, 2, 3, 4};
+    int64_t shape[1] = {4};
+    o->tensor = sw_tensor_new_copy(SW_DTYPE_FP64, 1, shape, v, sizeof v);
+    g_ptr_array_add(inputs, o);
+    Inference__ModelInferRequest *req = sw_oip_request_build("m", "r", inputs, NULL);
+    GBytes *packed = sw_protobuf_pack(&req->base);
+    sw_oip_request_free(req);
+    GBytes *owner = NULL;
+    GError *error = NULL;
+    Inference__ModelInferRequest *back = sw_oip_unpack_infer_request(packed, &owner, &error);
+    g_assert_no_error(error);
+    gsize len = 0;
+    const uint8_t *base = g_bytes_get_data(packed, &len);
+    g_assert_cmpuint(back->n_raw_input_contents, ==, 1);
+    g_assert_true(back->raw_input_contents[0].data > base && back->raw_input_contents[0].data < base + len);
+    GPtrArray *values = sw_oip_decode_inputs(back, owner, &error);
+    g_assert_no_error(error);
+    g_bytes_unref(owner);
+    g_bytes_unref(packed);
+    /* The decoded tensor keeps the message alive by itself. */
+    const double *d = sw_tensor_data(((sw_value *)g_ptr_array_index(values, 0))->tensor, NULL);
+    g_assert_cmpfloat(d[3], ==, 4.0);
+    g_ptr_array_unref(values);
+    g_ptr_array_unref(inputs);
+
+    static const uint8_t garbage[] = {0x3a, 0xff, 0xff, 0x01};
+    GBytes *bad = g_bytes_new_static(garbage, sizeof garbage);
+    g_assert_null(sw_oip_unpack_infer_request(bad, &owner, &error));
+    g_assert_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT);
+    g_clear_error(&error);
+    g_bytes_unref(bad);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -306,5 +388,7 @@ int main(int argc, char **argv)
     g_test_add_func("/codec/errors-name-the-input", test_errors_name_the_input);
     g_test_add_func("/codec/ragged-json-rows", test_ragged_outputs_become_json_rows);
     g_test_add_func("/codec/response-round-trip", test_response_round_trip);
+    g_test_add_func("/codec/pack-parts-read-back", test_pack_parts_reads_back);
+    g_test_add_func("/codec/unpack-keeps-raw-in-place", test_unpack_keeps_raw_in_place);
     return g_test_run();
 }
