@@ -1,0 +1,451 @@
+/* stagewise-bench: flags, the choice of mode, the concurrency sweep. */
+#include <grpc/grpc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "channel.h"
+#include "oip_codec.h"
+
+#define EXIT_STEP_ERRORS 1
+#define EXIT_USAGE 2
+
+#define USAGE_EXAMPLES                                                                                        \
+    "Modes (one per run):\n"                                                                                  \
+    "  --target T           one call per request to T (any OIP server)\n"                                     \
+    "  --staged A,B,C       three calls per request: <model>_preprocessor at A, _predictor at B,\n"           \
+    "                       _postprocessor at C, each response fed to the next stage\n"                       \
+    "  --in-process DIR     no gRPC: the export's stages in this process (the floor)\n"                       \
+    "  --write-request FILE write the request a stage receives, running the stages before it\n"               \
+    "                       in-process, or over gRPC with --staged (or --target: the preprocessor)\n"         \
+    "\n"                                                                                                      \
+    "Examples:\n"                                                                                             \
+    "  stagewise-bench --in-process models/example --rows-per-request 64 --concurrency 1,16\n"                \
+    "  stagewise-bench --target localhost:8001 --rows-from-export models/example \\\n"                        \
+    "      --concurrency 1,2,4,8,16,32 --duration-s 10 --server-pids 1234,1235,1236 --json-out pipe.json\n"    \
+    "  stagewise-bench --rows-from-export models/example --rows-per-request 64 --write-request pred.pb\n"     \
+    "  stagewise-bench --target localhost:8002 --request-file pred.pb --server-pids 1235\n"                   \
+    "\n"                                                                                                      \
+    "Each step prints requests/s, rows/s, latency percentiles (µs, nearest rank), errors and CPU per\n"       \
+    "row: the servers' (utime+stime of --server-pids, all threads) for gRPC modes, this process's for\n"      \
+    "--in-process. Exit status: 0, 1 when any call failed, 2 on bad usage or setup.\n"
+
+typedef struct bench_options {
+    char *target;
+    char *model;
+    char *rows_from_export;
+    char *request_file;
+    char *write_request;
+    char *write_stage;
+    char *in_process;
+    char *staged;
+    char *concurrency;
+    char *server_pids;
+    char *json_out;
+    char *date_form;
+    char *label;
+    int rows_per_request;
+    double duration_s;
+    gint64 requests;
+    double warmup_s;
+    int timeout_ms;
+    int seed;
+    gboolean codec;
+} bench_options;
+
+static gboolean parse_options(int *argc, char ***argv, bench_options *o)
+{
+    *o = (bench_options){.rows_per_request = 1, .duration_s = 5.0, .warmup_s = 1.0, .timeout_ms = 60000};
+    GOptionEntry entries[] = {
+        {"target", 0, 0, G_OPTION_ARG_STRING, &o->target, "gRPC target to load (host:port, unix:path, ...)", "T"},
+        {"model", 0, 0, G_OPTION_ARG_STRING, &o->model, "model name (default: the export's name, the pipeline; with --staged the base of <NAME>_<stage>)", "NAME"},
+        {"rows-from-export", 0, 0, G_OPTION_ARG_FILENAME, &o->rows_from_export, "build raw preprocessor rows from this export's features", "DIR"},
+        {"request-file", 0, 0, G_OPTION_ARG_FILENAME, &o->request_file, "replay this serialized ModelInferRequest", "FILE"},
+        {"write-request", 0, 0, G_OPTION_ARG_FILENAME, &o->write_request, "write a serialized request for --write-stage and exit", "FILE"},
+        {"write-stage", 0, 0, G_OPTION_ARG_STRING, &o->write_stage, "stage of the written request: preprocessor, predictor (default) or postprocessor", "STAGE"},
+        {"in-process", 0, 0, G_OPTION_ARG_FILENAME, &o->in_process, "run the export's stages in this process: the floor", "DIR"},
+        {"codec", 0, 0, G_OPTION_ARG_NONE, &o->codec, "in-process: add the servers' OIP encode/decode per stage", NULL},
+        {"staged", 0, 0, G_OPTION_ARG_STRING, &o->staged, "three calls per request: preprocessor, predictor, postprocessor targets", "PRE,PRED,POST"},
+        {"rows-per-request", 0, 0, G_OPTION_ARG_INT, &o->rows_per_request, "rows in each request (default 1)", "N"},
+        {"concurrency", 0, 0, G_OPTION_ARG_STRING, &o->concurrency, "requests in flight, one step each (default 1)", "N,N,..."},
+        {"duration-s", 0, 0, G_OPTION_ARG_DOUBLE, &o->duration_s, "seconds per step (default 5)", "S"},
+        {"requests", 0, 0, G_OPTION_ARG_INT64, &o->requests, "requests per step instead of a duration", "N"},
+        {"warmup-s", 0, 0, G_OPTION_ARG_DOUBLE, &o->warmup_s, "unmeasured seconds before each step (default 1)", "S"},
+        {"timeout-ms", 0, 0, G_OPTION_ARG_INT, &o->timeout_ms, "deadline of each call (default 60000; 0 none)", "MS"},
+        {"server-pids", 0, 0, G_OPTION_ARG_STRING, &o->server_pids, "report these processes' CPU seconds per row", "PID,PID,..."},
+        {"json-out", 0, 0, G_OPTION_ARG_FILENAME, &o->json_out, "write the results as JSON", "FILE"},
+        {"date-form", 0, 0, G_OPTION_ARG_STRING, &o->date_form, "date inputs as 'string' (default) or 'vector' (INT64 [B,9])", "FORM"},
+        {"seed", 0, 0, G_OPTION_ARG_INT, &o->seed, "seed of the synthetic rows (default 0)", "N"},
+        {"label", 0, 0, G_OPTION_ARG_STRING, &o->label, "free text recorded in the JSON", "TEXT"},
+        {NULL, 0, 0, 0, NULL, NULL, NULL},
+    };
+    GOptionContext *ctx = g_option_context_new(NULL);
+    g_option_context_set_summary(ctx, "Load generator for Open Inference Protocol servers (perf_analyzer style), "
+                                      "and the in-process floor of a Ludwig export.");
+    g_option_context_set_description(ctx, USAGE_EXAMPLES);
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    GError *error = NULL;
+    gboolean ok = g_option_context_parse(ctx, argc, argv, &error);
+    if (!ok) {
+        fprintf(stderr, "%s\n", error->message);
+        g_error_free(error);
+    }
+    g_option_context_free(ctx);
+    return ok;
+}
+
+static void free_options(bench_options *o)
+{
+    char **strings[] = {&o->target, &o->model, &o->rows_from_export, &o->request_file, &o->write_request,
+                        &o->write_stage, &o->in_process, &o->staged, &o->concurrency, &o->server_pids,
+                        &o->json_out, &o->date_form, &o->label};
+    for (size_t i = 0; i < G_N_ELEMENTS(strings); i++)
+        g_clear_pointer(strings[i], g_free);
+}
+
+/* "1,2,4" as positive integers; NULL when an item is not one. */
+static GArray *parse_int_list(const char *text, const char *what)
+{
+    GArray *values = g_array_new(FALSE, FALSE, sizeof(int));
+    gchar **items = g_strsplit(text, ",", -1);
+    for (gchar **it = items; *it; it++) {
+        char *end = NULL;
+        long v = strtol(*it, &end, 10);
+        if (end == *it || *end != '\0' || v < 1 || v > G_MAXINT) {
+            fprintf(stderr, "%s: '%s' is not a positive integer\n", what, *it);
+            g_array_unref(values);
+            values = NULL;
+            break;
+        }
+        int value = (int)v;
+        g_array_append_val(values, value);
+    }
+    g_strfreev(items);
+    return values;
+}
+
+static gboolean check_options(const bench_options *o)
+{
+    const char *problem = NULL;
+    int modes = !!o->target + !!o->staged + !!o->in_process;
+    if (o->write_request == NULL && modes != 1)
+        problem = "give exactly one of --target, --staged and --in-process (or --write-request)";
+    else if (!!o->rows_from_export + !!o->request_file > 1)
+        problem = "give --rows-from-export or --request-file, not both";
+    else if (!o->rows_from_export && !o->request_file && !o->in_process)
+        problem = "give --rows-from-export DIR or --request-file FILE";
+    else if (o->write_request && o->request_file)
+        problem = "--write-request builds rows: use --rows-from-export (or --in-process DIR)";
+    else if (o->rows_per_request < 1)
+        problem = "--rows-per-request must be at least 1";
+    else if (o->requests <= 0 && o->duration_s <= 0)
+        problem = "--duration-s must be positive (or give --requests)";
+    else if (o->date_form && strcmp(o->date_form, "string") != 0 && strcmp(o->date_form, "vector") != 0)
+        problem = "--date-form is 'string' or 'vector'";
+    if (problem)
+        fprintf(stderr, "%s (see --help)\n", problem);
+    return problem == NULL;
+}
+
+/* The base of the per-stage model names "<base>_<stage>": --model, the
+ * export's name, or the replayed request's model without its suffix. */
+static char *model_base(const bench_options *o, const sw_export *export, const bench_input *input)
+{
+    if (o->model)
+        return g_strdup(o->model);
+    if (export)
+        return g_strdup(export->name);
+    const char *suffix = strrchr(input->model, '_');
+    return suffix ? g_strndup(input->model, (gsize)(suffix - input->model)) : g_strdup(input->model);
+}
+
+static char *stage_model(const char *base, sw_stage_kind kind)
+{
+    return g_strdup_printf("%s_%s", base, sw_stage_kind_name(kind));
+}
+
+/* The export rows are built from (and the in-process stages loaded from). */
+static sw_export *load_export(const bench_options *o, GError **error)
+{
+    const char *dir = o->in_process ? o->in_process : o->rows_from_export;
+    if (dir == NULL)
+        return NULL;
+    return sw_export_load(dir, error);
+}
+
+static bench_input *load_input(const bench_options *o, const sw_export *export, GError **error)
+{
+    if (o->request_file)
+        return bench_rows_from_request_file(o->request_file, o->model, error);
+    char *model = NULL;
+    if (o->staged || o->write_request)
+        model = stage_model(o->model ? o->model : export->name, SW_STAGE_PREPROCESSOR);
+    gboolean vectors = o->date_form && strcmp(o->date_form, "vector") == 0;
+    bench_input *input = bench_rows_from_export(export, model ? model : o->model, o->rows_per_request, vectors,
+                                                (guint32)o->seed, error);
+    g_free(model);
+    return input;
+}
+
+static gboolean parse_stage(const char *name, sw_stage_kind *kind)
+{
+    static const sw_stage_kind kinds[] = {SW_STAGE_PREPROCESSOR, SW_STAGE_PREDICTOR, SW_STAGE_POSTPROCESSOR};
+    for (size_t i = 0; i < G_N_ELEMENTS(kinds); i++)
+        if (strcmp(name, sw_stage_kind_name(kinds[i])) == 0) {
+            *kind = kinds[i];
+            return TRUE;
+        }
+    return FALSE;
+}
+
+/* The request for stage `stage`, the earlier stages called over gRPC, one
+ * target each: `targets` lists them from the preprocessor on. */
+static GBytes *request_over_grpc(gchar **targets, const char *base, sw_stage_kind stage, GBytes *raw,
+                                 GError **error)
+{
+    GBytes *request = g_bytes_ref(raw);
+    for (int k = 0; k < (int)stage && request; k++) {
+        sw_channel_options options = {.target = targets[k], .max_message_bytes = -1};
+        sw_channel *channel = sw_channel_new(&options, error);
+        GBytes *response = channel ? sw_channel_call(channel, "/inference.GRPCInferenceService/ModelInfer", request,
+                                                     60 * G_USEC_PER_SEC, NULL, error)
+                                   : NULL;
+        sw_channel_free(channel);
+        g_bytes_unref(request);
+        request = NULL;
+        if (response == NULL) {
+            g_prefix_error(error, "%s at %s: ", sw_stage_kind_name((sw_stage_kind)k), targets[k]);
+            break;
+        }
+        char *model = stage_model(base, (sw_stage_kind)(k + 1));
+        request = bench_request_from_response(response, model, error);
+        g_free(model);
+        g_bytes_unref(response);
+    }
+    return request;
+}
+
+/* The request for stage `stage`, the earlier stages run in this process. */
+static GBytes *request_in_process(const sw_export *export, const bench_input *input, const char *base,
+                                  sw_stage_kind stage, GError **error)
+{
+    if (stage == SW_STAGE_PREPROCESSOR)
+        return bench_input_pack(input);
+    bench_local *local = bench_local_new(export, SW_STAGE_PREPROCESSOR, (sw_stage_kind)(stage - 1), FALSE, error);
+    GPtrArray *outputs = local ? bench_local_run(local, input->tensors, error) : NULL;
+    GBytes *packed = NULL;
+    if (outputs) {
+        char *model = stage_model(base, stage);
+        Inference__ModelInferRequest *req = sw_oip_request_build(model, "bench", outputs, NULL);
+        packed = sw_protobuf_pack(&req->base);
+        sw_oip_request_free(req);
+        g_free(model);
+        g_ptr_array_unref(outputs);
+    }
+    bench_local_free(local);
+    return packed;
+}
+
+/* --write-request: the request a stage would receive, for replaying later
+ * with --request-file (a predictor request to load the predictor alone). */
+static int write_request(const bench_options *o, const sw_export *export, const bench_input *input)
+{
+    sw_stage_kind stage = SW_STAGE_PREDICTOR;
+    if (o->write_stage && !parse_stage(o->write_stage, &stage)) {
+        fprintf(stderr, "--write-stage: '%s' is not preprocessor, predictor or postprocessor\n", o->write_stage);
+        return EXIT_USAGE;
+    }
+    char *base = model_base(o, export, input);
+    gchar **targets = o->staged ? g_strsplit(o->staged, ",", -1) : o->target ? g_strsplit(o->target, ",", 1) : NULL;
+    GError *error = NULL;
+    GBytes *request = NULL;
+    if (targets && (int)g_strv_length(targets) < (int)stage)
+        g_set_error(&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "a %s request needs the targets of the %d stages before it (--staged PRE,PRED,POST)",
+                    sw_stage_kind_name(stage), (int)stage);
+    else if (targets)
+        request = request_over_grpc(targets, base, stage, bench_input_pack(input), &error);
+    else
+        request = request_in_process(export, input, base, stage, &error);
+    if (request && !g_file_set_contents(o->write_request, g_bytes_get_data(request, NULL),
+                                        (gssize)g_bytes_get_size(request), &error))
+        g_clear_pointer(&request, g_bytes_unref);
+    int rc = 0;
+    if (request == NULL) {
+        fprintf(stderr, "stagewise-bench: %s\n", error->message);
+        g_error_free(error);
+        rc = EXIT_USAGE;
+    } else {
+        fprintf(stderr, "wrote a %s request of %" G_GINT64_FORMAT " rows (%zu bytes) to %s\n",
+                sw_stage_kind_name(stage), input->rows, (size_t)g_bytes_get_size(request), o->write_request);
+        g_bytes_unref(request);
+    }
+    g_strfreev(targets);
+    g_free(base);
+    return rc;
+}
+
+/* What the JSON says about this run besides its steps. */
+static JsonObject *describe_run(const bench_options *o, const bench_input *input, const char *mode)
+{
+    JsonObject *c = json_object_new();
+    json_object_set_string_member(c, "mode", mode);
+    json_object_set_string_member(c, "label", o->label ? o->label : "");
+    const char *target = o->staged ? o->staged : o->target ? o->target : o->in_process;
+    json_object_set_string_member(c, "target", target);
+    json_object_set_string_member(c, "model", input->model);
+    json_object_set_string_member(c, "first_stage", input->pipeline ? "pipeline" : sw_stage_kind_name(input->first));
+    json_object_set_string_member(c, "source", o->request_file ? "request-file" : "rows-from-export");
+    json_object_set_string_member(c, "source_path", o->request_file ? o->request_file
+                                                    : o->rows_from_export ? o->rows_from_export : o->in_process);
+    json_object_set_int_member(c, "rows_per_request", input->rows);
+    json_object_set_string_member(c, "concurrency", o->concurrency ? o->concurrency : "1");
+    json_object_set_double_member(c, "duration_s", o->requests > 0 ? 0.0 : o->duration_s);
+    json_object_set_int_member(c, "requests_per_step", o->requests);
+    json_object_set_double_member(c, "warmup_s", o->warmup_s);
+    json_object_set_string_member(c, "server_pids", o->server_pids ? o->server_pids : "");
+    json_object_set_boolean_member(c, "codec", o->codec);
+    json_object_set_string_member(c, "date_form", o->date_form ? o->date_form : "string");
+    return c;
+}
+
+/* The servers' process ids, or NULL (and an empty array when none given). */
+static GArray *parse_pids(const char *text)
+{
+    GArray *pids = g_array_new(FALSE, FALSE, sizeof(pid_t));
+    GArray *ints = text ? parse_int_list(text, "--server-pids") : g_array_new(FALSE, FALSE, sizeof(int));
+    if (ints == NULL) {
+        g_array_unref(pids);
+        return NULL;
+    }
+    for (guint i = 0; i < ints->len; i++) {
+        pid_t pid = (pid_t)g_array_index(ints, int, i);
+        g_array_append_val(pids, pid);
+    }
+    g_array_unref(ints);
+    return pids;
+}
+
+/* The runner for this mode: gRPC (one target or three staged) or local. */
+typedef struct runner {
+    bench_load *load;
+    bench_local *local;
+    const bench_input *input;
+} runner;
+
+static gboolean runner_open(runner *r, const bench_options *o, const sw_export *export, const bench_input *input,
+                            GError **error)
+{
+    r->input = input;
+    if (o->in_process) {
+        /* A stage model runs that stage alone, as its server does; the
+         * pipeline model runs all three. */
+        sw_stage_kind first = input->pipeline ? SW_STAGE_PREPROCESSOR : input->first;
+        sw_stage_kind last = input->pipeline ? SW_STAGE_POSTPROCESSOR : input->first;
+        r->local = bench_local_new(export, first, last, o->codec, error);
+        return r->local != NULL;
+    }
+    GBytes *packed = bench_input_pack(input);
+    if (o->staged) {
+        gchar **targets = g_strsplit(o->staged, ",", -1);
+        char *base = model_base(o, export, input);
+        char *models[3] = {stage_model(base, SW_STAGE_PREPROCESSOR), stage_model(base, SW_STAGE_PREDICTOR),
+                           stage_model(base, SW_STAGE_POSTPROCESSOR)};
+        if (g_strv_length(targets) != 3)
+            g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--staged takes three targets, PRE,PRED,POST");
+        else
+            r->load = bench_load_new((const char *const *)targets, 3, (const char *const *)models, packed,
+                                     input->rows, error);
+        for (int i = 0; i < 3; i++)
+            g_free(models[i]);
+        g_free(base);
+        g_strfreev(targets);
+    } else {
+        const char *targets[1] = {o->target};
+        r->load = bench_load_new(targets, 1, NULL, packed, input->rows, error);
+    }
+    g_bytes_unref(packed);
+    return r->load != NULL;
+}
+
+static bench_step *runner_step(runner *r, int concurrency, const bench_limits *limits, const GArray *pids)
+{
+    if (r->local)
+        return bench_local_step(r->local, r->input, concurrency, limits);
+    return bench_load_step(r->load, concurrency, limits, pids);
+}
+
+static void runner_close(runner *r)
+{
+    bench_local_free(r->local);
+    bench_load_free(r->load);
+}
+
+static int sweep(const bench_options *o, const sw_export *export, const bench_input *input, int argc, char **argv)
+{
+    GArray *levels = parse_int_list(o->concurrency ? o->concurrency : "1", "--concurrency");
+    GArray *pids = parse_pids(o->server_pids);
+    if (levels == NULL || pids == NULL)
+        return EXIT_USAGE;
+    const char *mode = o->in_process ? "in-process" : o->staged ? "staged" : "grpc";
+    runner r = {0};
+    GError *error = NULL;
+    int rc = 0;
+    if (!runner_open(&r, o, export, input, &error)) {
+        fprintf(stderr, "stagewise-bench: %s\n", error->message);
+        g_error_free(error);
+        rc = EXIT_USAGE;
+    } else {
+        bench_report *report = bench_report_new(argc, argv, describe_run(o, input, mode));
+        printf("# %s: model %s, %" G_GINT64_FORMAT " rows/request, %s\n", mode, input->model, input->rows,
+               o->staged ? o->staged : o->target ? o->target : o->in_process);
+        bench_report_print_header();
+        bench_limits limits = {o->duration_s, o->requests, o->warmup_s, o->timeout_ms};
+        for (guint i = 0; i < levels->len; i++)
+            bench_report_add(report, runner_step(&r, g_array_index(levels, int, i), &limits, pids));
+        if (o->json_out && !bench_report_write(report, o->json_out, &error)) {
+            fprintf(stderr, "stagewise-bench: %s: %s\n", o->json_out, error->message);
+            g_clear_error(&error);
+            rc = EXIT_USAGE;
+        }
+        if (rc == 0 && bench_report_had_errors(report))
+            rc = EXIT_STEP_ERRORS;
+        bench_report_free(report);
+    }
+    runner_close(&r);
+    g_array_unref(levels);
+    g_array_unref(pids);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    /* parse_options consumes argv; the JSON records it as given. */
+    char **original = g_strdupv(argv);
+    bench_options o;
+    if (!parse_options(&argc, &argv, &o) || !check_options(&o)) {
+        free_options(&o);
+        g_strfreev(original);
+        return EXIT_USAGE;
+    }
+    grpc_init();
+    GError *error = NULL;
+    sw_export *export = load_export(&o, &error);
+    bench_input *input = error ? NULL : load_input(&o, export, &error);
+    int rc = EXIT_USAGE;
+    if (input == NULL) {
+        fprintf(stderr, "stagewise-bench: %s\n", error->message);
+        g_error_free(error);
+    } else if (o.write_request) {
+        rc = write_request(&o, export, input);
+    } else {
+        rc = sweep(&o, export, input, (int)g_strv_length(original), original);
+    }
+    bench_input_free(input);
+    sw_export_free(export);
+    grpc_shutdown();
+    free_options(&o);
+    g_strfreev(original);
+    return rc;
+}

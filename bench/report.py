@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Markdown table of a bench/run.sh results folder: every step of every JSON, with its
+CPU per row set against the matching in-process floor (same rows per request and
+concurrency), the figure the issue's targets are judged by.
+
+usage: report.py RESULTS_DIR
+"""
+
+import glob
+import json
+import os
+import re
+import sys
+
+# Which floor a measurement is compared with: what the same work costs in-process.
+FLOORS = {
+    "floor-pipeline-codec": "floor-pipeline",
+    "grpc-predictor": "floor-predictor",
+    "grpc-staged": "floor-pipeline",
+    "grpc-pipeline": "floor-pipeline",
+    "grpc-predictor-batched": "floor-predictor",
+    "python-pipeline": "floor-pipeline",
+}
+ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-predictor", "grpc-predictor",
+         "grpc-predictor-batched", "grpc-pipeline", "grpc-staged", "python-pipeline"]
+
+
+def load(results_dir):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        label = doc["config"].get("label") or os.path.basename(path)[:-5]
+        m = re.fullmatch(r"(.*)-r(\d+)", label)
+        kind = m.group(1) if m else label
+        for step in doc["steps"]:
+            runs[(kind, doc["config"]["rows_per_request"], step["concurrency"])] = (doc, step)
+    return runs
+
+
+def fmt(value, digits=1):
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(runs):
+    lines = ["| measurement | rows/req | conc | req/s | rows/s | p50 µs | p90 µs | p99 µs | errors "
+             "| CPU µs/row | × floor | client CPU µs/row | switches/req | other cores |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    rank = {k: i for i, k in enumerate(ORDER)}
+    for key in sorted(runs, key=lambda k: (k[1], k[2], rank.get(k[0], 99), k[0])):
+        kind, rows, conc = key
+        _, s = runs[key]
+        cpu = s.get("cpu_us_per_row")
+        floor = runs.get((FLOORS.get(kind), rows, conc))
+        ratio = None
+        if floor and cpu is not None and floor[1].get("cpu_us_per_row"):
+            ratio = cpu / floor[1]["cpu_us_per_row"]
+        lat = s["latency_us"]
+        other = s.get("other_cpu_s")
+        other = None if other is None or not s["elapsed_s"] else other / s["elapsed_s"]
+        lines.append(f"| {kind} | {rows} | {conc} | {fmt(s['requests_per_s'])} | {fmt(s['rows_per_s'])} "
+                     f"| {lat['p50']} | {lat['p90']} | {lat['p99']} | {s['errors']} | {fmt(cpu)} "
+                     f"| {fmt(ratio, 2) if ratio else '-'} | {fmt(s['client_cpu_us_per_row'])} "
+                     f"| {fmt(s.get('server_switches_per_request'))} | {fmt(other, 2)} |")
+    return "\n".join(lines)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    runs = load(sys.argv[1])
+    if not runs:
+        sys.exit(f"no results in {sys.argv[1]}")
+    machine = next(iter(runs.values()))[0]["machine"]
+    print(f"stagewise-bench on {machine['cpu_model']}, {machine['nproc']} CPUs "
+          f"({os.path.abspath(sys.argv[1])})\n")
+    print(table(runs))
+    print("\nCPU µs/row: server CPU (all threads of every server involved) per row for gRPC rows; "
+          "the bench process's own CPU for in-process rows. × floor: against the in-process run "
+          "of the same work (predictor alone for grpc-predictor, the pipeline otherwise). "
+          "Client CPU: the bench process (the load generator for gRPC rows). Switches/req: times "
+          "the servers' threads were scheduled onto a CPU per request (wake-ups and preemptions, "
+          "from /proc/PID/task/*/schedstat). Other cores: CPU "
+          "the rest of the machine used during the step (/proc/stat busy time minus the bench and "
+          "the servers, per second): anything above ~0.05 means the figures are disturbed.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Measures stagewise side by side in one run, on the example export:
+#   floor-pipeline        the three stages in-process (no gRPC): the floor
+#   floor-pipeline-codec  the same plus the servers' OIP encode/decode per stage
+#   floor-predictor       the predictor alone in-process
+#   grpc-predictor        the predictor alone over gRPC (a predictor request)
+#   grpc-staged           three servers without --next, three calls per request
+#   grpc-pipeline         preprocessor --next predictor --next postprocessor, one call
+#   grpc-predictor-batched the predictor with dynamic batching (64 rows, 100 µs)
+#   python-pipeline       a plain Python grpcio server running the three modules
+# each at concurrency 1 and a saturating one, with 1-row and 64-row requests.
+# Server CPU per row comes from /proc/PID/stat of every server involved.
+# JSON goes to bench/results/<date>/, progress to stderr, a markdown table to
+# stdout.
+#
+# Environment (all optional): SW_BUILD_DIR, SW_EXAMPLE_DIR, BENCH_OUT (results
+# folder), BENCH_DURATION_S (5), BENCH_WARMUP_S (1), BENCH_CONCURRENCY (1,16),
+# BENCH_ROWS ("1 64"), BENCH_SERVER_ARGS (extra flags for every server),
+# BENCH_QUIET_WAIT_S (0: on a shared machine, wait up to this long before each
+# measurement for the rest of the machine to go idle).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${SW_BUILD_DIR:-$ROOT/build}
+EXPORT=${SW_EXAMPLE_DIR:-$BUILD/models/example}
+OUT=${BENCH_OUT:-$ROOT/bench/results/$(date +%Y-%m-%d)}
+DURATION=${BENCH_DURATION_S:-5}
+WARMUP=${BENCH_WARMUP_S:-1}
+CONCURRENCY=${BENCH_CONCURRENCY:-1,16}
+ROWS=${BENCH_ROWS:-"1 64"}
+QUIET_WAIT=${BENCH_QUIET_WAIT_S:-0}
+read -r -a SERVER_ARGS <<<"${BENCH_SERVER_ARGS:-}"
+PYTHON=${SW_PYTHON:-/usr/bin/python3}
+
+log() { echo "run.sh: $*" >&2; }
+
+# --- build: cheap when up to date; the build also writes the example export.
+if [[ ! -f $BUILD/CMakeCache.txt ]]; then
+    cmake -S "$ROOT" -B "$BUILD" >&2
+fi
+cmake --build "$BUILD" -j"$(nproc)" >&2
+[[ -f $EXPORT/inference_preprocessor.pt ]] || cmake --build "$BUILD" --target example_export >&2
+BENCH="$BUILD/stagewise-bench"
+
+mkdir -p "$OUT/logs"
+rm -f "$OUT"/*.json
+
+# --- servers: every one started here is stopped on any exit.
+SERVER_PIDS=()
+SERVER_SEQ=0
+stop_servers() {
+    local pid status=0
+    for pid in "${SERVER_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${SERVER_PIDS[@]}"; do
+        wait "$pid" || status=$?
+    done
+    SERVER_PIDS=()
+    return "$status"
+}
+trap 'stop_servers || true' EXIT
+trap 'exit 130' INT TERM
+
+# Starts stagewise-<stage> on an ephemeral loopback port; sets STARTED_PID and
+# STARTED_TARGET from its "event=listening ... port=N" line.
+start_server() {
+    local stage=$1
+    shift
+    SERVER_SEQ=$((SERVER_SEQ + 1))
+    local logfile="$OUT/logs/$SERVER_SEQ-$stage.log" port=""
+    "$BUILD/stagewise-$stage" --model-dir "$EXPORT" --listen 127.0.0.1:0 "${SERVER_ARGS[@]}" "$@" \
+        >"$logfile" 2>&1 &
+    STARTED_PID=$!
+    SERVER_PIDS+=("$STARTED_PID")
+    for _ in $(seq 600); do
+        # " port=N", not "metrics_port=N" further along the same line.
+        port=$(grep -m1 'event=listening' "$logfile" | grep -oE ' port=[0-9]+' | head -n1 | cut -d= -f2 || true)
+        [[ -n $port ]] && break
+        if ! kill -0 "$STARTED_PID" 2>/dev/null; then
+            log "$stage exited before listening:"; cat "$logfile" >&2; exit 1
+        fi
+        sleep 0.1
+    done
+    [[ -n $port ]] || { log "$stage did not start:"; cat "$logfile" >&2; exit 1; }
+    STARTED_TARGET="127.0.0.1:$port"
+    log "$stage pid $STARTED_PID at $STARTED_TARGET $*"
+}
+
+# Percent of one core the machine used over the last second.
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+busy_percent() {
+    local b0 b1
+    b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
+    echo $(( (b1 - b0) * 100 / $(getconf CLK_TCK) ))
+}
+
+# Waits (up to BENCH_QUIET_WAIT_S) until the machine is idle: the servers
+# started here use nothing between measurements.
+wait_quiet() {
+    local deadline=$((SECONDS + QUIET_WAIT)) busy
+    while (( SECONDS < deadline )); do
+        busy=$(busy_percent)
+        (( busy < 5 )) && return 0
+    done
+    (( QUIET_WAIT == 0 )) || log "still busy after ${QUIET_WAIT}s; measuring anyway"
+}
+
+# bench NAME ARGS...: one sweep, its JSON in $OUT/NAME.json. Failed calls
+# (exit 1) are results, shown in the table; bad usage or setup (2) stops here.
+FAILED_CALLS=0
+bench() {
+    local name=$1 rc=0
+    shift
+    wait_quiet
+    log "$name"
+    "$BENCH" --label "$name" --duration-s "$DURATION" --warmup-s "$WARMUP" --concurrency "$CONCURRENCY" \
+        --json-out "$OUT/$name.json" "$@" >&2 || rc=$?
+    case $rc in
+    0) ;;
+    1) FAILED_CALLS=1; log "$name: some calls failed" ;;
+    *) log "$name: stagewise-bench exited $rc"; exit "$rc" ;;
+    esac
+}
+
+# The figures assume an otherwise idle machine; each step also records how
+# much CPU everything else used ("other cores" in the table).
+busy=$(busy_percent)
+(( busy < 20 )) || log "warning: the machine is busy (${busy}% of a core in use before starting)"
+
+START=$(date +%s)
+
+# --- the floor, and the predictor requests replayed below.
+for r in $ROWS; do
+    "$BENCH" --rows-from-export "$EXPORT" --rows-per-request "$r" --write-request "$OUT/predictor-r$r.pb" \
+        --write-stage predictor
+    bench "floor-pipeline-r$r" --in-process "$EXPORT" --rows-per-request "$r"
+    bench "floor-pipeline-codec-r$r" --in-process "$EXPORT" --rows-per-request "$r" --codec
+    bench "floor-predictor-r$r" --in-process "$EXPORT" --request-file "$OUT/predictor-r$r.pb"
+done
+
+# --- staged topology: three independent servers, no --next.
+start_server preprocessor; PRE=$STARTED_TARGET; PRE_PID=$STARTED_PID
+start_server predictor; PRED=$STARTED_TARGET; PRED_PID=$STARTED_PID
+start_server postprocessor; POST=$STARTED_TARGET; POST_PID=$STARTED_PID
+for r in $ROWS; do
+    bench "grpc-predictor-r$r" --target "$PRED" --request-file "$OUT/predictor-r$r.pb" --server-pids "$PRED_PID"
+    bench "grpc-staged-r$r" --staged "$PRE,$PRED,$POST" --rows-from-export "$EXPORT" --rows-per-request "$r" \
+        --server-pids "$PRE_PID,$PRED_PID,$POST_PID"
+done
+stop_servers
+
+# --- one-call pipeline: each stage forwards to the next.
+start_server postprocessor; POST=$STARTED_TARGET; POST_PID=$STARTED_PID
+start_server predictor --next "$POST"; PRED=$STARTED_TARGET; PRED_PID=$STARTED_PID
+start_server preprocessor --next "$PRED"; PRE=$STARTED_TARGET; PRE_PID=$STARTED_PID
+for r in $ROWS; do
+    bench "grpc-pipeline-r$r" --target "$PRE" --rows-from-export "$EXPORT" --rows-per-request "$r" \
+        --server-pids "$PRE_PID,$PRED_PID,$POST_PID"
+done
+stop_servers
+
+# --- dynamic batching: the same predictor requests against a batching predictor
+# (Ludwig's Triton export batches up to 64 rows with a 100 µs queue delay).
+start_server predictor --max-batch-size 64 --max-queue-delay-us "${BENCH_QUEUE_DELAY_US:-100}"
+PRED=$STARTED_TARGET; PRED_PID=$STARTED_PID
+bench "grpc-predictor-batched-r1" --target "$PRED" --request-file "$OUT/predictor-r1.pb" --server-pids "$PRED_PID"
+stop_servers
+
+# --- what a team would otherwise write: a Python grpcio server running the
+# three modules in-process behind one ModelInfer call (it takes dates as
+# vectors, having no date parser).
+PY_PORT_FILE="$OUT/logs/python-baseline.port"
+rm -f "$PY_PORT_FILE"
+"$PYTHON" "$ROOT/bench/python_baseline_server.py" "$EXPORT" "$PY_PORT_FILE" --stubs "$BUILD/tests/py" \
+    >"$OUT/logs/python-baseline.log" 2>&1 &
+PY_PID=$!
+SERVER_PIDS+=("$PY_PID")
+for _ in $(seq 600); do [[ -f $PY_PORT_FILE ]] && break; sleep 0.1; done
+[[ -f $PY_PORT_FILE ]] || { log "python baseline did not start"; cat "$OUT/logs/python-baseline.log" >&2; exit 1; }
+for r in $ROWS; do
+    bench "python-pipeline-r$r" --target "127.0.0.1:$(cat "$PY_PORT_FILE")" --rows-from-export "$EXPORT" \
+        --rows-per-request "$r" --date-form vector --server-pids "$PY_PID"
+done
+stop_servers
+
+log "done in $(($(date +%s) - START)) s; results in $OUT"
+"$PYTHON" "$ROOT/bench/report.py" "$OUT" | tee "$OUT/summary.md"
+exit "$FAILED_CALLS"

@@ -1,0 +1,148 @@
+"""Smoke test of stagewise-bench (ctest bench_smoke): the in-process floor on the example
+export for a few requests, a predictor request written and replayed against a real predictor
+server for about a second, and a failing run that must say why. Checks exit codes and that
+the JSON is complete and sane, not any performance figure."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+BUILD_DIR = os.environ.get("SW_BUILD_DIR", "build")
+EXAMPLE_DIR = os.environ.get("SW_EXAMPLE_DIR", os.path.join(BUILD_DIR, "models", "example"))
+BENCH = os.environ.get("SW_BENCH", os.path.join(BUILD_DIR, "stagewise-bench"))
+
+
+def start_predictor():
+    """A predictor on an ephemeral loopback port: (process, target, log path). The port is
+    the listening line's `port=`, not another `*_port=` key on the same line."""
+    log = tempfile.NamedTemporaryFile(prefix="sw-bench-predictor-", suffix=".log", delete=False)
+    proc = subprocess.Popen([os.path.join(BUILD_DIR, "stagewise-predictor"), "--model-dir",
+                             EXAMPLE_DIR, "--listen", "127.0.0.1:0"], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with open(log.name, encoding="utf-8", errors="replace") as f:
+            m = re.search(r"event=listening .*?\bport=(\d+)", f.read())
+        if m:
+            return proc, f"127.0.0.1:{m.group(1)}", log.name
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    with open(log.name, encoding="utf-8", errors="replace") as f:
+        raise RuntimeError(f"the predictor did not start:\n{f.read()}")
+
+
+def stop(proc, log_path):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    os.unlink(log_path)
+    return proc.returncode
+
+
+def run_bench(*args, expect_rc=0):
+    proc = subprocess.run([BENCH, *args], capture_output=True, text=True, timeout=120)
+    if proc.returncode != expect_rc:
+        raise AssertionError(f"stagewise-bench {' '.join(args)} exited {proc.returncode}, "
+                             f"expected {expect_rc}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+class BenchSmokeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="sw-bench-")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp.name, name)
+
+    def load_json(self, name):
+        with open(self.path(name), encoding="utf-8") as f:
+            return json.load(f)
+
+    def assert_sane(self, doc, levels, rows_per_request, requests=None):
+        self.assertGreater(doc["machine"]["nproc"], 0)
+        self.assertTrue(doc["machine"]["cpu_model"])
+        self.assertEqual(doc["command_line"][0], BENCH)
+        self.assertEqual(doc["config"]["rows_per_request"], rows_per_request)
+        self.assertEqual([s["concurrency"] for s in doc["steps"]], levels)
+        for s in doc["steps"]:
+            self.assertEqual(s["errors"], 0, s["first_error"])
+            self.assertGreater(s["requests"], 0)
+            if requests is not None:
+                self.assertEqual(s["requests"], requests)
+            self.assertEqual(s["rows"], s["requests"] * rows_per_request)
+            lat = s["latency_us"]
+            self.assertTrue(0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], lat)
+            self.assertGreater(s["requests_per_s"], 0)
+            self.assertAlmostEqual(s["rows_per_s"], s["requests_per_s"] * rows_per_request, delta=1e-6 * s["rows_per_s"])
+            self.assertGreater(s["cpu_us_per_row"], 0)
+
+    def test_in_process_and_replay(self):
+        run_bench("--in-process", EXAMPLE_DIR, "--rows-per-request", "4", "--requests", "20",
+                  "--concurrency", "1,2", "--warmup-s", "0", "--json-out", self.path("floor.json"))
+        doc = self.load_json("floor.json")
+        self.assert_sane(doc, [1, 2], 4, requests=20)
+        self.assertEqual(doc["config"]["mode"], "in-process")
+        self.assertIsNone(doc["steps"][0]["server_cpu_s"])
+
+        run_bench("--rows-from-export", EXAMPLE_DIR, "--rows-per-request", "8",
+                  "--write-request", self.path("predictor.pb"))
+        self.assertGreater(os.path.getsize(self.path("predictor.pb")), 0)
+        run_bench("--in-process", EXAMPLE_DIR, "--request-file", self.path("predictor.pb"),
+                  "--requests", "10", "--warmup-s", "0", "--json-out", self.path("floor-predictor.json"))
+        doc = self.load_json("floor-predictor.json")
+        self.assert_sane(doc, [1], 8, requests=10)
+        self.assertEqual(doc["config"]["first_stage"], "predictor")
+
+    def test_against_a_predictor(self):
+        run_bench("--rows-from-export", EXAMPLE_DIR, "--rows-per-request", "2",
+                  "--write-request", self.path("req.pb"))
+        server, target, log_path = start_predictor()
+        try:
+            pid = str(server.pid)
+            run_bench("--target", target, "--request-file", self.path("req.pb"), "--duration-s", "1",
+                      "--warmup-s", "0.2", "--concurrency", "2", "--server-pids", pid,
+                      "--json-out", self.path("grpc.json"))
+            doc = self.load_json("grpc.json")
+            self.assert_sane(doc, [2], 2)
+            step = doc["steps"][0]
+            self.assertEqual(doc["config"]["mode"], "grpc")
+            self.assertGreater(step["server_cpu_s"], 0)
+            self.assertEqual(step["cpu_us_per_row"], step["server_cpu_us_per_row"])
+            self.assertTrue(step["server_threads"])
+            self.assertTrue(all(t["pid"] == int(pid) for t in step["server_threads"]))
+            self.assertGreater(step["server_switches_per_request"], 0)
+            self.assertGreaterEqual(step["other_cpu_s"], 0)
+
+            # A model the server does not serve: every call fails, the run says so.
+            proc = run_bench("--target", target, "--request-file", self.path("req.pb"), "--model",
+                             "nope", "--requests", "3", "--warmup-s", "0", "--json-out", self.path("bad.json"),
+                             expect_rc=1)
+            self.assertIn("NOT_FOUND", proc.stdout)
+            bad = self.load_json("bad.json")["steps"][0]
+            self.assertEqual((bad["requests"], bad["errors"]), (0, 3))
+            self.assertIn("NOT_FOUND", bad["first_error"])
+        finally:
+            self.assertEqual(stop(server, log_path), 0)
+
+    def test_usage_errors(self):
+        proc = run_bench("--target", "127.0.0.1:1", expect_rc=2)
+        self.assertIn("--rows-from-export", proc.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
