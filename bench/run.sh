@@ -14,7 +14,7 @@
 # stdout.
 #
 # Environment (all optional): SW_BUILD_DIR, SW_EXAMPLE_DIR, BENCH_OUT (results
-# folder), BENCH_DURATION_S (5), BENCH_WARMUP_S (1), BENCH_CONCURRENCY (1,16),
+# folder), BENCH_DURATION_S (4), BENCH_WARMUP_S (1), BENCH_CONCURRENCY (1,4,16),
 # BENCH_ROWS ("1 64"), BENCH_SERVER_ARGS (extra flags for every server),
 # BENCH_QUIET_WAIT_S (0: on a shared machine, wait up to this long before each
 # measurement for the rest of the machine to go idle).
@@ -24,9 +24,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${SW_BUILD_DIR:-$ROOT/build}
 EXPORT=${SW_EXAMPLE_DIR:-$BUILD/models/example}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date +%Y-%m-%d)}
-DURATION=${BENCH_DURATION_S:-5}
+DURATION=${BENCH_DURATION_S:-4}
 WARMUP=${BENCH_WARMUP_S:-1}
-CONCURRENCY=${BENCH_CONCURRENCY:-1,16}
+CONCURRENCY=${BENCH_CONCURRENCY:-1,4,16}
 ROWS=${BENCH_ROWS:-"1 64"}
 QUIET_WAIT=${BENCH_QUIET_WAIT_S:-0}
 read -r -a SERVER_ARGS <<<"${BENCH_SERVER_ARGS:-}"
