@@ -31,6 +31,7 @@ struct sw_oip_service {
     gboolean access_log;
     sw_batcher *batcher; /* NULL: every call runs forward alone */
     sw_metrics *metrics;
+    gint loaded; /* the stage's module is loaded: inference may run */
     gint serving;
     GMutex watch_lock;
     GPtrArray *watchers; /* watcher*: open Health/Watch streams */
@@ -504,6 +505,11 @@ static void handle_model_infer(sw_call *call, void *data)
         return;
     }
     ic->entry = find_model(ic->svc, req->model_name, req->model_version, &error);
+    if (ic->entry && !g_atomic_int_get(&ic->svc->loaded)) {
+        ic->entry = NULL;
+        g_set_error(&error, SW_ERROR, SW_CODE_UNAVAILABLE, "model '%s' is still loading; ask again when health says SERVING",
+                    req->model_name);
+    }
     GPtrArray *prepared = ic->entry ? prepare(ic, &error) : NULL;
     if (prepared == NULL) {
         infer_call_fail_error(ic, error);
@@ -536,6 +542,12 @@ static void send_health(sw_call *call, int status)
 static gboolean known_service(const char *service)
 {
     return service[0] == '\0' || strcmp(service, "inference.GRPCInferenceService") == 0;
+}
+
+void sw_oip_service_set_loaded(sw_oip_service *svc)
+{
+    /* Publishes the stage's module to the worker threads. */
+    g_atomic_int_set(&svc->loaded, 1);
 }
 
 void sw_oip_service_set_serving(sw_oip_service *svc, gboolean serving)

@@ -29,7 +29,8 @@ typedef struct sw_oip_service_options {
     sw_metrics *metrics;          /* borrowed; NULL records nothing */
 } sw_oip_service_options;
 
-/* Serves `stage` as "<base>_<stage>". With `next` (borrowed: a channel to
+/* Serves `stage` (its module may still be loading: see
+ * sw_oip_service_set_loaded) as "<base>_<stage>". With `next` (borrowed: a channel to
  * the next stage), or as the postprocessor, it also serves the pipeline
  * model "<base>": it runs its stage and passes the outputs on to `next`, or
  * answers them as the last step. NULL with an error when the export's
@@ -40,6 +41,10 @@ void sw_oip_service_free(sw_oip_service *service);
 
 /* Fills `methods` (room for SW_OIP_SERVICE_MAX_METHODS) and returns how many. */
 size_t sw_oip_service_methods(sw_oip_service *service, sw_method *methods);
+
+/* Inference calls get UNAVAILABLE until this says the stage's module is
+ * loaded. */
+void sw_oip_service_set_loaded(sw_oip_service *service);
 
 /* Readiness as health and ServerReady report it: FALSE while loading and
  * while draining. */

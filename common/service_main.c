@@ -70,7 +70,7 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
         return FALSE;
     const char *name = s->name ? s->name : svc->export->name;
     sw_torch_set_num_threads(s->torch_threads);
-    svc->stage = sw_stage_load(kind, svc->export, name, s->device, error);
+    svc->stage = sw_stage_new(kind, svc->export, name, s->device, error);
     if (svc->stage == NULL)
         return FALSE;
     if (s->next && (svc->next = open_next(s, error)) == NULL)
@@ -147,9 +147,23 @@ static gpointer exit_on_second_signal(gpointer data)
     return NULL;
 }
 
-static void serve_until_signal(service *svc, const sw_settings *s, sigset_t *signals)
+/* Serves while the module loads (health says NOT_SERVING, inference
+ * UNAVAILABLE), so probes can tell a slow load from a dead server. */
+static gboolean load_while_serving(service *svc, GError **error)
 {
     sw_server_start(svc->server);
+    sw_log(SW_LOG_INFO, "event=loading model=%s port=%d module=\"%s\"", svc->stage->model_name,
+           sw_server_port(svc->server), svc->stage->module_path);
+    if (!sw_stage_load_module(svc->stage, error)) {
+        sw_server_shutdown(svc->server, 0);
+        return FALSE;
+    }
+    sw_oip_service_set_loaded(svc->oip);
+    return TRUE;
+}
+
+static void serve_until_signal(service *svc, const sw_settings *s, sigset_t *signals)
+{
     sw_oip_service_set_serving(svc->oip, TRUE);
     sw_log(SW_LOG_INFO, "event=listening model=%s device=%s port=%d metrics_port=%d threads=%d tls=%s auth=%s next=%s",
            svc->stage->model_name, svc->stage->device, sw_server_port(svc->server),
@@ -193,7 +207,7 @@ int sw_service_main(sw_stage_kind kind, int argc, char **argv)
     grpc_init();
     service svc = {0};
     int rc = 0;
-    if (service_start(&svc, kind, &settings, &error)) {
+    if (service_start(&svc, kind, &settings, &error) && load_while_serving(&svc, &error)) {
         serve_until_signal(&svc, &settings, &signals);
     } else {
         sw_log(SW_LOG_ERROR, "event=start_failed model_dir=\"%s\" error=\"%s\"", settings.model_dir, error->message);

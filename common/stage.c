@@ -8,8 +8,8 @@
 
 #define INVALID(error, ...) g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, __VA_ARGS__)
 
-sw_stage *sw_stage_load(sw_stage_kind kind, const sw_export *export, const char *name,
-                        const char *device, GError **error)
+sw_stage *sw_stage_new(sw_stage_kind kind, const sw_export *export, const char *name, const char *device,
+                       GError **error)
 {
     const char *path = kind == SW_STAGE_PREPROCESSOR  ? export->preprocessor_path
                        : kind == SW_STAGE_PREDICTOR ? export->predictor_path
@@ -30,11 +30,21 @@ sw_stage *sw_stage_load(sw_stage_kind kind, const sw_export *export, const char 
         sw_stage_free(stage);
         return NULL;
     }
-    stage->module = sw_torch_module_load(path, stage->device, error);
-    if (stage->module == NULL) {
-        sw_stage_free(stage);
-        return NULL;
-    }
+    return stage;
+}
+
+gboolean sw_stage_load_module(sw_stage *stage, GError **error)
+{
+    stage->module = sw_torch_module_load(stage->module_path, stage->device, error);
+    return stage->module != NULL;
+}
+
+sw_stage *sw_stage_load(sw_stage_kind kind, const sw_export *export, const char *name,
+                        const char *device, GError **error)
+{
+    sw_stage *stage = sw_stage_new(kind, export, name, device, error);
+    if (stage && !sw_stage_load_module(stage, error))
+        g_clear_pointer(&stage, sw_stage_free);
     return stage;
 }
 

@@ -26,7 +26,16 @@ typedef struct sw_stage {
     GPtrArray *outputs; /* sw_tensor_spec* */
 } sw_stage;
 
-/* Loads the stage `kind` of `export` as model "<name>_<kind>" on `device`
+/* The stage `kind` of `export` as model "<name>_<kind>" on `device` (NULL:
+ * "cpu"), with its specs but not yet its module, so a server can answer
+ * health and metadata while the module loads. NULL with an error when the
+ * file is missing, a feature type is unsupported or the device unavailable. */
+sw_stage *sw_stage_new(sw_stage_kind kind, const sw_export *export, const char *name, const char *device,
+                       GError **error);
+/* Loads the module of a stage made by sw_stage_new(). */
+gboolean sw_stage_load_module(sw_stage *stage, GError **error);
+
+/* sw_stage_new() and sw_stage_load_module() in one: loads the stage `kind` of `export` as model "<name>_<kind>" on `device`
  * (NULL: "cpu"). NULL with an error when the file is missing, the module does
  * not load, a feature type is unsupported or the device is unavailable. */
 sw_stage *sw_stage_load(sw_stage_kind kind, const sw_export *export, const char *name,

@@ -1,0 +1,78 @@
+"""While a stage's module loads, the server already answers: health NOT_SERVING, readiness
+false, inference UNAVAILABLE, so probes can tell a slow load from a dead server. The
+predictor file is a named pipe here, so loading waits until the test says so."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+import oip_client as oip  # noqa: E402
+
+DEADLINE = 10
+
+
+class LoadingTest(unittest.TestCase):
+    def test_health_while_loading(self):
+        with tempfile.TemporaryDirectory() as d:
+            export = os.path.join(d, "example")
+            shutil.copytree(harness.EXAMPLE_DIR, export)
+            module = os.path.join(export, "inference_predictor-cpu.pt")
+            os.unlink(module)
+            os.mkfifo(module)
+            log = os.path.join(d, "server.log")
+            with open(log, "w") as out:
+                proc = subprocess.Popen([os.path.join(harness.BUILD_DIR, "stagewise-predictor"), "--model-dir",
+                                         export, "--listen", "127.0.0.1:0"], stdout=out, stderr=subprocess.STDOUT)
+            try:
+                port = self.wait_for(log, "event=loading")
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                    health = oip.health_pb2_grpc.HealthStub(ch)
+                    status = health.Check(oip.health_pb2.HealthCheckRequest(service=""), timeout=DEADLINE)
+                    self.assertEqual(status.status, oip.health_pb2.HealthCheckResponse.NOT_SERVING)
+                    stub = oip.stub(ch)
+                    self.assertTrue(stub.ServerLive(oip.pb.ServerLiveRequest(), timeout=DEADLINE).live)
+                    self.assertFalse(stub.ServerReady(oip.pb.ServerReadyRequest(), timeout=DEADLINE).ready)
+                    self.assertFalse(stub.ModelReady(oip.pb.ModelReadyRequest(name="example_predictor"),
+                                                     timeout=DEADLINE).ready)
+                    md = stub.ModelMetadata(oip.pb.ModelMetadataRequest(name="example_predictor"), timeout=DEADLINE)
+                    self.assertEqual(len(md.inputs), 7)
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        stub.ModelInfer(oip.pb.ModelInferRequest(model_name="example_predictor"), timeout=DEADLINE)
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                    self.assertIn("loading", cm.exception.details())
+                # A pipe is not a TorchScript file: once fed, the load fails and the
+                # server says why and exits non-zero, without hanging.
+                writer = threading.Thread(target=lambda: open(module, "wb").write(b"not a model"))
+                writer.start()
+                self.assertEqual(proc.wait(60), 1)
+                writer.join(10)
+                with open(log) as f:
+                    self.assertIn("event=start_failed", f.read())
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+    def wait_for(self, log, event, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(log) as f:
+                m = re.search(event + r".*?\bport=(\d+)", f.read())
+            if m:
+                return int(m.group(1))
+            time.sleep(0.05)
+        self.fail(f"no {event} line")
+
+
+if __name__ == "__main__":
+    unittest.main()
