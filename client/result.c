@@ -13,7 +13,7 @@ typedef struct column {
     sw_tensor *tensor; /* every type but LIST */
     int64_t width;     /* VECTOR: numbers per row */
     JsonNode **lists;  /* LIST: one array per row */
-    char **strings;    /* STRING: NUL-terminated copies, for the accessor */
+    char **strings;    /* STRING: NUL-terminated copies; LIST: each row's JSON text as sent */
     size_t n_rows;
 } column;
 
@@ -90,6 +90,7 @@ static char *column_name(const char *output_name)
 static gboolean parse_json_rows(column *c, const sw_oip_output *o, GError **error)
 {
     c->lists = g_new0(JsonNode *, c->n_rows);
+    c->strings = g_new0(char *, c->n_rows + 1);
     JsonParser *parser = json_parser_new();
     gboolean ok = TRUE;
     for (size_t r = 0; r < c->n_rows && ok; r++) {
@@ -97,8 +98,10 @@ static gboolean parse_json_rows(column *c, const sw_oip_output *o, GError **erro
         const char *text = sw_tensor_bytes_element(o->tensor, r, &len);
         ok = json_parser_load_from_data(parser, text, (gssize)len, NULL) &&
              JSON_NODE_HOLDS_ARRAY(json_parser_get_root(parser));
-        if (ok)
+        if (ok) {
             c->lists[r] = json_node_copy(json_parser_get_root(parser));
+            c->strings[r] = g_strndup(text, len);
+        }
         else
             g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "output '%s' row %zu is not a JSON array", o->name, r);
     }
@@ -187,8 +190,8 @@ STAGEWISE_API size_t stagewise_result_columns(const stagewise_result *result)
 
 static const column *col(const stagewise_result *result, size_t i)
 {
-    g_return_val_if_fail(i < result->columns->len, NULL);
-    return g_ptr_array_index(result->columns, i);
+    /* Not g_return_val_if_fail: the library never prints. */
+    return i < result->columns->len ? g_ptr_array_index(result->columns, i) : NULL;
 }
 
 STAGEWISE_API const char *stagewise_result_column_name(const stagewise_result *result, size_t column_index)
@@ -207,7 +210,8 @@ STAGEWISE_API long stagewise_result_find_column(const stagewise_result *result, 
 
 STAGEWISE_API stagewise_column_type stagewise_result_column_type(const stagewise_result *result, size_t column_index)
 {
-    return col(result, column_index)->type;
+    const column *c = col(result, column_index);
+    return c ? c->type : STAGEWISE_COLUMN_INVALID;
 }
 
 STAGEWISE_API const char *stagewise_result_string(const stagewise_result *result, size_t column_index, size_t row)
@@ -296,12 +300,11 @@ STAGEWISE_API char *stagewise_result_cell_text(const stagewise_result *result, s
         }
         g_string_append_c(out, ']');
         break;
-    case STAGEWISE_COLUMN_LIST: {
-        char *json = json_to_string(c->lists[row], FALSE);
-        g_string_append(out, json);
-        g_free(json);
+    case STAGEWISE_COLUMN_LIST:
+        /* As the server wrote it: json-glib would print 17 digits per float. */
+        g_string_append(out, c->strings[row]);
         break;
-    }
+    case STAGEWISE_COLUMN_INVALID: break;
     }
     /* Callers free() it, so hand over malloc'd memory. */
     char *text = strdup(out->str);

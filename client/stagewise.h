@@ -91,6 +91,7 @@ typedef enum stagewise_column_type {
     STAGEWISE_COLUMN_BOOL,   /* one boolean per row, read as a number 0 or 1 */
     STAGEWISE_COLUMN_VECTOR, /* a fixed-length list of numbers per row (probabilities) */
     STAGEWISE_COLUMN_LIST,   /* a list of any length per row (set predictions): decoded JSON */
+    STAGEWISE_COLUMN_INVALID /* asked for a column that does not exist */
 } stagewise_column_type;
 
 size_t stagewise_result_rows(const stagewise_result *result);
@@ -129,9 +130,11 @@ stagewise_result *stagewise_predict_staged(stagewise_client *preprocessor, stage
                                            stagewise_client *postprocessor, const char *model,
                                            const stagewise_rows *rows, stagewise_error **error);
 
-/* Asynchronous one call. `done` runs exactly once, on a library thread, and
- * owns what it is given (exactly one of `result` and `error` is set); it
- * must not block. `rows` may be freed as soon as this returns. */
+/* Asynchronous one call. `done` runs exactly once and owns what it is given
+ * (exactly one of `result` and `error` is set); it must not block. It runs
+ * on a library thread, except when the call cannot start at all (no rows):
+ * then it runs before this returns, on the caller's thread. `rows` may be
+ * freed as soon as this returns. */
 typedef void (*stagewise_done)(stagewise_result *result, stagewise_error *error, void *user_data);
 void stagewise_predict_async(stagewise_client *client, const char *model, const stagewise_rows *rows,
                              stagewise_done done, void *user_data);

@@ -21,6 +21,21 @@ import oip_client as oip  # noqa: E402
 DEADLINE = 10
 
 
+def feed(fifo, proc):
+    while proc.poll() is None:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # no reader yet
+            time.sleep(0.01)
+            continue
+        try:
+            os.write(fd, b"not a model")
+        except OSError:
+            pass
+        os.close(fd)
+        time.sleep(0.01)
+
+
 class LoadingTest(unittest.TestCase):
     def test_health_while_loading(self):
         with tempfile.TemporaryDirectory() as d:
@@ -51,8 +66,9 @@ class LoadingTest(unittest.TestCase):
                     self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
                     self.assertIn("loading", cm.exception.details())
                 # A pipe is not a TorchScript file: once fed, the load fails and the
-                # server says why and exits non-zero, without hanging.
-                writer = threading.Thread(target=lambda: open(module, "wb").write(b"not a model"))
+                # server says why and exits non-zero, without hanging. libtorch may
+                # open the file more than once, so feed every reader that comes.
+                writer = threading.Thread(target=feed, args=(module, proc))
                 writer.start()
                 self.assertEqual(proc.wait(60), 1)
                 writer.join(10)
