@@ -7,6 +7,7 @@
 #include <grpc/support/time.h>
 #include <string.h>
 
+#include "grpc_args.h"
 #include "sw_error.h"
 
 struct sw_channel {
@@ -109,26 +110,6 @@ static char *service_config(int max_attempts)
         max_attempts);
 }
 
-static grpc_arg int_arg(const char *key, int value)
-{
-    grpc_arg a;
-    memset(&a, 0, sizeof a);
-    a.type = GRPC_ARG_INTEGER;
-    a.key = (char *)key;
-    a.value.integer = value;
-    return a;
-}
-
-static grpc_arg string_arg(const char *key, const char *value)
-{
-    grpc_arg a;
-    memset(&a, 0, sizeof a);
-    a.type = GRPC_ARG_STRING;
-    a.key = (char *)key;
-    a.value.string = (char *)value;
-    return a;
-}
-
 static grpc_channel_credentials *make_credentials(const sw_channel_options *o, GError **error)
 {
     if (!o->tls_root_certs && !o->tls_cert_chain && !o->tls_private_key)
@@ -159,16 +140,16 @@ sw_channel *sw_channel_new(const sw_channel_options *o, GError **error)
     char *config = service_config(o->max_attempts > 0 ? MIN(o->max_attempts, 5) : 5);
     grpc_arg args[7];
     size_t n = 0;
-    args[n++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_message);
-    args[n++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max_message);
-    args[n++] = string_arg(GRPC_ARG_SERVICE_CONFIG, config);
-    args[n++] = int_arg(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);
-    args[n++] = int_arg(GRPC_ARG_ENABLE_RETRIES, 1);
+    args[n++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_message);
+    args[n++] = sw_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max_message);
+    args[n++] = sw_grpc_string_arg(GRPC_ARG_SERVICE_CONFIG, config);
+    args[n++] = sw_grpc_int_arg(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);
+    args[n++] = sw_grpc_int_arg(GRPC_ARG_ENABLE_RETRIES, 1);
     /* A call is retried only while its request fits the retry buffer
      * (256 KiB by default): let every request that may be sent be retried. */
-    args[n++] = int_arg(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, max_message < 0 ? G_MAXINT : max_message);
+    args[n++] = sw_grpc_int_arg(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, max_message < 0 ? G_MAXINT : max_message);
     if (o->tls_server_name)
-        args[n++] = string_arg(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, o->tls_server_name);
+        args[n++] = sw_grpc_string_arg(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, o->tls_server_name);
     grpc_channel_args channel_args = {n, args};
     sw_channel *ch = g_new0(sw_channel, 1);
     ch->target = g_strdup(o->target);

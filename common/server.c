@@ -8,6 +8,7 @@
 #include <grpc/support/time.h>
 #include <string.h>
 
+#include "grpc_args.h"
 #include "sw_error.h"
 
 /* sw_code promises the gRPC numbering. */
@@ -466,16 +467,6 @@ static gpointer poll_loop(gpointer data)
     return NULL;
 }
 
-static grpc_arg int_arg(const char *key, int value)
-{
-    grpc_arg a;
-    memset(&a, 0, sizeof a);
-    a.type = GRPC_ARG_INTEGER;
-    a.key = (char *)key;
-    a.value.integer = value;
-    return a;
-}
-
 static grpc_server_credentials *server_credentials(const sw_server_options *o)
 {
     if (o->tls_cert_pem == NULL)
@@ -496,15 +487,15 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     s->shutdown_tag = (tag){TAG_SHUTDOWN, NULL};
     grpc_arg args[6];
     size_t n_args = 0;
-    args[n_args++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_message_bytes);
-    args[n_args++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, options->max_message_bytes);
+    args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_message_bytes);
+    args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, options->max_message_bytes);
     if (options->keepalive_time_ms > 0)
-        args[n_args++] = int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, options->keepalive_time_ms);
+        args[n_args++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, options->keepalive_time_ms);
     if (options->keepalive_timeout_ms > 0)
-        args[n_args++] = int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options->keepalive_timeout_ms);
+        args[n_args++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options->keepalive_timeout_ms);
     if (options->max_connection_age_ms > 0) {
-        args[n_args++] = int_arg(GRPC_ARG_MAX_CONNECTION_AGE_MS, options->max_connection_age_ms);
-        args[n_args++] = int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, options->max_connection_age_ms);
+        args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONNECTION_AGE_MS, options->max_connection_age_ms);
+        args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, options->max_connection_age_ms);
     }
     grpc_channel_args channel_args = {n_args, args};
     s->max_in_flight = options->max_in_flight;

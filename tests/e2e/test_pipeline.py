@@ -5,12 +5,12 @@ import os
 import sys
 import unittest
 
-import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures"))
 sys.path.insert(0, os.path.dirname(__file__))
 import reference  # noqa: E402
 from example_rows import example_rows  # noqa: E402
+import compare  # noqa: E402
 import harness  # noqa: E402
 import oip_client as oip  # noqa: E402
 
@@ -36,27 +36,7 @@ class PipelineTest(unittest.TestCase):
         assert all(code == 0 for code in codes.values()), codes
 
     def assert_outputs_equal(self, got, expected, stage):
-        self.assertEqual(list(got), list(expected), f"{stage}: output names and order")
-        for name, exp in expected.items():
-            o = got[name]
-            self.assertEqual(o.datatype, exp.datatype, f"{stage} {name}")
-            self.assertEqual(o.shape, exp.shape, f"{stage} {name}")
-            self.assertEqual(o.json, exp.json, f"{stage} {name}: content_type json")
-            if exp.datatype != "BYTES":
-                np.testing.assert_allclose(o.value, exp.value, rtol=1e-6, atol=1e-6,
-                                           err_msg=f"{stage} {name}")
-            elif exp.json:
-                import json
-                expected_rows = [json.loads(s) for s in exp.value]
-                self.assertEqual(len(o.value), len(expected_rows))
-                for row, (a, b) in enumerate(zip(o.value, expected_rows)):
-                    if b and isinstance(b[0], str):
-                        self.assertEqual(a, b, f"{stage} {name} row {row}")
-                    else:
-                        np.testing.assert_allclose(np.array(a, dtype=float), np.array(b, dtype=float),
-                                                   rtol=1e-6, atol=1e-7, err_msg=f"{stage} {name} row {row}")
-            else:
-                self.assertEqual(o.value, exp.value, f"{stage} {name}")
+        compare.assert_outputs_equal(self, got, expected, stage)
 
     def run_staged(self, rows, raw):
         pre, pred, post = reference.run_stages(self.ref, rows)
