@@ -56,7 +56,8 @@ GPtrArray *stagewise_decode_outputs(const Inference__ModelInferResponse *respons
         sw_tensor *tensor = NULL;
         if (dtype == SW_DTYPE_BYTES)
             tensor = sw_oip_parse_raw_bytes(raw, (int)t->n_shape, t->shape, t->name, error);
-        else if ((size_t)count * sw_dtype_size(dtype) == g_bytes_get_size(raw))
+        else if ((uint64_t)count <= SIZE_MAX / sw_dtype_size(dtype) &&
+                 (size_t)count * sw_dtype_size(dtype) == g_bytes_get_size(raw))
             tensor = sw_tensor_new(dtype, (int)t->n_shape, t->shape, raw);
         else
             g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "output '%s': raw contents do not match its shape", t->name);
@@ -68,11 +69,14 @@ GPtrArray *stagewise_decode_outputs(const Inference__ModelInferResponse *respons
         sw_oip_output *o = g_new0(sw_oip_output, 1);
         o->name = g_strdup(t->name);
         o->tensor = tensor;
-        for (size_t p = 0; p < t->n_parameters; p++)
-            if (strcmp(t->parameters[p]->key, "content_type") == 0 &&
-                t->parameters[p]->value->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM &&
-                strcmp(t->parameters[p]->value->string_param, "json") == 0)
+        /* Only BYTES rows can hold JSON documents. */
+        for (size_t p = 0; p < t->n_parameters && dtype == SW_DTYPE_BYTES; p++) {
+            const Inference__InferParameter *v = t->parameters[p]->value;
+            if (strcmp(t->parameters[p]->key, "content_type") == 0 && v &&
+                v->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM &&
+                v->string_param && strcmp(v->string_param, "json") == 0)
                 o->json = TRUE;
+        }
         g_ptr_array_add(outputs, o);
     }
     return outputs;

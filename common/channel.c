@@ -197,23 +197,24 @@ static grpc_byte_buffer *byte_buffer_over(GBytes *const *parts, size_t n)
 }
 
 static void start_call(sw_channel *ch, const char *method, grpc_byte_buffer *request, int64_t timeout_us,
-                       const char *const *metadata, sw_channel_done done, void *user_data);
+                       const char *const *metadata, grpc_call *parent, sw_channel_done done, void *user_data);
 
 void sw_channel_call_async(sw_channel *ch, const char *method, GBytes *request, int64_t timeout_us,
                            const char *const *metadata, sw_channel_done done, void *user_data)
 {
-    start_call(ch, method, byte_buffer_over(&request, 1), timeout_us, metadata, done, user_data);
+    start_call(ch, method, byte_buffer_over(&request, 1), timeout_us, metadata, NULL, done, user_data);
 }
 
 void sw_channel_call_async_parts(sw_channel *ch, const char *method, GPtrArray *parts, int64_t timeout_us,
-                                 const char *const *metadata, sw_channel_done done, void *user_data)
+                                 const char *const *metadata, grpc_call *parent, sw_channel_done done,
+                                 void *user_data)
 {
-    start_call(ch, method, byte_buffer_over((GBytes *const *)parts->pdata, parts->len), timeout_us, metadata, done,
-               user_data);
+    start_call(ch, method, byte_buffer_over((GBytes *const *)parts->pdata, parts->len), timeout_us, metadata, parent,
+               done, user_data);
 }
 
 static void start_call(sw_channel *ch, const char *method, grpc_byte_buffer *request, int64_t timeout_us,
-                       const char *const *metadata, sw_channel_done done, void *user_data)
+                       const char *const *metadata, grpc_call *parent, sw_channel_done done, void *user_data)
 {
     pending_call *p = g_new0(pending_call, 1);
     p->done = done;
@@ -233,7 +234,7 @@ static void start_call(sw_channel *ch, const char *method, grpc_byte_buffer *req
                                            : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                                           gpr_time_from_micros(timeout_us, GPR_TIMESPAN));
     grpc_slice method_slice = grpc_slice_from_static_string(method);
-    p->call = grpc_channel_create_call(ch->grpc, NULL, GRPC_PROPAGATE_DEFAULTS, ch->cq, method_slice, NULL,
+    p->call = grpc_channel_create_call(ch->grpc, parent, GRPC_PROPAGATE_DEFAULTS, ch->cq, method_slice, NULL,
                                        deadline, NULL);
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);

@@ -13,6 +13,9 @@
 
 G_BEGIN_DECLS
 
+/* gRPC C core's call, for parent calls (grpc/grpc.h defines it the same way). */
+struct grpc_call;
+
 typedef struct sw_channel sw_channel;
 
 typedef struct sw_channel_options {
@@ -45,9 +48,12 @@ void sw_channel_call_async(sw_channel *channel, const char *method, GBytes *requ
                            const char *const *metadata, sw_channel_done done, void *user_data);
 
 /* The same with the request as `parts` (GBytes sent back to back without
- * copying; references are taken). */
+ * copying; references are taken), made on behalf of the server call
+ * `parent` (NULL for none): it inherits the parent's deadline and is
+ * cancelled with it. The parent must outlive the call. */
 void sw_channel_call_async_parts(sw_channel *channel, const char *method, GPtrArray *parts, int64_t timeout_us,
-                                 const char *const *metadata, sw_channel_done done, void *user_data);
+                                 const char *const *metadata, struct grpc_call *parent, sw_channel_done done,
+                                 void *user_data);
 
 /* The blocking form: the response (new reference) or NULL and an error. */
 GBytes *sw_channel_call(sw_channel *channel, const char *method, GBytes *request, int64_t timeout_us,

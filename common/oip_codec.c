@@ -85,6 +85,11 @@ static void free_unpacked_request(gpointer data)
     g_free(u);
 }
 
+/* Typed contents expand when unpacked (a one-byte varint becomes an 8-byte
+ * int64, then is copied into a tensor), so they are capped: large tensors
+ * belong in raw contents. */
+#define MAX_TYPED_BYTES (16u << 20)
+
 Inference__ModelInferRequest *sw_oip_unpack_infer_request(GBytes *message, GBytes **owner, GError **error)
 {
     gsize len = 0;
@@ -92,7 +97,16 @@ Inference__ModelInferRequest *sw_oip_unpack_infer_request(GBytes *message, GByte
     GByteArray *rest = g_byte_array_new();
     GArray *raw = g_array_new(FALSE, FALSE, sizeof(ProtobufCBinaryData));
     Inference__ModelInferRequest *req = NULL;
-    if (split_raw_contents(p, len, rest, raw))
+    gboolean split = split_raw_contents(p, len, rest, raw);
+    if (split && rest->len > MAX_TYPED_BYTES) {
+        g_set_error(error, SW_ERROR, SW_CODE_RESOURCE_EXHAUSTED,
+                    "the request holds %u bytes outside raw_input_contents; typed contents are limited to %u bytes: "
+                    "send large tensors as raw_input_contents", rest->len, MAX_TYPED_BYTES);
+        g_byte_array_unref(rest);
+        g_array_unref(raw);
+        return NULL;
+    }
+    if (split)
         req = inference__model_infer_request__unpack(NULL, rest->len, rest->data);
     g_byte_array_unref(rest);
     if (req == NULL) {

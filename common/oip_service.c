@@ -337,10 +337,6 @@ typedef struct infer_call {
  * `code`/`message`, and frees `ic`. */
 static void infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const char *message)
 {
-    if (reply)
-        sw_call_reply_parts(ic->call, reply);
-    else
-        sw_call_fail(ic->call, code, message);
     int status = reply ? SW_CODE_OK : code;
     gint64 total = g_get_monotonic_time() - ic->start_us;
     const char *model = ic->req ? ic->req->model_name : NULL;
@@ -358,9 +354,15 @@ static void infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const 
         g_free(id);
         g_free(quoted_model);
     }
+    sw_call *call = ic->call;
     if (ic->owner)
         g_bytes_unref(ic->owner);
     g_free(ic);
+    /* Last: once the call ends, a draining server may free the service. */
+    if (reply)
+        sw_call_reply_parts(call, reply);
+    else
+        sw_call_fail(call, code, message);
 }
 
 static void infer_call_fail_error(infer_call *ic, const GError *error)
@@ -392,6 +394,19 @@ static const char *next_stage_name(const sw_stage *stage)
     return stage->kind == SW_STAGE_PREPROCESSOR ? "predictor" : "postprocessor";
 }
 
+/* The caller's view of a failure of the next hop: codes about the hop's own
+ * credentials or configuration are this server's fault, not the caller's. */
+static int downstream_code(int code)
+{
+    switch (code) {
+    case SW_CODE_UNAUTHENTICATED:
+    case SW_CODE_PERMISSION_DENIED:
+    case SW_CODE_NOT_FOUND:
+    case SW_CODE_UNIMPLEMENTED: return SW_CODE_INTERNAL;
+    default: return code;
+    }
+}
+
 /* The next stage's answer is the caller's answer, passed on as packed. */
 static void forward_done(GBytes *response, const GError *error, void *user_data)
 {
@@ -407,7 +422,7 @@ static void forward_done(GBytes *response, const GError *error, void *user_data)
     }
     char *text = g_strdup_printf("%s at %s: %s: %s", next_stage_name(ic->svc->stage), sw_channel_target(ic->svc->next),
                                  sw_code_name(error->code), error->message);
-    infer_call_finish(ic, NULL, error->code, text);
+    infer_call_finish(ic, NULL, downstream_code(error->code), text);
     g_free(text);
 }
 
@@ -421,7 +436,8 @@ static void forward(infer_call *ic, GPtrArray *outputs)
     ic->forwarded_us = g_get_monotonic_time();
     sw_channel_call_async_parts(svc->next, "/inference.GRPCInferenceService/ModelInfer", parts,
                                 remaining == G_MAXINT64 ? -1 : MAX(remaining, 0),
-                                svc->next_metadata[0] ? (const char *const *)svc->next_metadata : NULL, forward_done, ic);
+                                svc->next_metadata[0] ? (const char *const *)svc->next_metadata : NULL,
+                                sw_call_grpc_call(ic->call), forward_done, ic);
     g_ptr_array_unref(parts);
 }
 

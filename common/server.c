@@ -169,10 +169,6 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
     if (c->counted)
         g_atomic_int_dec_and_test(&c->server->in_flight);
     sw_server *s = c->server;
-    g_mutex_lock(&s->lock);
-    if (--s->active == 0)
-        g_cond_broadcast(&s->shutdown_done_cond);
-    g_mutex_unlock(&s->lock);
     c->response = response;
     if (message) {
         c->status_details = grpc_slice_from_copied_string(message);
@@ -192,6 +188,12 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
     ops[n++].data.send_status_from_server.status_details = message ? &c->status_details : NULL;
     start_batch(c, ops, n, &c->send_tag);
     call_unref(c); /* the handler's reference */
+    /* Last, touching neither the call nor anything of the handler's: a
+     * draining server goes on to free them once no call is active. */
+    g_mutex_lock(&s->lock);
+    if (--s->active == 0)
+        g_cond_broadcast(&s->shutdown_done_cond);
+    g_mutex_unlock(&s->lock);
 }
 
 void sw_call_reply(sw_call *c, const ProtobufCMessage *message)
@@ -362,6 +364,11 @@ GBytes *sw_call_request(sw_call *c)
                                                 release_slice, whole);
     }
     return c->request;
+}
+
+struct grpc_call *sw_call_grpc_call(const sw_call *c)
+{
+    return c->call;
 }
 
 const char *sw_call_method(const sw_call *c)

@@ -424,6 +424,29 @@ class DrainTest(OpsCase):
 # 4. TLS
 # ---------------------------------------------------------------------------------------------
 
+class DownstreamDrainTest(OpsCase):
+    def test_drain_cancels_calls_waiting_on_the_next_stage(self):
+        # The predictor is frozen: a forwarded call would wait forever. Calls made on
+        # behalf of a client call are cancelled with it, so the drain timeout ends them.
+        post = self.start("postprocessor")
+        pred = self.start("predictor", ["--next", post.target], expect_rc=None)
+        pre = self.start("preprocessor", ["--next", pred.target, "--drain-timeout", "1"], expect_rc=None)
+        os.kill(pred.proc.pid, signal.SIGSTOP)
+        try:
+            with pre.channel() as ch:
+                future = oip.stub(ch).ModelInfer.future(request("preprocessor", 1, "stuck", model="example"))
+                time.sleep(0.5)
+                started = time.monotonic()
+                pre.proc.send_signal(signal.SIGTERM)
+                rc = pre.proc.wait(15)
+                self.assertEqual(rc, 0, pre.log_text())
+                self.assertLess(time.monotonic() - started, 10)
+                with self.assertRaises(grpc.RpcError):
+                    future.result(timeout=10)
+        finally:
+            os.kill(pred.proc.pid, signal.SIGCONT)
+
+
 class TlsTest(OpsCase):
     @classmethod
     def setUpClass(cls):
@@ -591,6 +614,19 @@ class LimitsTest(OpsCase):
             code, details, _ = rpc_code(stub.ModelInfer, under, timeout=DEADLINE)
             self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, details)
             self.assertEqual(len(stub.ModelInfer(request("predictor", 2), timeout=DEADLINE).outputs), 11)
+
+    def test_typed_contents_are_capped(self):
+        # Packed varints expand eightfold when unpacked: typed contents are capped at
+        # 16 MiB, and large tensors must come as raw contents.
+        s = self.start("predictor", [])
+        req = oip.pb.ModelInferRequest(model_name="example_predictor")
+        t = req.inputs.add(name="age", datatype="INT64", shape=[2_000_000])
+        t.contents.int64_contents.extend([1 << 62] * 2_000_000)
+        with s.channel() as ch:
+            code, details, _ = rpc_code(oip.stub(ch).ModelInfer, req, timeout=DEADLINE)
+            self.assertEqual(code, grpc.StatusCode.RESOURCE_EXHAUSTED, details)
+            self.assertIn("raw_input_contents", details)
+            self.assertEqual(len(oip.stub(ch).ModelInfer(request("predictor", 2), timeout=DEADLINE).outputs), 11)
 
     def test_max_concurrent_refuses_at_once(self):
         s = self.start("predictor", ["--max-concurrent", "2", "--threads", "8", "--max-batch-size", "64",
