@@ -420,9 +420,12 @@ static void forward_done(GBytes *response, const GError *error, void *user_data)
         g_ptr_array_unref(reply);
         return;
     }
+    /* A hop cancelled because our own deadline passed is our deadline. */
+    int code = error->code == SW_CODE_CANCELLED && sw_call_remaining_us(ic->call) <= 0 ? SW_CODE_DEADLINE_EXCEEDED
+                                                                                      : error->code;
     char *text = g_strdup_printf("%s at %s: %s: %s", next_stage_name(ic->svc->stage), sw_channel_target(ic->svc->next),
-                                 sw_code_name(error->code), error->message);
-    infer_call_finish(ic, NULL, downstream_code(error->code), text);
+                                 sw_code_name(code), error->message);
+    infer_call_finish(ic, NULL, downstream_code(code), text);
     g_free(text);
 }
 
