@@ -41,6 +41,7 @@ struct sw_metrics {
     GPtrArray *models; /* model_metrics*, the last is "other" */
     GPtrArray *downstream;
     guint64 executions;
+    guint64 refused[N_CODES];
     histogram batch_rows;
     gint in_flight;
 };
@@ -140,6 +141,16 @@ void sw_metrics_record_execution(sw_metrics *m, int64_t rows)
     g_mutex_lock(&m->lock);
     m->executions++;
     histogram_observe(&m->batch_rows, (double)rows);
+    g_mutex_unlock(&m->lock);
+}
+
+void sw_metrics_record_refused(int code, void *data)
+{
+    sw_metrics *m = data;
+    if (m == NULL)
+        return;
+    g_mutex_lock(&m->lock);
+    m->refused[code >= 0 && code < N_CODES ? code : SW_CODE_UNKNOWN]++;
     g_mutex_unlock(&m->lock);
 }
 
@@ -273,6 +284,13 @@ char *sw_metrics_render(sw_metrics *m)
     g_string_append(out, "# HELP stagewise_inference_batch_rows Rows per forward call.\n"
                          "# TYPE stagewise_inference_batch_rows histogram\n");
     render_histogram(out, "stagewise_inference_batch_rows", "", &m->batch_rows);
+    g_string_append(out, "# HELP stagewise_inference_refused_total Calls refused before reaching a model "
+                         "(authentication, concurrency limit), by gRPC status.\n"
+                         "# TYPE stagewise_inference_refused_total counter\n");
+    for (int c = 0; c < N_CODES; c++)
+        if (m->refused[c] || c == SW_CODE_RESOURCE_EXHAUSTED)
+            g_string_append_printf(out, "stagewise_inference_refused_total{code=\"%s\"} %" G_GUINT64_FORMAT "\n",
+                                   sw_code_name((sw_code)c), m->refused[c]);
     render_downstream(out, m);
     g_mutex_unlock(&m->lock);
     g_string_append_printf(out, "# HELP stagewise_inference_in_flight Inference calls accepted and not yet answered.\n"

@@ -25,6 +25,8 @@ void sw_metrics_record_request(sw_metrics *metrics, const char *model, int code,
                                int64_t compute_us, int64_t total_us);
 /* One forward call over `rows` rows (a batch of several requests, or one). */
 void sw_metrics_record_execution(sw_metrics *metrics, int64_t rows);
+/* A call the server refused before any handler saw it (auth, limits). */
+void sw_metrics_record_refused(int code, void *metrics);
 /* Calls accepted and not yet answered. */
 void sw_metrics_in_flight_add(sw_metrics *metrics, int delta);
 /* One call to the next stage at `target`: its code and latency. */

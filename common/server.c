@@ -80,6 +80,8 @@ struct sw_server {
     gint in_flight;
     sw_admit_func admit;
     void *admit_data;
+    void (*on_refused)(int code, void *user_data);
+    void *on_refused_data;
     tag shutdown_tag;
     GMutex lock;
     GCond shutdown_done_cond;
@@ -430,8 +432,11 @@ static void on_accept(sw_server *s, sw_call *c, int success)
         gpr_free(path);
         return;
     }
-    if (!c->method->method.open && s->admit && !s->admit(c, s->admit_data))
+    if (!c->method->method.open && s->admit && !s->admit(c, s->admit_data)) {
+        if (s->on_refused)
+            s->on_refused(GRPC_STATUS_UNAUTHENTICATED, s->on_refused_data);
         return;
+    }
     if (c->method->method.dispatch == SW_DISPATCH_INLINE) {
         c->method->method.handler(c, c->method->method.user_data);
         return;
@@ -442,6 +447,8 @@ static void on_accept(sw_server *s, sw_call *c, int success)
         char *msg = g_strdup_printf("the server is at its limit of %d concurrent inference calls", s->max_in_flight);
         sw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
         g_free(msg);
+        if (s->on_refused)
+            s->on_refused(GRPC_STATUS_RESOURCE_EXHAUSTED, s->on_refused_data);
         return;
     }
     c->counted = s->max_in_flight > 0;
@@ -508,6 +515,8 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     s->max_in_flight = options->max_in_flight;
     s->admit = options->admit;
     s->admit_data = options->admit_data;
+    s->on_refused = options->on_refused;
+    s->on_refused_data = options->on_refused_data;
     s->grpc = grpc_server_create(&channel_args, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->grpc, s->cq, NULL);

@@ -58,6 +58,10 @@ typedef struct sw_server_options {
     const char *tls_client_ca_pem;
     sw_admit_func admit;
     void *admit_data;
+    /* Told of every call the server itself refused (admission failed, too
+     * many in flight) with its gRPC code; on the polling thread. May be NULL. */
+    void (*on_refused)(int code, void *user_data);
+    void *on_refused_data;
 } sw_server_options;
 
 /* Binds `options->listen` and registers `methods` (copied; user_data

@@ -115,6 +115,8 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
         .tls_client_ca_pem = svc->tls_client_ca,
         .admit = svc->auth ? sw_auth_admit : NULL,
         .admit_data = svc->auth,
+        .on_refused = sw_metrics_record_refused,
+        .on_refused_data = svc->metrics,
     };
     svc->server = sw_server_new(&so, methods, n_methods, error);
     return svc->server != NULL;

@@ -640,6 +640,7 @@ class LimitsTest(OpsCase):
             self.assertEqual(code, grpc.StatusCode.RESOURCE_EXHAUSTED, details)
             self.assertIn("limit of 2", details)
             self.assertLess(time.monotonic() - started, 0.5, "refused at once, not after the batch delay")
+            self.assertEqual(s.scrape().value("stagewise_inference_refused_total", code="RESOURCE_EXHAUSTED"), 1)
             # Health and metadata are not inference calls: they still answer at the limit.
             health = oip.health_pb2_grpc.HealthStub(ch)
             self.assertEqual(health.Check(HealthRequest(), timeout=DEADLINE).status, H.SERVING)
