@@ -244,23 +244,3 @@ sw_export *sw_export_load(const char *dir, GError **error)
     }
     return export;
 }
-
-static const sw_feature *find_feature(GPtrArray *features, const char *name)
-{
-    for (guint i = 0; features && i < features->len; i++) {
-        const sw_feature *f = g_ptr_array_index(features, i);
-        if (strcmp(f->name, name) == 0)
-            return f;
-    }
-    return NULL;
-}
-
-const sw_feature *sw_export_input(const sw_export *export, const char *name)
-{
-    return find_feature(export->input_features, name);
-}
-
-const sw_feature *sw_export_output(const sw_export *export, const char *name)
-{
-    return find_feature(export->output_features, name);
-}

@@ -40,10 +40,6 @@ typedef struct sw_export {
 sw_export *sw_export_load(const char *dir, GError **error);
 void sw_export_free(sw_export *export);
 
-/* The input (or output) feature named `name`, or NULL. Borrowed. */
-const sw_feature *sw_export_input(const sw_export *export, const char *name);
-const sw_feature *sw_export_output(const sw_export *export, const char *name);
-
 G_END_DECLS
 
 #endif

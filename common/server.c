@@ -373,11 +373,6 @@ struct grpc_call *sw_call_grpc_call(const sw_call *c)
     return c->call;
 }
 
-const char *sw_call_method(const sw_call *c)
-{
-    return c->method ? c->method->method.path : "";
-}
-
 char *sw_call_metadata(const sw_call *c, const char *key)
 {
     for (size_t i = 0; i < c->metadata.count; i++) {

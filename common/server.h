@@ -81,7 +81,6 @@ void sw_server_free(sw_server *server);
 
 /* The request message. Borrowed: valid until the call ends. */
 GBytes *sw_call_request(sw_call *call);
-const char *sw_call_method(const sw_call *call);
 /* The first value of request metadata `key`, newly allocated, or NULL. */
 char *sw_call_metadata(const sw_call *call, const char *key);
 /* The gRPC call itself, to make it the parent of calls made on its behalf

@@ -214,6 +214,100 @@ static const char *type_name(stagewise_column_type t)
     return "?";
 }
 
+/* Past the last column: nothing, no crash, nothing printed (the test reads
+ * stderr). */
+static void check_past_last_column(const char *what, const stagewise_result *result)
+{
+    size_t past = stagewise_result_columns(result);
+    CHECK(stagewise_result_column_name(result, past) == NULL, "%s: a column name past the last column", what);
+    CHECK(stagewise_result_column_type(result, past) == STAGEWISE_COLUMN_INVALID,
+          "%s: a column type past the last column", what);
+    CHECK(stagewise_result_string(result, past, 0) == NULL, "%s: a string past the last column", what);
+    CHECK(isnan(stagewise_result_number(result, past, 0)), "%s: a number past the last column", what);
+    CHECK(stagewise_result_list_length(result, past, 0) == 0, "%s: a list past the last column", what);
+    CHECK(stagewise_result_list_string(result, past, 0, 0) == NULL, "%s: a list string past the last column", what);
+    CHECK(isnan(stagewise_result_list_number(result, past, 0, 0)), "%s: a list number past the last column", what);
+    CHECK(stagewise_result_cell_text(result, past, 0) == NULL, "%s: cell text past the last column", what);
+}
+
+/* One cell: the typed accessors agree with its text. */
+static void check_cell(const char *what, const stagewise_result *result, size_t e, size_t col, size_t r,
+                       stagewise_column_type type, const char *text)
+{
+    switch (type) {
+    case STAGEWISE_COLUMN_STRING: {
+        const char *s = stagewise_result_string(result, col, r);
+        CHECK(s && strcmp(s, text) == 0, "%s: %s row %zu: string '%s', cell text '%s'", what,
+              EXPECTED[e].name, r, s ? s : "(null)", text);
+        CHECK(isnan(stagewise_result_number(result, col, r)), "%s: %s: a number from a STRING column", what,
+              EXPECTED[e].name);
+        CHECK(stagewise_result_list_length(result, col, r) == 0, "%s: %s: a list length of a STRING column",
+              what, EXPECTED[e].name);
+        break;
+    }
+    case STAGEWISE_COLUMN_NUMBER:
+    case STAGEWISE_COLUMN_BOOL: {
+        double v = stagewise_result_number(result, col, r);
+        char *end = NULL;
+        double parsed = strtod(text, &end);
+        CHECK(isfinite(v), "%s: %s row %zu: %g", what, EXPECTED[e].name, r, v);
+        /* Shortest round-trip text of the FP32 value the column holds. */
+        CHECK(end && *end == '\0' && (float)parsed == (float)v, "%s: %s row %zu: number %.9g, cell text '%s'",
+              what, EXPECTED[e].name, r, v, text);
+        CHECK(stagewise_result_string(result, col, r) == NULL, "%s: %s: a string from a NUMBER column", what,
+              EXPECTED[e].name);
+        break;
+    }
+    case STAGEWISE_COLUMN_VECTOR: {
+        size_t len = stagewise_result_list_length(result, col, r);
+        CHECK(len == EXPECTED[e].width, "%s: %s row %zu: length %zu, expected %zu", what, EXPECTED[e].name,
+              r, len, EXPECTED[e].width);
+        double sum = 0;
+        for (size_t i = 0; i < len; i++) {
+            double p = stagewise_result_list_number(result, col, r, i);
+            CHECK(p >= 0.0 && p <= 1.0, "%s: %s row %zu [%zu]: probability %g", what, EXPECTED[e].name, r, i,
+                  p);
+            sum += p;
+            CHECK(stagewise_result_list_string(result, col, r, i) == NULL,
+                  "%s: %s row %zu [%zu]: a string from a VECTOR", what, EXPECTED[e].name, r, i);
+        }
+        CHECK(fabs(sum - 1.0) < 1e-4, "%s: %s row %zu: probabilities sum to %g", what, EXPECTED[e].name, r,
+              sum);
+        CHECK(isnan(stagewise_result_list_number(result, col, r, len)), "%s: %s row %zu: element past the end",
+              what, EXPECTED[e].name, r);
+        CHECK(text[0] == '[' && text[strlen(text) - 1] == ']', "%s: %s row %zu: cell text '%s'", what,
+              EXPECTED[e].name, r, text);
+        break;
+    }
+    case STAGEWISE_COLUMN_LIST: {
+        size_t len = stagewise_result_list_length(result, col, r);
+        bool strings = strcmp(EXPECTED[e].name, "interests_predictions") == 0;
+        for (size_t i = 0; i < len; i++) {
+            const char *s = stagewise_result_list_string(result, col, r, i);
+            double v = stagewise_result_list_number(result, col, r, i);
+            if (strings) {
+                CHECK(s && s[0] && isnan(v), "%s: %s row %zu [%zu]: expected a string", what,
+                      EXPECTED[e].name, r, i);
+                CHECK(s && strstr(text, s), "%s: %s row %zu [%zu]: '%s' is not in the cell text %s", what,
+                      EXPECTED[e].name, r, i, s ? s : "(null)", text);
+            } else {
+                CHECK(s == NULL && v >= 0.0 && v <= 1.0, "%s: %s row %zu [%zu]: expected a probability, got %g",
+                      what, EXPECTED[e].name, r, i, v);
+            }
+        }
+        CHECK(stagewise_result_list_string(result, col, r, len) == NULL &&
+                  isnan(stagewise_result_list_number(result, col, r, len)),
+              "%s: %s row %zu: element past the end", what, EXPECTED[e].name, r);
+        CHECK(text[0] == '[' && text[strlen(text) - 1] == ']', "%s: %s row %zu: cell text '%s'", what,
+              EXPECTED[e].name, r, text);
+        break;
+    }
+    case STAGEWISE_COLUMN_INVALID:
+        failf("%s: %s: column type INVALID for an existing column", what, EXPECTED[e].name);
+        break;
+    }
+}
+
 /* Every column the example export has, with its type, and what the typed
  * accessors give agrees with the cell text. */
 static void check_result_shape(const char *what, const stagewise_result *result, size_t n_rows)
@@ -223,16 +317,7 @@ static void check_result_shape(const char *what, const stagewise_result *result,
     CHECK(stagewise_result_columns(result) == N_EXPECTED, "%s: %zu columns, expected %zu", what,
           stagewise_result_columns(result), N_EXPECTED);
     CHECK(stagewise_result_find_column(result, "no_such_column") == -1, "%s: find_column of an unknown name", what);
-    /* Past the last column: nothing, no crash, nothing printed (the test
-     * reads stderr). stagewise_result_column_type has no "none" to give. */
-    size_t past = stagewise_result_columns(result);
-    CHECK(stagewise_result_column_name(result, past) == NULL, "%s: a column name past the last column", what);
-    CHECK(stagewise_result_string(result, past, 0) == NULL, "%s: a string past the last column", what);
-    CHECK(isnan(stagewise_result_number(result, past, 0)), "%s: a number past the last column", what);
-    CHECK(stagewise_result_list_length(result, past, 0) == 0, "%s: a list past the last column", what);
-    CHECK(stagewise_result_list_string(result, past, 0, 0) == NULL, "%s: a list string past the last column", what);
-    CHECK(isnan(stagewise_result_list_number(result, past, 0, 0)), "%s: a list number past the last column", what);
-    CHECK(stagewise_result_cell_text(result, past, 0) == NULL, "%s: cell text past the last column", what);
+    check_past_last_column(what, result);
     for (size_t e = 0; e < N_EXPECTED; e++) {
         long c = stagewise_result_find_column(result, EXPECTED[e].name);
         if (c < 0) {
@@ -255,78 +340,7 @@ static void check_result_shape(const char *what, const stagewise_result *result,
                 failf("%s: %s row %zu: no cell text", what, EXPECTED[e].name, r);
                 continue;
             }
-            switch (type) {
-            case STAGEWISE_COLUMN_STRING: {
-                const char *s = stagewise_result_string(result, col, r);
-                CHECK(s && strcmp(s, text) == 0, "%s: %s row %zu: string '%s', cell text '%s'", what,
-                      EXPECTED[e].name, r, s ? s : "(null)", text);
-                CHECK(isnan(stagewise_result_number(result, col, r)), "%s: %s: a number from a STRING column", what,
-                      EXPECTED[e].name);
-                CHECK(stagewise_result_list_length(result, col, r) == 0, "%s: %s: a list length of a STRING column",
-                      what, EXPECTED[e].name);
-                break;
-            }
-            case STAGEWISE_COLUMN_NUMBER:
-            case STAGEWISE_COLUMN_BOOL: {
-                double v = stagewise_result_number(result, col, r);
-                char *end = NULL;
-                double parsed = strtod(text, &end);
-                CHECK(isfinite(v), "%s: %s row %zu: %g", what, EXPECTED[e].name, r, v);
-                /* Shortest round-trip text of the FP32 value the column holds. */
-                CHECK(end && *end == '\0' && (float)parsed == (float)v, "%s: %s row %zu: number %.9g, cell text '%s'",
-                      what, EXPECTED[e].name, r, v, text);
-                CHECK(stagewise_result_string(result, col, r) == NULL, "%s: %s: a string from a NUMBER column", what,
-                      EXPECTED[e].name);
-                break;
-            }
-            case STAGEWISE_COLUMN_VECTOR: {
-                size_t len = stagewise_result_list_length(result, col, r);
-                CHECK(len == EXPECTED[e].width, "%s: %s row %zu: length %zu, expected %zu", what, EXPECTED[e].name,
-                      r, len, EXPECTED[e].width);
-                double sum = 0;
-                for (size_t i = 0; i < len; i++) {
-                    double p = stagewise_result_list_number(result, col, r, i);
-                    CHECK(p >= 0.0 && p <= 1.0, "%s: %s row %zu [%zu]: probability %g", what, EXPECTED[e].name, r, i,
-                          p);
-                    sum += p;
-                    CHECK(stagewise_result_list_string(result, col, r, i) == NULL,
-                          "%s: %s row %zu [%zu]: a string from a VECTOR", what, EXPECTED[e].name, r, i);
-                }
-                CHECK(fabs(sum - 1.0) < 1e-4, "%s: %s row %zu: probabilities sum to %g", what, EXPECTED[e].name, r,
-                      sum);
-                CHECK(isnan(stagewise_result_list_number(result, col, r, len)), "%s: %s row %zu: element past the end",
-                      what, EXPECTED[e].name, r);
-                CHECK(text[0] == '[' && text[strlen(text) - 1] == ']', "%s: %s row %zu: cell text '%s'", what,
-                      EXPECTED[e].name, r, text);
-                break;
-            }
-            case STAGEWISE_COLUMN_LIST: {
-                size_t len = stagewise_result_list_length(result, col, r);
-                bool strings = strcmp(EXPECTED[e].name, "interests_predictions") == 0;
-                for (size_t i = 0; i < len; i++) {
-                    const char *s = stagewise_result_list_string(result, col, r, i);
-                    double v = stagewise_result_list_number(result, col, r, i);
-                    if (strings) {
-                        CHECK(s && s[0] && isnan(v), "%s: %s row %zu [%zu]: expected a string", what,
-                              EXPECTED[e].name, r, i);
-                        CHECK(s && strstr(text, s), "%s: %s row %zu [%zu]: '%s' is not in the cell text %s", what,
-                              EXPECTED[e].name, r, i, s ? s : "(null)", text);
-                    } else {
-                        CHECK(s == NULL && v >= 0.0 && v <= 1.0, "%s: %s row %zu [%zu]: expected a probability, got %g",
-                              what, EXPECTED[e].name, r, i, v);
-                    }
-                }
-                CHECK(stagewise_result_list_string(result, col, r, len) == NULL &&
-                          isnan(stagewise_result_list_number(result, col, r, len)),
-                      "%s: %s row %zu: element past the end", what, EXPECTED[e].name, r);
-                CHECK(text[0] == '[' && text[strlen(text) - 1] == ']', "%s: %s row %zu: cell text '%s'", what,
-                      EXPECTED[e].name, r, text);
-                break;
-            }
-            case STAGEWISE_COLUMN_INVALID:
-                failf("%s: %s: column type INVALID for an existing column", what, EXPECTED[e].name);
-                break;
-            }
+            check_cell(what, result, e, col, r, type, text);
             free(text);
         }
         /* Past the last row: nothing, and no crash. */
@@ -848,6 +862,47 @@ static void usage(void)
     exit(2);
 }
 
+/* Three clients, one per stage, give the one-call answer. */
+static void check_staged(const char *target, const char *pre, const char *pred, const char *post, const char *model,
+                         size_t n, const stagewise_result *sync)
+{
+    stagewise_error *error = NULL;
+    stagewise_rows *rows = NULL;
+    stagewise_client_options stage_options[3] = {
+        {.target = pre ? pre : target, .timeout_ms = 60000},
+        {.target = pred ? pred : target, .timeout_ms = 60000},
+        {.target = post ? post : target, .timeout_ms = 60000},
+    };
+    stagewise_client *stages[3] = {NULL, NULL, NULL};
+    for (int s = 0; s < 3; s++)
+        if ((stages[s] = stagewise_client_new(&stage_options[s], &error)) == NULL) {
+            unexpected_error("a client for a stage", error);
+            error = NULL;
+        }
+    if (stages[0] && stages[1] && stages[2]) {
+        rows = make_rows(n, NULL, NULL);
+        stagewise_result *staged = stagewise_predict_staged(stages[0], stages[1], stages[2], model, rows, &error);
+        if (staged == NULL)
+            unexpected_error("stagewise_predict_staged", error);
+        else {
+            check_result_shape("staged", staged, n);
+            same_result("staged vs one call", staged, sync);
+        }
+        error = NULL;
+        stagewise_result_free(staged);
+        /* A stage model the server does not have: the error names it. */
+        staged = stagewise_predict_staged(stages[0], stages[1], stages[2], "no_such_model", rows, &error);
+        CHECK(staged == NULL, "staged, unknown model: a result");
+        stagewise_result_free(staged);
+        expect_error("staged, unknown model", error, 5, "no_such_model_preprocessor");
+        error = NULL;
+        stagewise_rows_free(rows);
+    }
+    for (int s = 0; s < 3; s++)
+        stagewise_client_free(stages[s]);
+
+}
+
 int main(int argc, char **argv)
 {
     const char *target = NULL, *model = "example", *pre = NULL, *pred = NULL, *post = NULL;
@@ -904,39 +959,7 @@ int main(int argc, char **argv)
     check_threads(client, model, n, sync);
     check_free_with_calls_in_flight(target, model, n);
 
-    /* staged */
-    stagewise_client_options stage_options[3] = {
-        {.target = pre ? pre : target, .timeout_ms = 60000},
-        {.target = pred ? pred : target, .timeout_ms = 60000},
-        {.target = post ? post : target, .timeout_ms = 60000},
-    };
-    stagewise_client *stages[3] = {NULL, NULL, NULL};
-    for (int s = 0; s < 3; s++)
-        if ((stages[s] = stagewise_client_new(&stage_options[s], &error)) == NULL) {
-            unexpected_error("a client for a stage", error);
-            error = NULL;
-        }
-    if (stages[0] && stages[1] && stages[2]) {
-        rows = make_rows(n, NULL, NULL);
-        stagewise_result *staged = stagewise_predict_staged(stages[0], stages[1], stages[2], model, rows, &error);
-        if (staged == NULL)
-            unexpected_error("stagewise_predict_staged", error);
-        else {
-            check_result_shape("staged", staged, n);
-            same_result("staged vs one call", staged, sync);
-        }
-        error = NULL;
-        stagewise_result_free(staged);
-        /* A stage model the server does not have: the error names it. */
-        staged = stagewise_predict_staged(stages[0], stages[1], stages[2], "no_such_model", rows, &error);
-        CHECK(staged == NULL, "staged, unknown model: a result");
-        stagewise_result_free(staged);
-        expect_error("staged, unknown model", error, 5, "no_such_model_preprocessor");
-        error = NULL;
-        stagewise_rows_free(rows);
-    }
-    for (int s = 0; s < 3; s++)
-        stagewise_client_free(stages[s]);
+    check_staged(target, pre, pred, post, model, n, sync);
 
     check_call_errors(client, model, n);
     check_unreachable(model, n);
