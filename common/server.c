@@ -10,6 +10,7 @@
 
 #include "grpc_args.h"
 #include "sw_error.h"
+#include "worker_pool.h"
 
 /* sw_code promises the gRPC numbering. */
 G_STATIC_ASSERT(SW_CODE_INVALID_ARGUMENT == (int)GRPC_STATUS_INVALID_ARGUMENT);
@@ -75,7 +76,7 @@ struct sw_server {
     size_t n_methods;
     int port;
     GThread *poller;
-    GThreadPool *workers;
+    sw_worker_pool *workers;
     int max_in_flight;
     gint in_flight;
     sw_admit_func admit;
@@ -397,10 +398,10 @@ int64_t sw_call_remaining_us(const sw_call *c)
     return (int64_t)left.tv_sec * 1000000 + left.tv_nsec / 1000;
 }
 
-static void run_on_worker(gpointer data, gpointer user_data)
+static void run_on_worker(void *item, void *user_data)
 {
     (void)user_data;
-    sw_call *c = data;
+    sw_call *c = item;
     c->method->method.handler(c, c->method->method.user_data);
 }
 
@@ -447,7 +448,7 @@ static void on_accept(sw_server *s, sw_call *c, int success)
         return;
     }
     c->counted = s->max_in_flight > 0;
-    g_thread_pool_push(s->workers, c, NULL);
+    sw_worker_pool_push(s->workers, c);
 }
 
 static gpointer poll_loop(gpointer data)
@@ -530,7 +531,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
         sw_server_free(s);
         return NULL;
     }
-    s->workers = g_thread_pool_new(run_on_worker, s, MAX(options->worker_threads, 1), TRUE, NULL);
+    s->workers = sw_worker_pool_new("sw-worker", MAX(options->worker_threads, 1), run_on_worker, s);
     return s;
 }
 
@@ -578,7 +579,7 @@ int sw_server_shutdown(sw_server *s, int drain_timeout_ms)
         wait_shutdown(s, G_MAXINT64);
     }
     /* Workers may still be finishing cancelled calls; they need the poller. */
-    g_thread_pool_free(s->workers, FALSE, TRUE);
+    sw_worker_pool_free(s->workers);
     s->workers = NULL;
     grpc_server_destroy(s->grpc);
     s->grpc = NULL;
@@ -595,7 +596,7 @@ void sw_server_free(sw_server *s)
         return;
     g_assert(!s->started);
     if (s->workers)
-        g_thread_pool_free(s->workers, TRUE, TRUE);
+        sw_worker_pool_free(s->workers);
     if (s->grpc) {
         /* Never started: nothing is in flight. */
         grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);

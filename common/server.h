@@ -3,7 +3,8 @@
  * One polling thread drives the completion queue. Each accepted call becomes
  * one sw_call object, owned by the server and reference counted across the
  * batches in flight on it; the handler borrows it. Cheap methods run inline
- * on the polling thread; the rest are queued to a pool of worker threads, so
+ * on the polling thread; the rest go to a pool of worker threads (the one
+ * that went idle last first: see worker_pool.h), so
  * inference never blocks polling. Calls to methods no handler serves get
  * UNIMPLEMENTED rather than hanging.
  *
