@@ -23,8 +23,21 @@ struct sw_batcher {
     GCond arrived;
     GQueue queue; /* pending*, oldest first */
     gboolean stopping;
-    GThread **executors;
+    struct executor *executors;
 };
+
+/* One thread running batches; executor i uses instance i mod n_instances
+ * of the stage's module (loaded after the batcher starts, before any batch). */
+typedef struct executor {
+    sw_batcher *batcher;
+    int index;
+    GThread *thread;
+} executor;
+
+static int instance_of(const executor *ex)
+{
+    return ex->index % ex->batcher->stage->n_instances;
+}
 
 static void pending_free(pending *p)
 {
@@ -149,20 +162,28 @@ static GPtrArray *wait_for_batch(sw_batcher *b, int64_t *rows)
 }
 
 /* One tensor holding the rows of `parts` (same dtype and row shape) in order. */
-static sw_tensor *concat_tensors(GPtrArray *parts, int64_t rows)
+/* Numeric tensors are assembled in the instance's input memory (pinned on a
+ * GPU), so they travel to the device without another copy. */
+static sw_tensor *concat_tensors(const executor *ex, GPtrArray *parts, int64_t rows)
 {
     const sw_tensor *first = g_ptr_array_index(parts, 0);
     int64_t shape[SW_MAX_DIMS];
     memcpy(shape, first->shape, sizeof shape);
     shape[0] = rows;
     if (first->dtype != SW_DTYPE_BYTES) {
-        GByteArray *data = g_byte_array_new();
+        size_t total = 0, n = 0;
         for (guint i = 0; i < parts->len; i++) {
-            size_t n = 0;
-            const void *p = sw_tensor_data(g_ptr_array_index(parts, i), &n);
-            g_byte_array_append(data, p, (guint)n);
+            sw_tensor_data(g_ptr_array_index(parts, i), &n);
+            total += n;
         }
-        GBytes *bytes = g_byte_array_free_to_bytes(data);
+        GBytes *bytes = sw_stage_new_input_buffer(ex->batcher->stage, instance_of(ex), total);
+        guint8 *at = (guint8 *)g_bytes_get_data(bytes, NULL);
+        for (guint i = 0; i < parts->len; i++) {
+            const void *p = sw_tensor_data(g_ptr_array_index(parts, i), &n);
+            if (n)
+                memcpy(at, p, n);
+            at += n;
+        }
         sw_tensor *t = sw_tensor_new(first->dtype, first->ndim, shape, bytes);
         g_bytes_unref(bytes);
         return t;
@@ -188,7 +209,7 @@ static sw_tensor *concat_tensors(GPtrArray *parts, int64_t rows)
     return t;
 }
 
-static GPtrArray *concat_inputs(GPtrArray *batch, int64_t rows)
+static GPtrArray *concat_inputs(const executor *ex, GPtrArray *batch, int64_t rows)
 {
     const pending *first = g_ptr_array_index(batch, 0);
     GPtrArray *inputs = sw_value_array_new();
@@ -198,7 +219,7 @@ static GPtrArray *concat_inputs(GPtrArray *batch, int64_t rows)
         for (guint r = 0; r < batch->len; r++)
             g_ptr_array_add(parts, ((sw_value *)g_ptr_array_index(((pending *)g_ptr_array_index(batch, r))->prepared, i))->tensor);
         const sw_value *v = g_ptr_array_index(first->prepared, i);
-        g_ptr_array_add(inputs, sw_value_new_tensor(v->name, v->kind, concat_tensors(parts, rows)));
+        g_ptr_array_add(inputs, sw_value_new_tensor(v->name, v->kind, concat_tensors(ex, parts, rows)));
     }
     g_ptr_array_unref(parts);
     return inputs;
@@ -284,17 +305,18 @@ static int64_t drop_unwanted(GPtrArray *batch)
     return rows;
 }
 
-static void run_batch(sw_batcher *b, GPtrArray *batch)
+static void run_batch(const executor *ex, GPtrArray *batch)
 {
+    sw_batcher *b = ex->batcher;
     int64_t rows = drop_unwanted(batch);
     if (batch->len == 0)
         return;
     GPtrArray *inputs = batch->len == 1 ? g_ptr_array_ref(((pending *)g_ptr_array_index(batch, 0))->prepared)
-                                        : concat_inputs(batch, rows);
+                                        : concat_inputs(ex, batch, rows);
     sw_log(SW_LOG_DEBUG, "event=batch requests=%u rows=%" G_GINT64_FORMAT, batch->len, rows);
     GError *error = NULL;
     sw_batch_timing timing = {g_get_monotonic_time(), 0};
-    GPtrArray *outputs = sw_stage_run(b->stage, inputs, &error);
+    GPtrArray *outputs = sw_stage_run_instance(b->stage, instance_of(ex), inputs, &error);
     timing.finished_us = g_get_monotonic_time();
     sw_metrics_record_execution(b->metrics, rows);
     g_ptr_array_unref(inputs);
@@ -309,11 +331,12 @@ static void run_batch(sw_batcher *b, GPtrArray *batch)
 
 static gpointer executor_loop(gpointer data)
 {
-    sw_batcher *b = data;
+    const executor *ex = data;
+    sw_batcher *b = ex->batcher;
     int64_t rows = 0;
     GPtrArray *batch;
     while ((batch = wait_for_batch(b, &rows)) != NULL) {
-        run_batch(b, batch);
+        run_batch(ex, batch);
         g_ptr_array_set_free_func(batch, (GDestroyNotify)pending_free);
         g_ptr_array_unref(batch);
     }
@@ -329,9 +352,13 @@ sw_batcher *sw_batcher_new(sw_stage *stage, const sw_batcher_options *options, s
     g_mutex_init(&b->lock);
     g_cond_init(&b->arrived);
     g_queue_init(&b->queue);
-    b->executors = g_new0(GThread *, options->executors);
-    for (int i = 0; i < options->executors; i++)
-        b->executors[i] = g_thread_new("sw-batch", executor_loop, b);
+    b->executors = g_new0(executor, options->executors);
+    for (int i = 0; i < options->executors; i++) {
+        executor *ex = &b->executors[i];
+        ex->batcher = b;
+        ex->index = i;
+        ex->thread = g_thread_new("sw-batch", executor_loop, ex);
+    }
     return b;
 }
 
@@ -344,7 +371,7 @@ void sw_batcher_free(sw_batcher *b)
     g_cond_broadcast(&b->arrived);
     g_mutex_unlock(&b->lock);
     for (int i = 0; i < b->options.executors; i++)
-        g_thread_join(b->executors[i]);
+        g_thread_join(b->executors[i].thread);
     g_free(b->executors);
     g_mutex_clear(&b->lock);
     g_cond_clear(&b->arrived);

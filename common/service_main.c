@@ -151,12 +151,12 @@ static gpointer exit_on_second_signal(gpointer data)
 
 /* Serves while the module loads (health says NOT_SERVING, inference
  * UNAVAILABLE), so probes can tell a slow load from a dead server. */
-static gboolean load_while_serving(service *svc, GError **error)
+static gboolean load_while_serving(service *svc, int instances, GError **error)
 {
     sw_server_start(svc->server);
-    sw_log(SW_LOG_INFO, "event=loading model=%s port=%d module=\"%s\"", svc->stage->model_name,
-           sw_server_port(svc->server), svc->stage->module_path);
-    if (!sw_stage_load_module(svc->stage, error)) {
+    sw_log(SW_LOG_INFO, "event=loading model=%s port=%d module=\"%s\" instances=%d", svc->stage->model_name,
+           sw_server_port(svc->server), svc->stage->module_path, instances);
+    if (!sw_stage_load_module(svc->stage, instances, error)) {
         sw_server_shutdown(svc->server, 0);
         return FALSE;
     }
@@ -209,7 +209,7 @@ int sw_service_main(sw_stage_kind kind, int argc, char **argv)
     grpc_init();
     service svc = {0};
     int rc = 0;
-    if (service_start(&svc, kind, &settings, &error) && load_while_serving(&svc, &error)) {
+    if (service_start(&svc, kind, &settings, &error) && load_while_serving(&svc, settings.instances, &error)) {
         serve_until_signal(&svc, &settings, &signals);
     } else {
         sw_log(SW_LOG_ERROR, "event=start_failed model_dir=\"%s\" error=\"%s\"", settings.model_dir, error->message);

@@ -33,17 +33,29 @@ sw_stage *sw_stage_new(sw_stage_kind kind, const sw_export *export, const char *
     return stage;
 }
 
-gboolean sw_stage_load_module(sw_stage *stage, GError **error)
+gboolean sw_stage_load_module(sw_stage *stage, int n_instances, GError **error)
 {
-    stage->module = sw_torch_module_load(stage->module_path, stage->device, error);
-    return stage->module != NULL;
+    g_return_val_if_fail(stage->instances == NULL && n_instances >= 1, FALSE);
+    sw_torch_module **instances = g_new0(sw_torch_module *, n_instances);
+    for (int i = 0; i < n_instances; i++) {
+        instances[i] = sw_torch_module_load(stage->module_path, stage->device, error);
+        if (instances[i] == NULL) {
+            for (int k = 0; k < i; k++)
+                sw_torch_module_free(instances[k]);
+            g_free(instances);
+            return FALSE;
+        }
+    }
+    stage->instances = instances;
+    stage->n_instances = n_instances;
+    return TRUE;
 }
 
 sw_stage *sw_stage_load(sw_stage_kind kind, const sw_export *export, const char *name,
                         const char *device, GError **error)
 {
     sw_stage *stage = sw_stage_new(kind, export, name, device, error);
-    if (stage && !sw_stage_load_module(stage, error))
+    if (stage && !sw_stage_load_module(stage, 1, error))
         g_clear_pointer(&stage, sw_stage_free);
     return stage;
 }
@@ -52,7 +64,9 @@ void sw_stage_free(sw_stage *stage)
 {
     if (stage == NULL)
         return;
-    sw_torch_module_free(stage->module);
+    for (int i = 0; i < stage->n_instances; i++)
+        sw_torch_module_free(stage->instances[i]);
+    g_free(stage->instances);
     if (stage->inputs)
         g_ptr_array_unref(stage->inputs);
     if (stage->outputs)
@@ -234,7 +248,20 @@ fail:
 
 GPtrArray *sw_stage_run(sw_stage *stage, GPtrArray *prepared, GError **error)
 {
-    GPtrArray *values = sw_torch_module_forward(stage->module, (sw_value *const *)prepared->pdata,
+    guint turn = (guint)g_atomic_int_add(&stage->next_instance, 1);
+    return sw_stage_run_instance(stage, (int)(turn % (guint)stage->n_instances), prepared, error);
+}
+
+GBytes *sw_stage_new_input_buffer(sw_stage *stage, int instance, size_t size)
+{
+    g_return_val_if_fail(instance >= 0 && instance < stage->n_instances, NULL);
+    return sw_torch_module_new_host_buffer(stage->instances[instance], size);
+}
+
+GPtrArray *sw_stage_run_instance(sw_stage *stage, int instance, GPtrArray *prepared, GError **error)
+{
+    g_return_val_if_fail(instance >= 0 && instance < stage->n_instances, NULL);
+    GPtrArray *values = sw_torch_module_forward(stage->instances[instance], (sw_value *const *)prepared->pdata,
                                                 prepared->len, error);
     if (values == NULL) {
         g_prefix_error(error, "%s: ", stage->model_name);

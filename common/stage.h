@@ -21,7 +21,11 @@ typedef struct sw_stage {
     char *model_name; /* "<name>_<kind>" */
     char *device;
     char *module_path;
-    sw_torch_module *module;
+    /* Copies of the module on `device` (each with its own stream on a GPU);
+     * empty until sw_stage_load_module(). */
+    sw_torch_module **instances;
+    int n_instances;
+    gint next_instance; /* round robin for sw_stage_run() */
     GPtrArray *inputs;  /* sw_tensor_spec* */
     GPtrArray *outputs; /* sw_tensor_spec* */
 } sw_stage;
@@ -32,8 +36,9 @@ typedef struct sw_stage {
  * file is missing, a feature type is unsupported or the device unavailable. */
 sw_stage *sw_stage_new(sw_stage_kind kind, const sw_export *export, const char *name, const char *device,
                        GError **error);
-/* Loads the module of a stage made by sw_stage_new(). */
-gboolean sw_stage_load_module(sw_stage *stage, GError **error);
+/* Loads `n_instances` (>= 1) copies of the module of a stage made by
+ * sw_stage_new(). */
+gboolean sw_stage_load_module(sw_stage *stage, int n_instances, GError **error);
 
 /* sw_stage_new() and sw_stage_load_module() in one: loads the stage `kind` of `export` as model "<name>_<kind>" on `device`
  * (NULL: "cpu"). NULL with an error when the file is missing, the module does
@@ -50,8 +55,14 @@ GPtrArray *sw_stage_prepare(const sw_stage *stage, GPtrArray *decoded, int64_t *
                             GError **error);
 
 /* Runs forward on prepared values (borrowed) and returns the encoded outputs
- * (new array of sw_oip_output), or NULL with the module's error. */
+ * (new array of sw_oip_output), or NULL with the module's error. Takes the
+ * instances in turn. */
 GPtrArray *sw_stage_run(sw_stage *stage, GPtrArray *prepared, GError **error);
+/* sw_stage_run() on instance `instance` (0 <= instance < n_instances). */
+GPtrArray *sw_stage_run_instance(sw_stage *stage, int instance, GPtrArray *prepared, GError **error);
+/* Writable host memory for inputs to `instance` (pinned on a GPU: see
+ * sw_torch_module_new_host_buffer()); fill it before sharing it. */
+GBytes *sw_stage_new_input_buffer(sw_stage *stage, int instance, size_t size);
 
 G_END_DECLS
 

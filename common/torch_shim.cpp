@@ -8,6 +8,8 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
@@ -28,6 +30,9 @@ struct sw_torch_module {
     torch::jit::Module module;
     torch::jit::Method forward;
     c10::Device device;
+    /* On a GPU each loaded copy runs on its own stream, so copies called
+     * from different threads overlap instead of queueing on one. */
+    c10::optional<c10::Stream> stream;
     c10::TypePtr key_type;   /* of forward's dict argument */
     c10::TypePtr value_type; /* of forward's dict argument */
     std::string schema;
@@ -132,8 +137,11 @@ std::unique_ptr<sw_torch_module> load_module(const std::string &path, c10::Devic
         fail(SW_CODE_FAILED_PRECONDITION, context + ": forward must take one Dict(str, ...) "
                                                     "argument, its schema is " + printed.str());
 
+    c10::optional<c10::Stream> stream;
+    if (device.is_cuda())
+        stream = c10::impl::VirtualGuardImpl(device.type()).getStreamFromGlobalPool(device);
     return std::unique_ptr<sw_torch_module>(new sw_torch_module{
-        module, *forward, device, dict->getKeyType(), dict->getValueType(), printed.str()});
+        module, *forward, device, stream, dict->getKeyType(), dict->getValueType(), printed.str()});
 }
 
 /* ---- inputs: sw_value -> IValue ---- */
@@ -248,6 +256,23 @@ at::Tensor bool_tensor(const sw_tensor &t, int64_t count)
     return out;
 }
 
+/* Only a copy from page-locked memory runs asynchronously; from ordinary
+ * memory the driver blocks the caller while it stages the data itself.
+ * Inputs already in a pinned buffer (sw_torch_module_new_host_buffer) go
+ * straight out; the rest are staged through libtorch's caching pinned
+ * allocator, which keeps the staging block until the copy has finished. The
+ * source buffer outlives the copy: outputs come back to the CPU on the same
+ * stream before forward returns. */
+at::Tensor copy_to_device(const at::Tensor &host, c10::Device device)
+{
+    at::Tensor source = host;
+    if (!host.is_pinned()) {
+        source = at::empty(host.sizes(), host.options().pinned_memory(true));
+        source.copy_(host);
+    }
+    return source.to(device, source.scalar_type(), /*non_blocking=*/true);
+}
+
 at::Tensor tensor_from_sw(const sw_tensor *t, const std::string &name, c10::Device device)
 {
     if (t == nullptr)
@@ -264,9 +289,7 @@ at::Tensor tensor_from_sw(const sw_tensor *t, const std::string &name, c10::Devi
     case SW_DTYPE_UINT64: out = uint64_as_int64(*t, count, name); break;
     default: out = wrap_buffer(*t, direct_scalar_type(t->dtype)); break;
     }
-    if (!device.is_cpu())
-        out = out.to(device, out.scalar_type(), /*non_blocking=*/true);
-    return out;
+    return device.is_cpu() ? out : copy_to_device(out, device);
 }
 
 /* Offsets must stay inside the payload for sw_tensor_bytes_element. */
@@ -612,6 +635,27 @@ sw_torch_module *sw_torch_module_load(const char *path, const char *device, GErr
     return module.release();
 }
 
+static void free_host_tensor(gpointer tensor)
+{
+    delete static_cast<at::Tensor *>(tensor);
+}
+
+GBytes *sw_torch_module_new_host_buffer(sw_torch_module *module, size_t size)
+{
+    g_return_val_if_fail(module != NULL, NULL);
+    if (module->device.is_cuda() && size > 0) {
+        try {
+            auto *pinned = new at::Tensor(at::empty({static_cast<int64_t>(size)},
+                                                    at::TensorOptions().dtype(at::kByte).pinned_memory(true)));
+            return g_bytes_new_with_free_func(pinned->data_ptr(), size, free_host_tensor, pinned);
+        } catch (const std::exception &e) {
+            /* Only slower: the input is staged when it is copied. */
+            g_warning("cannot allocate %zu bytes of pinned memory: %s", size, e.what());
+        }
+    }
+    return g_bytes_new_take(g_malloc(size), size);
+}
+
 void sw_torch_module_free(sw_torch_module *module)
 {
     delete module;
@@ -633,6 +677,7 @@ GPtrArray *sw_torch_module_forward(sw_torch_module *module, sw_value *const *inp
         /* Spans the conversions too, so the tensors they make skip autograd
          * bookkeeping like those forward makes. */
         c10::InferenceMode inference;
+        c10::OptionalStreamGuard on_stream(module->stream);
         c10::IValue result = call_forward(*module, build_argument(*module, inputs, n_inputs));
         outputs = outputs_to_sw(result);
     });

@@ -31,10 +31,18 @@ SW_TORCH_API void sw_torch_set_num_threads(int intra_op_threads);
 SW_TORCH_API gboolean sw_torch_device_check(const char *device, GError **error);
 
 /* Loads the TorchScript file at `path` onto `device` ("cpu" when NULL) in
- * eval mode. Returns NULL and sets `error` on failure. Free with
+ * eval mode, whatever device it was saved from. Each module loaded on a GPU
+ * gets its own CUDA stream, so loading a file N times gives N copies that run
+ * concurrently. Returns NULL and sets `error` on failure. Free with
  * sw_torch_module_free(). */
 SW_TORCH_API sw_torch_module *sw_torch_module_load(const char *path, const char *device, GError **error);
 SW_TORCH_API void sw_torch_module_free(sw_torch_module *module);
+
+/* New writable host memory of `size` bytes for inputs to `module`, to be
+ * filled before it is shared: page-locked (pinned) when the module is on a
+ * GPU, so the copy to the device runs asynchronously without staging;
+ * ordinary memory otherwise. Free with g_bytes_unref(). */
+SW_TORCH_API GBytes *sw_torch_module_new_host_buffer(sw_torch_module *module, size_t size);
 
 /* The schema of forward as TorchScript prints it ("forward(...) -> ..."). Newly
  * allocated; g_free() it. */
@@ -49,7 +57,8 @@ SW_TORCH_API char *sw_torch_module_schema(const sw_torch_module *module);
  *                            alive by any output that aliases it)
  *   SW_VALUE_STRINGS      -> List[str]
  *   SW_VALUE_TENSOR_LIST  -> List[Tensor]
- * Inputs are moved to the module's device; forward runs in inference mode.
+ * Inputs are copied to the module's device through pinned memory, on the
+ * module's own stream; forward runs in inference mode.
  *
  * Returns a new array of sw_value (free with g_ptr_array_unref), one per key
  * of the returned dict in its order: Tensor -> TENSOR (on the CPU, contiguous),

@@ -69,6 +69,23 @@ class BatchingTest(unittest.TestCase):
             self.assertEqual(reply.id, f"r{i}")
             assert_close(self, oip.decode_response(reply), exp, f"request {i}")
 
+    def test_instances_agree_with_one_module(self):
+        plain = self.start("predictor", ["--threads", "8"])
+        copies = self.start("predictor", ["--threads", "8", "--instances", "3"])
+        batched_copies = self.start("predictor", ["--threads", "16", "--instances", "2", "--max-batch-size", "16",
+                                                  "--max-queue-delay-us", "20000"])
+        for server, n in ((copies, 3), (batched_copies, 2)):
+            self.assertRegex(server.log_text(), rf"event=loading model=example_predictor .* instances={n}\b")
+        requests = [self.predictor_request(example_rows(1 + i % 3, seed=100 + i), f"c{i}") for i in range(24)]
+        with plain.channel() as c:
+            expected = [oip.decode_response(oip.stub(c).ModelInfer(r, timeout=DEADLINE)) for r in requests]
+        for server in (copies, batched_copies):
+            with server.channel() as c, concurrent.futures.ThreadPoolExecutor(12) as pool:
+                stub = oip.stub(c)
+                replies = list(pool.map(lambda r: stub.ModelInfer(r, timeout=DEADLINE), requests))
+            for i, (reply, exp) in enumerate(zip(replies, expected)):
+                assert_close(self, oip.decode_response(reply), exp, f"request {i} to {server.stage}")
+
     def test_full_queue_is_refused_at_once(self):
         # One executor, and a long delay that keeps the first requests waiting for company.
         server = self.start("predictor", ["--threads", "8", "--max-batch-size", "64",
