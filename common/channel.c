@@ -7,6 +7,7 @@
 #include <grpc/support/time.h>
 #include <string.h>
 
+#include "completion.h"
 #include "grpc_args.h"
 #include "sw_error.h"
 
@@ -14,11 +15,13 @@ struct sw_channel {
     char *target;
     grpc_channel *grpc;
     grpc_completion_queue *cq;
-    GThread *thread;
+    GThread *thread; /* NULL when the queue is shared (its owner polls it) */
     gint in_flight;
 };
 
 typedef struct pending_call {
+    sw_completion base; /* the tag */
+    sw_channel *channel;
     grpc_call *call;
     grpc_metadata_array initial_metadata;
     grpc_metadata_array trailing_metadata;
@@ -83,6 +86,16 @@ static void finish_call(pending_call *p)
     g_free(p);
 }
 
+/* The call's one batch completed; its status says how. */
+static void call_done(sw_completion *done, int success)
+{
+    (void)success;
+    pending_call *p = (pending_call *)done;
+    sw_channel *ch = p->channel;
+    finish_call(p);
+    g_atomic_int_dec_and_test(&ch->in_flight);
+}
+
 static gpointer complete_loop(gpointer data)
 {
     sw_channel *ch = data;
@@ -90,10 +103,8 @@ static gpointer complete_loop(gpointer data)
         grpc_event ev = grpc_completion_queue_next(ch->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             return NULL;
-        if (ev.type == GRPC_OP_COMPLETE) {
-            finish_call(ev.tag);
-            g_atomic_int_dec_and_test(&ch->in_flight);
-        }
+        if (ev.type == GRPC_OP_COMPLETE)
+            sw_completion_run(ev.tag, ev.success);
     }
 }
 
@@ -156,8 +167,12 @@ sw_channel *sw_channel_new(const sw_channel_options *o, GError **error)
     ch->grpc = grpc_channel_create(o->target, creds, &channel_args);
     grpc_channel_credentials_release(creds);
     g_free(config);
-    ch->cq = grpc_completion_queue_create_for_next(NULL);
-    ch->thread = g_thread_new("sw-channel", complete_loop, ch);
+    if (o->cq) {
+        ch->cq = o->cq;
+    } else {
+        ch->cq = grpc_completion_queue_create_for_next(NULL);
+        ch->thread = g_thread_new("sw-channel", complete_loop, ch);
+    }
     return ch;
 }
 
@@ -165,10 +180,14 @@ void sw_channel_free(sw_channel *ch)
 {
     if (ch == NULL)
         return;
-    /* Shutting the queue down lets pending calls complete first. */
-    grpc_completion_queue_shutdown(ch->cq);
-    g_thread_join(ch->thread);
-    grpc_completion_queue_destroy(ch->cq);
+    if (ch->thread) {
+        /* Shutting the queue down lets pending calls complete first. */
+        grpc_completion_queue_shutdown(ch->cq);
+        g_thread_join(ch->thread);
+        grpc_completion_queue_destroy(ch->cq);
+    } else {
+        g_warn_if_fail(g_atomic_int_get(&ch->in_flight) == 0);
+    }
     grpc_channel_destroy(ch->grpc);
     g_free(ch->target);
     g_free(ch);
@@ -217,6 +236,8 @@ static void start_call(sw_channel *ch, const char *method, grpc_byte_buffer *req
                        const char *const *metadata, grpc_call *parent, sw_channel_done done, void *user_data)
 {
     pending_call *p = g_new0(pending_call, 1);
+    p->base.func = call_done;
+    p->channel = ch;
     p->done = done;
     p->user_data = user_data;
     p->request = request;

@@ -13,8 +13,9 @@
 
 G_BEGIN_DECLS
 
-/* gRPC C core's call, for parent calls (grpc/grpc.h defines it the same way). */
+/* gRPC C core's types (grpc/grpc.h defines them the same way). */
 struct grpc_call;
+struct grpc_completion_queue;
 
 typedef struct sw_channel sw_channel;
 
@@ -27,6 +28,12 @@ typedef struct sw_channel_options {
     const char *tls_cert_chain;
     const char *tls_private_key;
     const char *tls_server_name; /* override of the name checked in the server certificate */
+    /* NULL: the channel completes its calls on a thread of its own. Else a
+     * queue polled by someone else (sw_server_options.cq) who runs each tag
+     * as an sw_completion; it must outlive the channel, which may be freed
+     * only once the queue's poller has seen its calls complete. The blocking
+     * sw_channel_call() must not be used from that poller. */
+    struct grpc_completion_queue *cq;
 } sw_channel_options;
 
 /* NULL with an error when the options are invalid. Connects lazily. */
@@ -35,7 +42,7 @@ sw_channel *sw_channel_new(const sw_channel_options *options, GError **error);
 void sw_channel_free(sw_channel *channel);
 const char *sw_channel_target(const sw_channel *channel);
 
-/* Called once per call, on the channel's thread. `response` (on OK) and
+/* Called once per call, on the thread completing the channel's calls. `response` (on OK) and
  * `error` (otherwise: SW_ERROR domain, code = gRPC status, message = the
  * status details) are borrowed for the duration of the callback. */
 typedef void (*sw_channel_done)(GBytes *response, const GError *error, void *user_data);

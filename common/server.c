@@ -8,6 +8,7 @@
 #include <grpc/support/time.h>
 #include <string.h>
 
+#include "completion.h"
 #include "grpc_args.h"
 #include "sw_error.h"
 #include "worker_pool.h"
@@ -20,18 +21,16 @@ G_STATIC_ASSERT(SW_CODE_UNAUTHENTICATED == (int)GRPC_STATUS_UNAUTHENTICATED);
 /* Requests kept posted per method, so a burst of calls finds one waiting. */
 #define POSTED_PER_METHOD 16
 
-typedef enum tag_kind {
-    TAG_ACCEPT,
-    TAG_CLOSE,
-    TAG_SEND,
-    TAG_STREAM,
-    TAG_SHUTDOWN,
-} tag_kind;
-
+/* A batch on a call: `base.func` says which. */
 typedef struct tag {
-    tag_kind kind;
+    sw_completion base;
     sw_call *call;
 } tag;
+
+typedef struct shutdown_tag {
+    sw_completion base;
+    sw_server *server;
+} shutdown_tag;
 
 typedef struct registered_method {
     sw_method method;
@@ -72,6 +71,7 @@ struct sw_call {
 struct sw_server {
     grpc_server *grpc;
     grpc_completion_queue *cq;
+    gboolean owns_cq;
     registered_method *methods;
     size_t n_methods;
     int port;
@@ -83,7 +83,7 @@ struct sw_server {
     void *admit_data;
     void (*on_refused)(int code, void *user_data);
     void *on_refused_data;
-    tag shutdown_tag;
+    shutdown_tag shutdown_tag;
     GMutex lock;
     GCond shutdown_done_cond;
     gboolean shutdown_done;
@@ -91,6 +91,12 @@ struct sw_server {
     gint shutting_down;
     gboolean started;
 };
+
+static void accept_done(sw_completion *done, int success);
+static void close_done(sw_completion *done, int success);
+static void stream_done(sw_completion *done, int success);
+static void send_done(sw_completion *done, int success);
+static void shutdown_done(sw_completion *done, int success);
 
 static void call_unref(sw_call *c)
 {
@@ -125,10 +131,10 @@ static sw_call *call_new(sw_server *s, const registered_method *m)
     c->server = s;
     c->method = m;
     c->refs = 1;
-    c->accept_tag = (tag){TAG_ACCEPT, c};
-    c->close_tag = (tag){TAG_CLOSE, c};
-    c->send_tag = (tag){TAG_SEND, c};
-    c->stream_tag = (tag){TAG_STREAM, c};
+    c->accept_tag = (tag){{accept_done}, c};
+    c->close_tag = (tag){{close_done}, c};
+    c->send_tag = (tag){{send_done}, c};
+    c->stream_tag = (tag){{stream_done}, c};
     g_mutex_init(&c->stream_lock);
     g_queue_init(&c->outbox);
     grpc_metadata_array_init(&c->metadata);
@@ -451,6 +457,41 @@ static void on_accept(sw_server *s, sw_call *c, int success)
     sw_worker_pool_push(s->workers, c);
 }
 
+static void accept_done(sw_completion *done, int success)
+{
+    sw_call *c = ((tag *)done)->call;
+    on_accept(c->server, c, success);
+}
+
+static void close_done(sw_completion *done, int success)
+{
+    (void)success; /* the outcome is in `cancelled` */
+    on_close(((tag *)done)->call);
+}
+
+static void stream_done(sw_completion *done, int success)
+{
+    (void)success; /* a failed send ends the call, which RECV_CLOSE reports */
+    on_stream_sent(((tag *)done)->call);
+}
+
+static void send_done(sw_completion *done, int success)
+{
+    (void)success;
+    call_unref(((tag *)done)->call);
+}
+
+static void shutdown_done(sw_completion *done, int success)
+{
+    (void)success;
+    sw_server *s = ((shutdown_tag *)done)->server;
+    g_mutex_lock(&s->lock);
+    s->shutdown_done = TRUE;
+    g_cond_broadcast(&s->shutdown_done_cond);
+    g_mutex_unlock(&s->lock);
+}
+
+/* Also runs the completions of channels sharing the queue. */
 static gpointer poll_loop(gpointer data)
 {
     sw_server *s = data;
@@ -460,19 +501,7 @@ static gpointer poll_loop(gpointer data)
             break;
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
-        tag *t = ev.tag;
-        switch (t->kind) {
-        case TAG_ACCEPT: on_accept(s, t->call, ev.success); break;
-        case TAG_CLOSE: on_close(t->call); break;
-        case TAG_STREAM: on_stream_sent(t->call); break;
-        case TAG_SEND: call_unref(t->call); break;
-        case TAG_SHUTDOWN:
-            g_mutex_lock(&s->lock);
-            s->shutdown_done = TRUE;
-            g_cond_broadcast(&s->shutdown_done_cond);
-            g_mutex_unlock(&s->lock);
-            break;
-        }
+        sw_completion_run(ev.tag, ev.success);
     }
     return NULL;
 }
@@ -494,7 +523,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     sw_server *s = g_new0(sw_server, 1);
     g_mutex_init(&s->lock);
     g_cond_init(&s->shutdown_done_cond);
-    s->shutdown_tag = (tag){TAG_SHUTDOWN, NULL};
+    s->shutdown_tag = (shutdown_tag){{shutdown_done}, s};
     grpc_arg args[6];
     size_t n_args = 0;
     args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_message_bytes);
@@ -514,7 +543,8 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     s->on_refused = options->on_refused;
     s->on_refused_data = options->on_refused_data;
     s->grpc = grpc_server_create(&channel_args, NULL);
-    s->cq = grpc_completion_queue_create_for_next(NULL);
+    s->owns_cq = options->cq == NULL;
+    s->cq = s->owns_cq ? grpc_completion_queue_create_for_next(NULL) : options->cq;
     grpc_server_register_completion_queue(s->grpc, s->cq, NULL);
     s->n_methods = n_methods;
     s->methods = g_new0(registered_method, n_methods);
@@ -607,7 +637,7 @@ void sw_server_free(sw_server *s)
         }
         grpc_server_destroy(s->grpc);
     }
-    if (s->cq)
+    if (s->cq && s->owns_cq)
         grpc_completion_queue_destroy(s->cq);
     g_free(s->methods);
     g_mutex_clear(&s->lock);

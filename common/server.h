@@ -20,6 +20,7 @@
 G_BEGIN_DECLS
 
 struct grpc_call;
+struct grpc_completion_queue;
 
 typedef struct sw_server sw_server;
 typedef struct sw_call sw_call;
@@ -63,6 +64,14 @@ typedef struct sw_server_options {
      * many in flight) with its gRPC code; on the polling thread. May be NULL. */
     void (*on_refused)(int code, void *user_data);
     void *on_refused_data;
+    /* NULL: the server makes its own completion queue. Else a queue made
+     * with grpc_completion_queue_create_for_next() whose every tag is an
+     * sw_completion (completion.h), for example one shared with the
+     * channels the handlers call (sw_channel_options.cq): the server's
+     * polling thread runs their completions too, and shuts the queue down
+     * in sw_server_shutdown(); its creator destroys it after freeing the
+     * server and those channels. */
+    struct grpc_completion_queue *cq;
 } sw_server_options;
 
 /* Binds `options->listen` and registers `methods` (copied; user_data

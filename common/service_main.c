@@ -21,6 +21,12 @@
 
 /* Everything a running stage server holds, released in reverse order. */
 typedef struct service {
+    /* Polled by the server's thread for its own calls and for the calls it
+     * forwards to the next stage: a reply coming back from downstream is
+     * answered upstream on that thread, and the completion of that answer
+     * lands on the queue the same thread is about to read, so no other
+     * thread has to be woken per hop. */
+    grpc_completion_queue *cq;
     sw_export *export;
     sw_stage *stage;
     sw_channel *next;
@@ -43,7 +49,7 @@ static char *read_pem(const char *path, const char *what, GError **error)
     return text;
 }
 
-static sw_channel *open_next(const sw_settings *s, GError **error)
+static sw_channel *open_next(const sw_settings *s, grpc_completion_queue *cq, GError **error)
 {
     GError *local = NULL;
     char *ca = read_pem(s->next_tls_ca, "--next-tls-ca", &local);
@@ -52,7 +58,7 @@ static sw_channel *open_next(const sw_settings *s, GError **error)
     sw_channel *next = NULL;
     if (local == NULL) {
         sw_channel_options o = {.target = s->next, .max_message_bytes = s->max_message_mb * 1024 * 1024,
-                                .tls_root_certs = ca, .tls_cert_chain = cert, .tls_private_key = key};
+                                .tls_root_certs = ca, .tls_cert_chain = cert, .tls_private_key = key, .cq = cq};
         next = sw_channel_new(&o, &local);
     }
     if (local)
@@ -73,7 +79,8 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
     svc->stage = sw_stage_new(kind, svc->export, name, s->device, error);
     if (svc->stage == NULL)
         return FALSE;
-    if (s->next && (svc->next = open_next(s, error)) == NULL)
+    svc->cq = grpc_completion_queue_create_for_next(NULL);
+    if (s->next && (svc->next = open_next(s, svc->cq, error)) == NULL)
         return FALSE;
     gboolean serves_pipeline = s->next || kind == SW_STAGE_POSTPROCESSOR;
     const char *models[] = {svc->stage->model_name, serves_pipeline ? name : NULL, NULL};
@@ -117,6 +124,7 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
         .admit_data = svc->auth,
         .on_refused = sw_metrics_record_refused,
         .on_refused_data = svc->metrics,
+        .cq = svc->cq,
     };
     svc->server = sw_server_new(&so, methods, n_methods, error);
     return svc->server != NULL;
@@ -130,6 +138,14 @@ static void service_stop(service *svc)
     sw_metrics_free(svc->metrics);
     /* After the server: calls it forwarded have all completed. */
     sw_channel_free(svc->next);
+    if (svc->cq) {
+        /* The server shut it down if it ever polled it. */
+        grpc_completion_queue_shutdown(svc->cq);
+        while (grpc_completion_queue_next(svc->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN) {
+        }
+        grpc_completion_queue_destroy(svc->cq);
+    }
     sw_auth_free(svc->auth);
     sw_stage_free(svc->stage);
     sw_export_free(svc->export);
