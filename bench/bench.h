@@ -150,9 +150,10 @@ typedef struct bench_local bench_local;
 /* The stages `first`..`last` of `export`, loaded in this process with one
  * intra-op thread, as the servers run them. `codec` adds the servers' wire
  * work per stage (request build, pack, unpack, decode; reply build and
- * pack) without the transport. */
+ * pack) without the transport. The predictor runs on `device` (NULL: the
+ * CPU); the other stages always run on the CPU, as they are served. */
 bench_local *bench_local_new(const sw_export *export, sw_stage_kind first, sw_stage_kind last, gboolean codec,
-                             GError **error);
+                             const char *device, GError **error);
 void bench_local_free(bench_local *local);
 /* Runs `tensors` (sw_oip_output*) through the stages once; the last stage's
  * outputs (sw_oip_output*) or NULL with the stage's error. */

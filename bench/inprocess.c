@@ -20,7 +20,7 @@ struct bench_local {
 };
 
 bench_local *bench_local_new(const sw_export *export, sw_stage_kind first, sw_stage_kind last, gboolean codec,
-                             GError **error)
+                             const char *device, GError **error)
 {
     /* The servers' default (--torch-threads 1): one core per call, so the
      * floor and the servers spend CPU the same way. */
@@ -28,7 +28,8 @@ bench_local *bench_local_new(const sw_export *export, sw_stage_kind first, sw_st
     bench_local *local = g_new0(bench_local, 1);
     local->codec = codec;
     for (int kind = (int)first; kind <= (int)last; kind++) {
-        sw_stage *stage = sw_stage_load((sw_stage_kind)kind, export, export->name, NULL, error);
+        const char *on = kind == SW_STAGE_PREDICTOR ? device : NULL;
+        sw_stage *stage = sw_stage_load((sw_stage_kind)kind, export, export->name, on, error);
         if (stage == NULL) {
             bench_local_free(local);
             return NULL;

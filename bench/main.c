@@ -39,6 +39,7 @@ typedef struct bench_options {
     char *write_request;
     char *write_stage;
     char *in_process;
+    char *device;
     char *staged;
     char *concurrency;
     char *server_pids;
@@ -65,6 +66,7 @@ static gboolean parse_options(int *argc, char ***argv, bench_options *o)
         {"write-request", 0, 0, G_OPTION_ARG_FILENAME, &o->write_request, "write a serialized request for --write-stage and exit", "FILE"},
         {"write-stage", 0, 0, G_OPTION_ARG_STRING, &o->write_stage, "stage of the written request: preprocessor, predictor (default) or postprocessor", "STAGE"},
         {"in-process", 0, 0, G_OPTION_ARG_FILENAME, &o->in_process, "run the export's stages in this process: the floor", "DIR"},
+        {"device", 0, 0, G_OPTION_ARG_STRING, &o->device, "in-process: run the predictor on this device (cpu, cuda, cuda:N)", "DEV"},
         {"codec", 0, 0, G_OPTION_ARG_NONE, &o->codec, "in-process: add the servers' OIP encode/decode per stage", NULL},
         {"staged", 0, 0, G_OPTION_ARG_STRING, &o->staged, "three calls per request: preprocessor, predictor, postprocessor targets", "PRE,PRED,POST"},
         {"rows-per-request", 0, 0, G_OPTION_ARG_INT, &o->rows_per_request, "rows in each request (default 1)", "N"},
@@ -98,7 +100,7 @@ static gboolean parse_options(int *argc, char ***argv, bench_options *o)
 static void free_options(bench_options *o)
 {
     char **strings[] = {&o->target, &o->model, &o->rows_from_export, &o->request_file, &o->write_request,
-                        &o->write_stage, &o->in_process, &o->staged, &o->concurrency, &o->server_pids,
+                        &o->write_stage, &o->in_process, &o->device, &o->staged, &o->concurrency, &o->server_pids,
                         &o->json_out, &o->date_form, &o->label};
     for (size_t i = 0; i < G_N_ELEMENTS(strings); i++)
         g_clear_pointer(strings[i], g_free);
@@ -135,6 +137,8 @@ static gboolean check_options(const bench_options *o)
         problem = "give --rows-from-export or --request-file, not both";
     else if (!o->rows_from_export && !o->request_file && !o->in_process)
         problem = "give --rows-from-export DIR or --request-file FILE";
+    else if (o->device && !o->in_process)
+        problem = "--device is for --in-process (a server takes its own --device)";
     else if (o->write_request && o->request_file)
         problem = "--write-request builds rows: use --rows-from-export (or --in-process DIR)";
     else if (o->rows_per_request < 1)
@@ -232,7 +236,7 @@ static GBytes *request_in_process(const sw_export *export, const bench_input *in
 {
     if (stage == SW_STAGE_PREPROCESSOR)
         return bench_input_pack(input);
-    bench_local *local = bench_local_new(export, SW_STAGE_PREPROCESSOR, (sw_stage_kind)(stage - 1), FALSE, error);
+    bench_local *local = bench_local_new(export, SW_STAGE_PREPROCESSOR, (sw_stage_kind)(stage - 1), FALSE, NULL, error);
     GPtrArray *outputs = local ? bench_local_run(local, input->tensors, error) : NULL;
     GBytes *packed = NULL;
     if (outputs) {
@@ -306,6 +310,7 @@ static JsonObject *describe_run(const bench_options *o, const bench_input *input
     json_object_set_double_member(c, "warmup_s", o->warmup_s);
     json_object_set_string_member(c, "server_pids", o->server_pids ? o->server_pids : "");
     json_object_set_boolean_member(c, "codec", o->codec);
+    json_object_set_string_member(c, "device", o->device ? o->device : "cpu");
     json_object_set_string_member(c, "date_form", o->date_form ? o->date_form : "string");
     return c;
 }
@@ -343,7 +348,7 @@ static gboolean runner_open(runner *r, const bench_options *o, const sw_export *
          * pipeline model runs all three. */
         sw_stage_kind first = input->pipeline ? SW_STAGE_PREPROCESSOR : input->first;
         sw_stage_kind last = input->pipeline ? SW_STAGE_POSTPROCESSOR : input->first;
-        r->local = bench_local_new(export, first, last, o->codec, error);
+        r->local = bench_local_new(export, first, last, o->codec, o->device, error);
         return r->local != NULL;
     }
     GBytes *packed = bench_input_pack(input);
