@@ -652,17 +652,23 @@ static void handle_health_check(sw_call *call, void *data)
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* With batching the handler only decodes, validates and queues, which for
+ * a small request costs less than waking a worker to do it; large requests
+ * still go to a worker so decoding them never holds up polling. */
+#define BATCHED_INLINE_MAX_BYTES (64 * 1024)
+
 size_t sw_oip_service_methods(sw_oip_service *svc, sw_method *methods)
 {
     const sw_method table[] = {
-        {OIP "ServerLive", SW_DISPATCH_INLINE, handle_server_live, svc, FALSE},
-        {OIP "ServerReady", SW_DISPATCH_INLINE, handle_server_ready, svc, FALSE},
-        {OIP "ModelReady", SW_DISPATCH_INLINE, handle_model_ready, svc, FALSE},
-        {OIP "ServerMetadata", SW_DISPATCH_INLINE, handle_server_metadata, svc, FALSE},
-        {OIP "ModelMetadata", SW_DISPATCH_INLINE, handle_model_metadata, svc, FALSE},
-        {OIP "ModelInfer", SW_DISPATCH_WORKER, handle_model_infer, svc, FALSE},
-        {"/grpc.health.v1.Health/Check", SW_DISPATCH_INLINE, handle_health_check, svc, TRUE},
-        {"/grpc.health.v1.Health/Watch", SW_DISPATCH_INLINE, handle_health_watch, svc, TRUE},
+        {OIP "ServerLive", SW_DISPATCH_INLINE, handle_server_live, svc, FALSE, 0},
+        {OIP "ServerReady", SW_DISPATCH_INLINE, handle_server_ready, svc, FALSE, 0},
+        {OIP "ModelReady", SW_DISPATCH_INLINE, handle_model_ready, svc, FALSE, 0},
+        {OIP "ServerMetadata", SW_DISPATCH_INLINE, handle_server_metadata, svc, FALSE, 0},
+        {OIP "ModelMetadata", SW_DISPATCH_INLINE, handle_model_metadata, svc, FALSE, 0},
+        {OIP "ModelInfer", SW_DISPATCH_WORKER, handle_model_infer, svc, FALSE,
+         svc->batcher ? BATCHED_INLINE_MAX_BYTES : 0},
+        {"/grpc.health.v1.Health/Check", SW_DISPATCH_INLINE, handle_health_check, svc, TRUE, 0},
+        {"/grpc.health.v1.Health/Watch", SW_DISPATCH_INLINE, handle_health_watch, svc, TRUE, 0},
     };
     G_STATIC_ASSERT(G_N_ELEMENTS(table) <= SW_OIP_SERVICE_MAX_METHODS);
     memcpy(methods, table, sizeof table);

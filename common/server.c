@@ -454,6 +454,11 @@ static void on_accept(sw_server *s, sw_call *c, int success)
         return;
     }
     c->counted = s->max_in_flight > 0;
+    size_t inline_max = c->method->method.inline_max_bytes;
+    if (inline_max > 0 && (c->payload == NULL || grpc_byte_buffer_length(c->payload) <= inline_max)) {
+        c->method->method.handler(c, c->method->method.user_data);
+        return;
+    }
     sw_worker_pool_push(s->workers, c);
 }
 

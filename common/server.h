@@ -38,6 +38,10 @@ typedef struct sw_method {
     sw_method_handler handler;
     void *user_data;
     gboolean open; /* skips the admission check (health probes) */
+    /* SW_DISPATCH_WORKER only: a request of at most this many bytes runs on
+     * the polling thread instead, saving a thread hand-off, so the handler
+     * must not block on it (queueing it for a batch is fine). 0: never. */
+    size_t inline_max_bytes;
 } sw_method;
 
 /* Middleware run on every call to a method that is not open, before its
