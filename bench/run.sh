@@ -43,7 +43,7 @@ cmake --build "$BUILD" -j"$(nproc)" >&2
 BENCH="$BUILD/stagewise-bench"
 
 mkdir -p "$OUT/logs"
-rm -f "$OUT"/*.json
+rm -f "$OUT"/floor-*.json "$OUT"/grpc-*.json "$OUT"/python-*.json # only what this run writes
 
 # --- servers: every one started here is stopped on any exit.
 SERVER_PIDS=()
