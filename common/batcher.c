@@ -36,7 +36,8 @@ typedef struct executor {
 
 static int instance_of(const executor *ex)
 {
-    return ex->index % ex->batcher->stage->n_instances;
+    int n = ex->batcher->stage->n_instances;
+    return n > 0 ? ex->index % n : 0; /* 0 of 0 fails the batch cleanly */
 }
 
 static void pending_free(pending *p)

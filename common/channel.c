@@ -1,12 +1,12 @@
 #include "channel.h"
 
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <string.h>
 
+#include "byte_buffer.h"
 #include "completion.h"
 #include "grpc_args.h"
 #include "sw_error.h"
@@ -40,27 +40,10 @@ static void release_bytes(void *bytes)
     g_bytes_unref(bytes);
 }
 
-static void release_slice(void *slice)
-{
-    grpc_slice_unref(*(grpc_slice *)slice);
-    g_free(slice);
-}
-
-static GBytes *read_byte_buffer(grpc_byte_buffer *bb)
-{
-    grpc_byte_buffer_reader reader;
-    grpc_byte_buffer_reader_init(&reader, bb);
-    grpc_slice *whole = g_new(grpc_slice, 1);
-    *whole = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    return g_bytes_new_with_free_func(GRPC_SLICE_START_PTR(*whole), GRPC_SLICE_LENGTH(*whole),
-                                      release_slice, whole);
-}
-
 static void finish_call(pending_call *p)
 {
     if (p->status == GRPC_STATUS_OK && p->response) {
-        GBytes *response = read_byte_buffer(p->response);
+        GBytes *response = sw_byte_buffer_to_bytes(p->response);
         p->done(response, NULL, p->user_data);
         g_bytes_unref(response);
     } else {

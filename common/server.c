@@ -1,6 +1,5 @@
 #include "server.h"
 
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/status.h>
@@ -8,6 +7,7 @@
 #include <grpc/support/time.h>
 #include <string.h>
 
+#include "byte_buffer.h"
 #include "completion.h"
 #include "grpc_args.h"
 #include "sw_error.h"
@@ -336,42 +336,10 @@ static void on_close(sw_call *c)
     call_unref(c);
 }
 
-static void release_slice(gpointer slice)
-{
-    grpc_slice_unref(*(grpc_slice *)slice);
-    g_free(slice);
-}
-
-/* The payload as one contiguous slice: its own slice when it arrived in one
- * (no copy), else a copy of all its slices. */
-static grpc_slice payload_slice(grpc_byte_buffer *payload)
-{
-    grpc_byte_buffer_reader reader;
-    grpc_slice first, second, whole;
-    grpc_byte_buffer_reader_init(&reader, payload);
-    if (!grpc_byte_buffer_reader_next(&reader, &first)) {
-        whole = grpc_empty_slice();
-    } else if (!grpc_byte_buffer_reader_next(&reader, &second)) {
-        whole = first;
-    } else {
-        grpc_slice_unref(first);
-        grpc_slice_unref(second);
-        grpc_byte_buffer_reader_destroy(&reader);
-        grpc_byte_buffer_reader_init(&reader, payload);
-        whole = grpc_byte_buffer_reader_readall(&reader);
-    }
-    grpc_byte_buffer_reader_destroy(&reader);
-    return whole;
-}
-
 GBytes *sw_call_request(sw_call *c)
 {
-    if (c->request == NULL) {
-        grpc_slice *whole = g_new(grpc_slice, 1);
-        *whole = c->payload ? payload_slice(c->payload) : grpc_empty_slice();
-        c->request = g_bytes_new_with_free_func(GRPC_SLICE_START_PTR(*whole), GRPC_SLICE_LENGTH(*whole),
-                                                release_slice, whole);
-    }
+    if (c->request == NULL)
+        c->request = sw_byte_buffer_to_bytes(c->payload);
     return c->request;
 }
 

@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "channel.h"
+#include "completion.h"
 #include "export.h"
 #include "log.h"
 #include "metrics.h"
@@ -139,10 +140,14 @@ static void service_stop(service *svc)
     /* After the server: calls it forwarded have all completed. */
     sw_channel_free(svc->next);
     if (svc->cq) {
-        /* The server shut it down if it ever polled it. */
+        /* The server shut it down if it ever polled it; anything still
+         * queued (nothing, as the server drains first) is completed here. */
         grpc_completion_queue_shutdown(svc->cq);
-        while (grpc_completion_queue_next(svc->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+        grpc_event ev;
+        while ((ev = grpc_completion_queue_next(svc->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL)).type !=
                GRPC_QUEUE_SHUTDOWN) {
+            if (ev.type == GRPC_OP_COMPLETE)
+                sw_completion_run(ev.tag, ev.success);
         }
         grpc_completion_queue_destroy(svc->cq);
     }

@@ -35,7 +35,11 @@ sw_stage *sw_stage_new(sw_stage_kind kind, const sw_export *export, const char *
 
 gboolean sw_stage_load_module(sw_stage *stage, int n_instances, GError **error)
 {
-    g_return_val_if_fail(stage->instances == NULL && n_instances >= 1, FALSE);
+    if (stage->instances != NULL || n_instances < 1) {
+        g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "%s: cannot load %d instances%s", stage->model_name,
+                    n_instances, stage->instances ? " again" : "");
+        return FALSE;
+    }
     sw_torch_module **instances = g_new0(sw_torch_module *, n_instances);
     for (int i = 0; i < n_instances; i++) {
         instances[i] = sw_torch_module_load(stage->module_path, stage->device, error);
@@ -249,18 +253,24 @@ fail:
 GPtrArray *sw_stage_run(sw_stage *stage, GPtrArray *prepared, GError **error)
 {
     guint turn = (guint)g_atomic_int_add(&stage->next_instance, 1);
-    return sw_stage_run_instance(stage, (int)(turn % (guint)stage->n_instances), prepared, error);
+    int instance = stage->n_instances > 0 ? (int)(turn % (guint)stage->n_instances) : 0;
+    return sw_stage_run_instance(stage, instance, prepared, error);
 }
 
 GBytes *sw_stage_new_input_buffer(sw_stage *stage, int instance, size_t size)
 {
-    g_return_val_if_fail(instance >= 0 && instance < stage->n_instances, NULL);
+    if (instance < 0 || instance >= stage->n_instances) /* running it will fail */
+        return g_bytes_new_take(g_malloc(size), size);
     return sw_torch_module_new_host_buffer(stage->instances[instance], size);
 }
 
 GPtrArray *sw_stage_run_instance(sw_stage *stage, int instance, GPtrArray *prepared, GError **error)
 {
-    g_return_val_if_fail(instance >= 0 && instance < stage->n_instances, NULL);
+    if (instance < 0 || instance >= stage->n_instances) {
+        g_set_error(error, SW_ERROR, SW_CODE_UNAVAILABLE, "%s: instance %d of %d is not loaded", stage->model_name,
+                    instance, stage->n_instances);
+        return NULL;
+    }
     GPtrArray *values = sw_torch_module_forward(stage->instances[instance], (sw_value *const *)prepared->pdata,
                                                 prepared->len, error);
     if (values == NULL) {

@@ -58,7 +58,8 @@ GPtrArray *sw_stage_prepare(const sw_stage *stage, GPtrArray *decoded, int64_t *
  * (new array of sw_oip_output), or NULL with the module's error. Takes the
  * instances in turn. */
 GPtrArray *sw_stage_run(sw_stage *stage, GPtrArray *prepared, GError **error);
-/* sw_stage_run() on instance `instance` (0 <= instance < n_instances). */
+/* sw_stage_run() on instance `instance`; UNAVAILABLE unless
+ * 0 <= instance < n_instances. */
 GPtrArray *sw_stage_run_instance(sw_stage *stage, int instance, GPtrArray *prepared, GError **error);
 /* Writable host memory for inputs to `instance` (pinned on a GPU: see
  * sw_torch_module_new_host_buffer()); fill it before sharing it. */

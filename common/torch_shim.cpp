@@ -260,9 +260,10 @@ at::Tensor bool_tensor(const sw_tensor &t, int64_t count)
  * memory the driver blocks the caller while it stages the data itself.
  * Inputs already in a pinned buffer (sw_torch_module_new_host_buffer) go
  * straight out; the rest are staged through libtorch's caching pinned
- * allocator, which keeps the staging block until the copy has finished. The
- * source buffer outlives the copy: outputs come back to the CPU on the same
- * stream before forward returns. */
+ * allocator, which keeps the staging block until the copy has finished. A
+ * buffer of ours is only known to libtorch as a plain pointer, so nothing
+ * would hold it for the copy: forward waits for its stream before returning
+ * (stream_drain), and the caller frees inputs only after that. */
 at::Tensor copy_to_device(const at::Tensor &host, c10::Device device)
 {
     at::Tensor source = host;
@@ -370,6 +371,25 @@ c10::IValue build_argument(const sw_torch_module &m, sw_value *const *inputs, si
 }
 
 /* ---- calling forward ---- */
+
+/* Waits, on leaving a forward call however it leaves, for everything queued
+ * on the module's stream: input copies from the caller's buffers included. */
+struct stream_drain {
+    c10::optional<c10::Stream> stream;
+    explicit stream_drain(c10::optional<c10::Stream> s) : stream(s) {}
+    stream_drain(const stream_drain &) = delete;
+    stream_drain &operator=(const stream_drain &) = delete;
+    ~stream_drain()
+    {
+        if (!stream)
+            return;
+        try {
+            c10::impl::VirtualGuardImpl(stream->device_type()).synchronizeStream(*stream);
+        } catch (const std::exception &e) {
+            g_warning("waiting for the device stream failed: %s", e.what());
+        }
+    }
+};
 
 /* The interpreter's message is "The following operation failed in the
  * TorchScript interpreter.", tracebacks (serialized code, then original
@@ -678,6 +698,7 @@ GPtrArray *sw_torch_module_forward(sw_torch_module *module, sw_value *const *inp
          * bookkeeping like those forward makes. */
         c10::InferenceMode inference;
         c10::OptionalStreamGuard on_stream(module->stream);
+        stream_drain drain{module->stream};
         c10::IValue result = call_forward(*module, build_argument(*module, inputs, n_inputs));
         outputs = outputs_to_sw(result);
     });

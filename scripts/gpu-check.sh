@@ -29,12 +29,16 @@ TORCH_LIB=${TORCH_LIB:-$TORCH/lib}
 read -r -a CUDA_LIBS <<<"${GPU_TORCH_CUDA_LIBS--Wl,--no-as-needed -ltorch_cuda -Wl,--as-needed}"
 mkdir -p "$PACK/shim"
 log "building the shim against $TORCH_LIB"
-g++ -std=c++17 -O2 -fPIC -shared -fvisibility=hidden -D_GLIBCXX_USE_CXX11_ABI=1 \
+# The shim must use the C++ ABI that libtorch was built with (older wheels use
+# the pre-C++11 one); -z defs turns a mismatch into a link error here rather
+# than an undefined symbol when a server starts.
+ABI=$($PY -c 'import torch; print(int(torch.compiled_with_cxx11_abi()))')
+g++ -std=c++17 -O2 -fPIC -shared -fvisibility=hidden -D_GLIBCXX_USE_CXX11_ABI="$ABI" \
     -I"$ROOT/common" -I"$PACK/include/glib-2.0" -I"$PACK/include" -I"$TORCH_INCLUDE" \
     -I"$TORCH_INCLUDE/torch/csrc/api/include" \
     "$ROOT/common/torch_shim.cpp" "$PACK/lib/libsw_base.a" -o "$PACK/shim/libstagewise_torch.so" \
-    -Wl,-soname,libstagewise_torch.so -L"$TORCH_LIB" "${CUDA_LIBS[@]}" -ltorch -ltorch_cpu -lc10 \
-    -L"$PACK/lib" -lglib-2.0
+    -Wl,-soname,libstagewise_torch.so -Wl,-z,defs -Wl,--exclude-libs,ALL -L"$TORCH_LIB" "${CUDA_LIBS[@]}" \
+    -ltorch -ltorch_cpu -lc10 -L"$PACK/lib" -lglib-2.0
 export LD_LIBRARY_PATH="$PACK/shim:$TORCH_LIB:$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 BIN=$PACK/bin
 EXPORT=$PACK/example
@@ -79,10 +83,10 @@ predict_through() {
         --output "$out"
     stop_all
 }
-predict_through "$OUT/predictions-cpu.csv" --device cpu
+predict_through "$OUT/predictions-reference-cpu.csv" --device cpu
 predict_through "$OUT/predictions-$DEVICE.csv" --device "$DEVICE" --instances 2 --max-batch-size 64 \
     --max-queue-delay-us 2000 --threads 8
-$PY - "$OUT/predictions-cpu.csv" "$OUT/predictions-$DEVICE.csv" <<'PYEOF'
+$PY - "$OUT/predictions-reference-cpu.csv" "$OUT/predictions-$DEVICE.csv" <<'PYEOF'
 import csv, math, sys
 a, b = (list(csv.reader(open(p))) for p in sys.argv[1:3])
 assert a[0] == b[0] and len(a) == len(b), "different columns or row counts"
@@ -107,7 +111,10 @@ bench() {
     log "$name"
     "$BIN/stagewise-bench" --label "$name" --duration-s "$DURATION" --warmup-s 1 --json-out "$OUT/$name.json" "$@" >&2
 }
-for r in 1 64 1024; do
+# The request sizes gpu-pack.sh wrote, smallest first.
+mapfile -t SIZES < <(ls "$PACK/requests" | sed -n 's/^predictor-r\([0-9]*\)\.pb$/\1/p' | sort -n)
+LARGEST=${SIZES[-1]}
+for r in "${SIZES[@]}"; do
     bench "floor-predictor-$DEVICE-r$r" --in-process "$EXPORT" --device "$DEVICE" \
         --request-file "$PACK/requests/predictor-r$r.pb" --concurrency 1,4
 done
@@ -115,9 +122,9 @@ start predictor --device "$DEVICE" --threads 16
 bench "grpc-predictor-$DEVICE-r1" --target "$TARGET" --request-file "$PACK/requests/predictor-r1.pb" \
     --concurrency 1,16,64 --server-pids "$PID"
 stop_all
-start predictor --device "$DEVICE" --threads 16 --instances 2 --max-batch-size 1024 --max-queue-delay-us 500
-for r in 1 64 1024; do
-    conc=$([[ $r == 1024 ]] && echo 1,4 || echo 1,16,64)
+start predictor --device "$DEVICE" --threads 16 --instances 2 --max-batch-size "$LARGEST" --max-queue-delay-us 500
+for r in "${SIZES[@]}"; do
+    conc=$([[ $r == "$LARGEST" ]] && echo 1,4 || echo 1,16,64)
     bench "grpc-predictor-batched-$DEVICE-r$r" --target "$TARGET" \
         --request-file "$PACK/requests/predictor-r$r.pb" --concurrency "$conc" --server-pids "$PID"
 done

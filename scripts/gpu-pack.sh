@@ -44,6 +44,7 @@ copy_needed() {
     done
 }
 for b in "${BINARIES[@]}"; do copy_needed "$BUILD/$b"; done
+copy_needed "$BUILD/libstagewise.so"
 ln -s libglib-2.0.so.0 "$PACK/lib/libglib-2.0.so" # for linking the shim
 
 cp -r /usr/include/glib-2.0 "$PACK/include/glib-2.0"

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""The issue's throughput targets, computed from one or more bench/run.sh results
+folders: each run's figures and their median, as a markdown table. On a noisy machine
+one run can be off by tens of percent, floors included; several runs and their median
+say more. Noise only ever makes the in-process floor slower, so every run is set
+against the fastest floor of all the runs given (per rows and concurrency).
+
+usage: targets.py RESULTS_DIR [RESULTS_DIR ...]
+"""
+
+import os
+import statistics
+import sys
+
+from report import load
+
+
+def step(runs, kind, rows, conc):
+    found = runs.get((kind, rows, conc))
+    if found is None:
+        raise KeyError(f"no {kind} step with {rows} rows at concurrency {conc}")
+    return found[1]
+
+
+def cpu(runs, kind, rows, conc):
+    return step(runs, kind, rows, conc)["cpu_us_per_row"]
+
+
+def p50(runs, kind, rows, conc):
+    return step(runs, kind, rows, conc)["latency_us"]["p50"]
+
+
+# (what, goal, how it is computed from one run, format)
+TARGETS = [
+    ("1-row requests, concurrency 4, one-call pipeline: CPU/row against the 1-thread floor",
+     "≤ 2.0×", lambda r: cpu(r, "grpc-pipeline", 1, 4) / cpu(r, "floor-pipeline", 1, 1), "{:.2f}×"),
+    ("64-row requests, concurrency 4, one-call pipeline: CPU/row against the 1-thread floor",
+     "≤ 1.3×", lambda r: cpu(r, "grpc-pipeline", 64, 4) / cpu(r, "floor-pipeline", 64, 1), "{:.2f}×"),
+    ("64-row requests, concurrency 4, staged: CPU/row against the 1-thread floor",
+     "≤ 1.3×", lambda r: cpu(r, "grpc-staged", 64, 4) / cpu(r, "floor-pipeline", 64, 1), "{:.2f}×"),
+    ("added latency of the predictor hop, concurrency 1, 1 row (p50 over in-process)",
+     "≤ 100 µs", lambda r: p50(r, "grpc-predictor", 1, 1) - p50(r, "floor-predictor", 1, 1), "{:.0f} µs"),
+    ("added latency per hop in the one-call pipeline, concurrency 1, 1 row ((p50 − floor p50) / 3)",
+     "≤ 100 µs", lambda r: (p50(r, "grpc-pipeline", 1, 1) - p50(r, "floor-pipeline", 1, 1)) / 3, "{:.0f} µs"),
+    ("Python grpcio server p50 over the pipeline's p50, concurrency 1, 1 row",
+     "≥ 3×", lambda r: p50(r, "python-pipeline", 1, 1) / p50(r, "grpc-pipeline", 1, 1), "{:.2f}×"),
+    ("batching, 16 concurrent 1-row clients: predictor req/s batched over unbatched",
+     "≥ 2×", lambda r: step(r, "grpc-predictor-batched", 1, 16)["requests_per_s"]
+     / step(r, "grpc-predictor", 1, 16)["requests_per_s"], "{:.2f}×"),
+    ("batching, 16 concurrent 1-row clients: p99 latency batched", "stated",
+     lambda r: step(r, "grpc-predictor-batched", 1, 16)["latency_us"]["p99"], "{:.0f} µs"),
+]
+
+
+def with_best_floors(all_runs):
+    best = {}
+    for runs in all_runs:
+        for key, (doc, s) in runs.items():
+            if key[0].startswith("floor-") and (key not in best or s["cpu_us_per_row"] < best[key][1]["cpu_us_per_row"]):
+                best[key] = (doc, s)
+    return [{**runs, **best} for runs in all_runs]
+
+
+def main():
+    dirs = sys.argv[1:]
+    if not dirs:
+        sys.exit(__doc__)
+    all_runs = with_best_floors([load(d) for d in dirs])
+    names = [os.path.basename(os.path.normpath(d)) for d in dirs]
+    print("| target | goal | " + " | ".join(names) + " | median |")
+    print("|---|---|" + "--:|" * (len(dirs) + 1))
+    for what, goal, compute, form in TARGETS:
+        values = [compute(runs) for runs in all_runs]
+        cells = [form.format(v) for v in values]
+        print(f"| {what} | {goal} | " + " | ".join(cells) + f" | **{form.format(statistics.median(values))}** |")
+
+
+if __name__ == "__main__":
+    main()
