@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Markdown table of a bench/run.sh results folder: every step of every JSON, with its
 CPU per row set against the matching in-process floor (same rows per request and
-concurrency), the figure the issue's targets are judged by.
+concurrency), the figure the issue's targets are judged by. Given several folders
+(repeated runs), each figure is the median over the runs of that step.
 
-usage: report.py RESULTS_DIR
+usage: report.py RESULTS_DIR [RESULTS_DIR ...]
 """
 
 import glob
 import json
 import os
 import re
+import statistics
 import sys
 
 # Which floor a measurement is compared with: what the same work costs in-process.
@@ -36,6 +38,32 @@ def load(results_dir):
         for step in doc["steps"]:
             runs[(kind, doc["config"]["rows_per_request"], step["concurrency"])] = (doc, step)
     return runs
+
+
+def median_step(steps):
+    """One step whose every figure is the median of `steps` (errors: their sum)."""
+    def med(get):
+        values = [v for v in (get(s) for s in steps) if v is not None]
+        return statistics.median(values) if values else None
+    merged = dict(steps[0])
+    for field in ("requests_per_s", "rows_per_s", "cpu_us_per_row", "client_cpu_us_per_row",
+                  "server_switches_per_request"):
+        merged[field] = med(lambda s, f=field: s.get(f))
+    merged["latency_us"] = {p: round(med(lambda s, p=p: s["latency_us"][p])) for p in ("p50", "p90", "p99")}
+    merged["errors"] = sum(s["errors"] for s in steps)
+    # other cores per second, as a median of the per-step rates
+    rate = med(lambda s: None if s.get("other_cpu_s") is None or not s["elapsed_s"] else s["other_cpu_s"] / s["elapsed_s"])
+    merged["other_cpu_s"], merged["elapsed_s"] = (rate, 1.0) if rate is not None else (None, 0)
+    return merged
+
+
+def load_many(dirs):
+    all_runs = [load(d) for d in dirs]
+    if len(all_runs) == 1:
+        return all_runs[0]
+    keys = set().union(*all_runs)
+    return {k: (next(r[k][0] for r in all_runs if k in r), median_step([r[k][1] for r in all_runs if k in r]))
+            for k in keys}
 
 
 def fmt(value, digits=1):
@@ -66,14 +94,16 @@ def table(runs):
 
 
 def main():
-    if len(sys.argv) != 2:
+    dirs = sys.argv[1:]
+    if not dirs:
         sys.exit(__doc__)
-    runs = load(sys.argv[1])
+    runs = load_many(dirs)
     if not runs:
-        sys.exit(f"no results in {sys.argv[1]}")
+        sys.exit(f"no results in {' '.join(dirs)}")
     machine = next(iter(runs.values()))[0]["machine"]
-    print(f"stagewise-bench on {machine['cpu_model']}, {machine['nproc']} CPUs "
-          f"({os.path.abspath(sys.argv[1])})\n")
+    where = ", ".join(os.path.basename(os.path.normpath(d)) for d in dirs)
+    what = f"median of {len(dirs)} runs: {where}" if len(dirs) > 1 else os.path.abspath(dirs[0])
+    print(f"stagewise-bench on {machine['cpu_model']}, {machine['nproc']} CPUs ({what})\n")
     print(table(runs))
     print("\nCPU µs/row: server CPU (all threads of every server involved) per row for gRPC rows; "
           "the bench process's own CPU for in-process rows. × floor: against the in-process run "
