@@ -1,6 +1,7 @@
 #include "batcher.h"
 
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "log.h"
 #include "oip_codec.h"
@@ -162,8 +163,8 @@ static GPtrArray *wait_for_batch(sw_batcher *b, int64_t *rows)
     return batch;
 }
 
-/* One tensor holding the rows of `parts` (same dtype and row shape) in order. */
-/* Numeric tensors are assembled in the instance's input memory (pinned on a
+/* One tensor holding the rows of `parts` (same dtype and row shape) in order.
+ * Numeric tensors are assembled in the instance's input memory (pinned on a
  * GPU), so they travel to the device without another copy. */
 static sw_tensor *concat_tensors(const executor *ex, GPtrArray *parts, int64_t rows)
 {
@@ -334,6 +335,9 @@ static gpointer executor_loop(gpointer data)
 {
     const executor *ex = data;
     sw_batcher *b = ex->batcher;
+    /* The queue delay is a promise of tens of microseconds; Linux would let
+     * the timed wait overrun by its default 50 µs slack. */
+    prctl(PR_SET_TIMERSLACK, 1000UL);
     int64_t rows = 0;
     GPtrArray *batch;
     while ((batch = wait_for_batch(b, &rows)) != NULL) {
