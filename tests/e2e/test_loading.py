@@ -79,6 +79,24 @@ class LoadingTest(unittest.TestCase):
                     proc.kill()
                     proc.wait()
 
+    def test_cuda_asked_of_a_cpu_only_build_fails_clearly(self):
+        cmd = [os.path.join(harness.BUILD_DIR, "stagewise-predictor"), "--model-dir", harness.EXAMPLE_DIR,
+               "--listen", "127.0.0.1:0", "--device", "cuda", "--instances", "2"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # A shim built against a CUDA libtorch on a GPU machine serves instead.
+            proc.terminate()
+            out, _ = proc.communicate(timeout=30)
+            if "event=listening" in out:
+                self.skipTest("this build has CUDA and a device: --device cuda serves")
+            raise
+        self.assertEqual(proc.returncode, 1, out)
+        self.assertRegex(out, r"event=start_failed .*error=\"device 'cuda': (this build of libtorch has no CUDA "
+                              r"support|no CUDA device is visible)\"")
+        self.assertNotIn("event=listening", out)
+
     def wait_for(self, log, event, timeout=60.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
