@@ -42,6 +42,16 @@ void bench_input_free(bench_input *input);
 bench_input *bench_rows_from_export(const sw_export *export, const char *model, int64_t rows,
                                     gboolean date_vectors, guint32 seed, GError **error);
 
+/* Raw preprocessor inputs taken from a CSV file with a header (or a JSON
+ * lines file, by its ".jsonl" suffix), its columns matched to `export`'s
+ * input features as the CLI matches them: numbers as FP32 [B] (an empty
+ * cell is missing: NaN), vectors as FP32 [B,D] from space-separated
+ * numbers, every other feature as the cell's text in BYTES [B]. Requests of
+ * `rows` rows take the file's rows from the first, starting over when the
+ * file has fewer. NULL with an error naming the file, row and column. */
+bench_input *bench_rows_from_file(const sw_export *export, const char *path, const char *model, int64_t rows,
+                                  GError **error);
+
 /* A serialized ModelInferRequest replayed as is; `model` (NULL: the one in
  * the file) overrides its model name. The stage it feeds is read from the
  * name's "_preprocessor"/"_predictor"/"_postprocessor" suffix; any other

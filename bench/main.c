@@ -35,6 +35,7 @@ typedef struct bench_options {
     char *target;
     char *model;
     char *rows_from_export;
+    char *rows_file;
     char *request_file;
     char *write_request;
     char *write_stage;
@@ -62,6 +63,7 @@ static gboolean parse_options(int *argc, char ***argv, bench_options *o)
         {"target", 0, 0, G_OPTION_ARG_STRING, &o->target, "gRPC target to load (host:port, unix:path, ...)", "T"},
         {"model", 0, 0, G_OPTION_ARG_STRING, &o->model, "model name (default: the export's name, the pipeline; with --staged the base of <NAME>_<stage>)", "NAME"},
         {"rows-from-export", 0, 0, G_OPTION_ARG_FILENAME, &o->rows_from_export, "build raw preprocessor rows from this export's features", "DIR"},
+        {"rows-file", 0, 0, G_OPTION_ARG_FILENAME, &o->rows_file, "take the rows from this CSV (with a header) or .jsonl file, its columns matched to the features of the export given with --rows-from-export or --in-process", "FILE"},
         {"request-file", 0, 0, G_OPTION_ARG_FILENAME, &o->request_file, "replay this serialized ModelInferRequest", "FILE"},
         {"write-request", 0, 0, G_OPTION_ARG_FILENAME, &o->write_request, "write a serialized request for --write-stage and exit", "FILE"},
         {"write-stage", 0, 0, G_OPTION_ARG_STRING, &o->write_stage, "stage of the written request: preprocessor, predictor (default) or postprocessor", "STAGE"},
@@ -99,8 +101,8 @@ static gboolean parse_options(int *argc, char ***argv, bench_options *o)
 
 static void free_options(bench_options *o)
 {
-    char **strings[] = {&o->target, &o->model, &o->rows_from_export, &o->request_file, &o->write_request,
-                        &o->write_stage, &o->in_process, &o->device, &o->staged, &o->concurrency, &o->server_pids,
+    char **strings[] = {&o->target,        &o->model,       &o->rows_from_export, &o->rows_file, &o->request_file,
+                        &o->write_request, &o->write_stage, &o->in_process, &o->device, &o->staged, &o->concurrency, &o->server_pids,
                         &o->json_out, &o->date_form, &o->label};
     for (size_t i = 0; i < G_N_ELEMENTS(strings); i++)
         g_clear_pointer(strings[i], g_free);
@@ -137,6 +139,11 @@ static gboolean check_options(const bench_options *o)
         problem = "give --rows-from-export or --request-file, not both";
     else if (!o->rows_from_export && !o->request_file && !o->in_process)
         problem = "give --rows-from-export DIR or --request-file FILE";
+    else if (o->rows_file && (o->request_file || (!o->rows_from_export && !o->in_process)))
+        problem = "--rows-file needs the export its columns belong to (--rows-from-export or --in-process), and "
+                  "no --request-file";
+    else if (o->rows_file && o->date_form && strcmp(o->date_form, "string") != 0)
+        problem = "--rows-file sends dates as the file writes them: no --date-form vector";
     else if (o->device && !o->in_process)
         problem = "--device is for --in-process (a server takes its own --device)";
     else if (o->write_request && o->request_file)
@@ -186,8 +193,10 @@ static bench_input *load_input(const bench_options *o, const sw_export *export, 
     if (o->staged || o->write_request)
         model = stage_model(o->model ? o->model : export->name, SW_STAGE_PREPROCESSOR);
     gboolean vectors = o->date_form && strcmp(o->date_form, "vector") == 0;
-    bench_input *input = bench_rows_from_export(export, model ? model : o->model, o->rows_per_request, vectors,
-                                                (guint32)o->seed, error);
+    bench_input *input =
+        o->rows_file ? bench_rows_from_file(export, o->rows_file, model ? model : o->model, o->rows_per_request, error)
+                     : bench_rows_from_export(export, model ? model : o->model, o->rows_per_request, vectors,
+                                              (guint32)o->seed, error);
     g_free(model);
     return input;
 }
@@ -300,8 +309,11 @@ static JsonObject *describe_run(const bench_options *o, const bench_input *input
     json_object_set_string_member(c, "target", target);
     json_object_set_string_member(c, "model", input->model);
     json_object_set_string_member(c, "first_stage", input->pipeline ? "pipeline" : sw_stage_kind_name(input->first));
-    json_object_set_string_member(c, "source", o->request_file ? "request-file" : "rows-from-export");
+    json_object_set_string_member(c, "source", o->request_file ? "request-file"
+                                               : o->rows_file  ? "rows-file"
+                                                               : "rows-from-export");
     json_object_set_string_member(c, "source_path", o->request_file ? o->request_file
+                                                    : o->rows_file ? o->rows_file
                                                     : o->rows_from_export ? o->rows_from_export : o->in_process);
     json_object_set_int_member(c, "rows_per_request", input->rows);
     json_object_set_string_member(c, "concurrency", o->concurrency ? o->concurrency : "1");

@@ -9,6 +9,7 @@
 #include "date_parse.h"
 #include "oip_codec.h"
 #include "sw_error.h"
+#include "table.h"
 
 void bench_input_free(bench_input *input)
 {
@@ -257,6 +258,163 @@ bench_input *bench_rows_from_export(const sw_export *export, const char *model, 
     }
     g_rand_free(rng);
     g_object_unref(parser);
+    return input;
+}
+
+/* ---- rows from a file ---------------------------------------------------- */
+
+static gboolean is_blank(const char *text)
+{
+    while (g_ascii_isspace(*text))
+        text++;
+    return *text == '\0';
+}
+
+/* The whole of `cell` as a number: NaN when missing (NULL or blank). */
+static gboolean parse_number(const char *cell, double *out)
+{
+    if (cell == NULL || is_blank(cell)) {
+        *out = NAN;
+        return TRUE;
+    }
+    char *end = NULL;
+    *out = g_ascii_strtod(cell, &end);
+    while (end && g_ascii_isspace(*end))
+        end++;
+    return end != cell && end && *end == '\0';
+}
+
+static gboolean file_error(GError **error, const cli_table *table, size_t row, const sw_feature *f, const char *why,
+                           const char *cell)
+{
+    char *where = cli_table_row_label(table, row);
+    g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s, column '%s' (input feature '%s', %s): %s: '%s'",
+                where, f->column, f->name, f->type, why, cell ? cell : "");
+    g_free(where);
+    return FALSE;
+}
+
+static sw_tensor *numbers_from_cells(const sw_feature *f, const cli_table *table, const char *const *cells,
+                                     int64_t rows, GError **error)
+{
+    size_t n = cli_table_rows(table);
+    float *v = g_new(float, rows);
+    for (int64_t r = 0; r < rows; r++) {
+        double x = 0;
+        const char *cell = cells[(size_t)r % n];
+        if (!parse_number(cell, &x)) {
+            file_error(error, table, (size_t)r % n, f, "not a number", cell);
+            g_free(v);
+            return NULL;
+        }
+        v[r] = (float)x;
+    }
+    int64_t shape[1] = {rows};
+    sw_tensor *t = sw_tensor_new_copy(SW_DTYPE_FP32, 1, shape, v, sizeof(float) * rows);
+    g_free(v);
+    return t;
+}
+
+static sw_tensor *vectors_from_cells(const sw_feature *f, const cli_table *table, const char *const *cells,
+                                     int64_t rows, GError **error)
+{
+    size_t n = cli_table_rows(table);
+    int64_t dim = f->vector_size;
+    float *v = NULL;
+    for (int64_t r = 0; r < rows; r++) {
+        const char *cell = cells[(size_t)r % n] ? cells[(size_t)r % n] : "";
+        char **parts = g_strsplit_set(cell, " \t", -1);
+        GArray *values = g_array_new(FALSE, FALSE, sizeof(float));
+        gboolean ok = TRUE;
+        for (char **p = parts; ok && *p; p++) {
+            if (**p == '\0')
+                continue;
+            double x = 0;
+            ok = parse_number(*p, &x) && !isnan(x);
+            float fx = (float)x;
+            g_array_append_val(values, fx);
+        }
+        g_strfreev(parts);
+        if (dim <= 0)
+            dim = values->len; /* the first row says, when the metadata does not */
+        if (!ok || dim == 0 || (int64_t)values->len != dim) {
+            char *why = ok ? g_strdup_printf("expected %" G_GINT64_FORMAT " space-separated numbers", dim)
+                           : g_strdup("not space-separated numbers");
+            file_error(error, table, (size_t)r % n, f, why, cell);
+            g_free(why);
+            g_array_free(values, TRUE);
+            g_free(v);
+            return NULL;
+        }
+        if (v == NULL)
+            v = g_new(float, rows * dim);
+        memcpy(v + r * dim, values->data, sizeof(float) * (size_t)dim);
+        g_array_free(values, TRUE);
+    }
+    int64_t shape[2] = {rows, dim};
+    sw_tensor *t = sw_tensor_new_copy(SW_DTYPE_FP32, 2, shape, v, sizeof(float) * rows * dim);
+    g_free(v);
+    return t;
+}
+
+static sw_tensor *texts_from_cells(const cli_table *table, const char *const *cells, int64_t rows)
+{
+    size_t n = cli_table_rows(table);
+    const char **texts = g_new(const char *, rows);
+    for (int64_t r = 0; r < rows; r++)
+        texts[r] = cells[(size_t)r % n] ? cells[(size_t)r % n] : "";
+    sw_tensor *t = sw_tensor_new_strings(texts, NULL, (size_t)rows);
+    g_free(texts);
+    return t;
+}
+
+bench_input *bench_rows_from_file(const sw_export *export, const char *path, const char *model, int64_t rows,
+                                  GError **error)
+{
+    GError *local = NULL;
+    cli_table *table = g_str_has_suffix(path, ".jsonl") ? cli_jsonl_read(path, &local) : cli_csv_read(path, &local);
+    if (table == NULL || cli_table_rows(table) == 0) {
+        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s: %s", path,
+                    local ? local->message : "the file has no rows");
+        g_clear_error(&local);
+        if (table)
+            cli_table_free(table);
+        return NULL;
+    }
+    bench_input *input = g_new0(bench_input, 1);
+    input->model = g_strdup(model ? model : export->name);
+    input->tensors = sw_oip_output_array_new();
+    input->rows = rows;
+    input->first = SW_STAGE_PREPROCESSOR;
+    input->pipeline = !g_str_has_suffix(input->model, "_preprocessor");
+    for (guint i = 0; i < export->input_features->len && input; i++) {
+        const sw_feature *f = g_ptr_array_index(export->input_features, i);
+        long column = cli_table_find(table, f->column);
+        sw_tensor *t = NULL;
+        if (column < 0) {
+            g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s: %s column '%s' for input feature '%s'", path,
+                        column == -1 ? "no" : "more than one", f->column, f->name);
+        } else {
+            const char *const *cells = cli_table_cells(table, (size_t)column);
+            if (strcmp(f->type, "number") == 0)
+                t = numbers_from_cells(f, table, cells, rows, error);
+            else if (strcmp(f->type, "vector") == 0)
+                t = vectors_from_cells(f, table, cells, rows, error);
+            else
+                t = texts_from_cells(table, cells, rows);
+            if (t == NULL)
+                g_prefix_error(error, "%s: ", path);
+        }
+        if (t == NULL) {
+            g_clear_pointer(&input, bench_input_free);
+            break;
+        }
+        sw_oip_output *o = g_new0(sw_oip_output, 1);
+        o->name = g_strdup(f->name);
+        o->tensor = t;
+        g_ptr_array_add(input->tensors, o);
+    }
+    cli_table_free(table);
     return input;
 }
 

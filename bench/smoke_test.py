@@ -8,10 +8,12 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.environ.get("SW_BUILD_DIR", "build")
 EXAMPLE_DIR = os.environ.get("SW_EXAMPLE_DIR", os.path.join(BUILD_DIR, "models", "example"))
 BENCH = os.environ.get("SW_BENCH", os.path.join(BUILD_DIR, "stagewise-bench"))
@@ -138,6 +140,33 @@ class BenchSmokeTest(unittest.TestCase):
             self.assertIn("NOT_FOUND", bad["first_error"])
         finally:
             self.assertEqual(stop(server, log_path), 0)
+
+    def test_rows_from_a_file(self):
+        rows = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "fixtures", "example_rows.py"), "5"],
+                              capture_output=True, text=True, check=True).stdout
+        with open(self.path("rows.csv"), "w", encoding="utf-8") as f:
+            f.write(rows)
+        # 8 rows per request from a 5-row file: the rows start over.
+        run_bench("--in-process", EXAMPLE_DIR, "--rows-file", self.path("rows.csv"), "--rows-per-request", "8",
+                  "--requests", "10", "--warmup-s", "0", "--json-out", self.path("file.json"))
+        doc = self.load_json("file.json")
+        self.assert_sane(doc, [1], 8, requests=10)
+        self.assertEqual((doc["config"]["source"], doc["config"]["source_path"]), ("rows-file", self.path("rows.csv")))
+
+        lines = rows.splitlines()
+        cells = lines[3].split(",")
+        cells[0] = "abc"  # data row 3's Age
+        with open(self.path("bad.csv"), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines[:3] + [",".join(cells)] + lines[4:]) + "\n")
+        proc = run_bench("--in-process", EXAMPLE_DIR, "--rows-file", self.path("bad.csv"), "--requests", "1",
+                         "--rows-per-request", "5", expect_rc=2)
+        self.assertIn("row 3, column 'Age' (input feature 'age', number): not a number: 'abc'", proc.stderr)
+
+        with open(self.path("renamed.csv"), "w", encoding="utf-8") as f:
+            f.write(rows.replace("Age,", "Years,", 1))
+        proc = run_bench("--in-process", EXAMPLE_DIR, "--rows-file", self.path("renamed.csv"), "--requests", "1",
+                         expect_rc=2)
+        self.assertIn("no column 'Age' for input feature 'age'", proc.stderr)
 
     def test_usage_errors(self):
         proc = run_bench("--target", "127.0.0.1:1", expect_rc=2)

@@ -2,6 +2,12 @@
 
 #include <string.h>
 
+#include "cli.h"
+
+/* With the readers rather than in cli.c, so that the readers (the
+ * sw_cli_table library) also serve stagewise-bench on their own. */
+G_DEFINE_QUARK(stagewise-cli-error-quark, cli_error)
+
 /* Marks a name that more than one column has, in `index`. */
 #define AMBIGUOUS G_MAXSIZE
 
