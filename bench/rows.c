@@ -21,6 +21,27 @@ void bench_input_free(bench_input *input)
     g_free(input);
 }
 
+/* An empty input of raw rows for the preprocessor (or the whole pipeline). */
+static bench_input *raw_input_new(const sw_export *export, const char *model, int64_t rows)
+{
+    bench_input *input = g_new0(bench_input, 1);
+    input->model = g_strdup(model ? model : export->name);
+    input->tensors = sw_oip_output_array_new();
+    input->rows = rows;
+    input->first = SW_STAGE_PREPROCESSOR;
+    input->pipeline = !g_str_has_suffix(input->model, "_preprocessor");
+    return input;
+}
+
+/* Adds `tensor` (ownership taken) as input `name`. */
+static void input_add(bench_input *input, const char *name, sw_tensor *tensor)
+{
+    sw_oip_output *o = g_new0(sw_oip_output, 1);
+    o->name = g_strdup(name);
+    o->tensor = tensor;
+    g_ptr_array_add(input->tensors, o);
+}
+
 /* ---- synthetic rows ------------------------------------------------------ */
 
 /* What a feature's values are drawn from: its training set metadata. */
@@ -234,12 +255,7 @@ bench_input *bench_rows_from_export(const sw_export *export, const char *model, 
     JsonNode *root = json_parser_get_root(parser);
     JsonObject *metadata = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
     GRand *rng = g_rand_new_with_seed(seed);
-    bench_input *input = g_new0(bench_input, 1);
-    input->model = g_strdup(model ? model : export->name);
-    input->tensors = sw_oip_output_array_new();
-    input->rows = rows;
-    input->first = SW_STAGE_PREPROCESSOR;
-    input->pipeline = !g_str_has_suffix(input->model, "_preprocessor");
+    bench_input *input = raw_input_new(export, model, rows);
     for (guint i = 0; i < export->input_features->len; i++) {
         const sw_feature *f = g_ptr_array_index(export->input_features, i);
         feature_pool pool;
@@ -247,14 +263,10 @@ bench_input *bench_rows_from_export(const sw_export *export, const char *model, 
         sw_tensor *t = feature_column(f, &pool, rng, rows, date_vectors, error);
         g_ptr_array_unref(pool.words);
         if (t == NULL) {
-            bench_input_free(input);
-            input = NULL;
+            g_clear_pointer(&input, bench_input_free);
             break;
         }
-        sw_oip_output *o = g_new0(sw_oip_output, 1);
-        o->name = g_strdup(f->name);
-        o->tensor = t;
-        g_ptr_array_add(input->tensors, o);
+        input_add(input, f->name, t);
     }
     g_rand_free(rng);
     g_object_unref(parser);
@@ -381,12 +393,7 @@ bench_input *bench_rows_from_file(const sw_export *export, const char *path, con
             cli_table_free(table);
         return NULL;
     }
-    bench_input *input = g_new0(bench_input, 1);
-    input->model = g_strdup(model ? model : export->name);
-    input->tensors = sw_oip_output_array_new();
-    input->rows = rows;
-    input->first = SW_STAGE_PREPROCESSOR;
-    input->pipeline = !g_str_has_suffix(input->model, "_preprocessor");
+    bench_input *input = raw_input_new(export, model, rows);
     for (guint i = 0; i < export->input_features->len && input; i++) {
         const sw_feature *f = g_ptr_array_index(export->input_features, i);
         long column = cli_table_find(table, f->column);
@@ -409,10 +416,7 @@ bench_input *bench_rows_from_file(const sw_export *export, const char *path, con
             g_clear_pointer(&input, bench_input_free);
             break;
         }
-        sw_oip_output *o = g_new0(sw_oip_output, 1);
-        o->name = g_strdup(f->name);
-        o->tensor = t;
-        g_ptr_array_add(input->tensors, o);
+        input_add(input, f->name, t);
     }
     cli_table_free(table);
     return input;
