@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json_text.h"
+
 static sw_log_level min_level = SW_LOG_INFO;
 static gboolean json_format;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -38,22 +40,8 @@ gboolean sw_log_configure(const char *level, const char *format)
 
 char *sw_log_quote(const char *text)
 {
-    GString *out = g_string_new("\"");
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        switch (*p) {
-        case '"': g_string_append(out, "\\\""); break;
-        case '\\': g_string_append(out, "\\\\"); break;
-        case '\n': g_string_append(out, "\\n"); break;
-        case '\r': g_string_append(out, "\\r"); break;
-        case '\t': g_string_append(out, "\\t"); break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                g_string_append_printf(out, "\\u%04x", *p);
-            else
-                g_string_append_c(out, (char)*p);
-        }
-    }
-    g_string_append_c(out, '"');
+    GString *out = g_string_new(NULL);
+    sw_json_append_string(out, text);
     return g_string_free(out, FALSE);
 }
 

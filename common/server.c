@@ -205,14 +205,19 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
     g_mutex_unlock(&s->lock);
 }
 
-void sw_call_reply(sw_call *c, const ProtobufCMessage *message)
+/* `message` packed into a new byte buffer of one slice. */
+static grpc_byte_buffer *pack_message(const ProtobufCMessage *message)
 {
-    size_t size = protobuf_c_message_get_packed_size(message);
-    grpc_slice slice = grpc_slice_malloc(size);
+    grpc_slice slice = grpc_slice_malloc(protobuf_c_message_get_packed_size(message));
     protobuf_c_message_pack(message, GRPC_SLICE_START_PTR(slice));
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
-    send_reply(c, bb, GRPC_STATUS_OK, NULL);
+    return bb;
+}
+
+void sw_call_reply(sw_call *c, const ProtobufCMessage *message)
+{
+    send_reply(c, pack_message(message), GRPC_STATUS_OK, NULL);
 }
 
 static void unref_bytes(void *bytes)
@@ -279,11 +284,7 @@ static void stream_next(sw_call *c)
 
 void sw_call_send(sw_call *c, const ProtobufCMessage *message)
 {
-    size_t size = protobuf_c_message_get_packed_size(message);
-    grpc_slice slice = grpc_slice_malloc(size);
-    protobuf_c_message_pack(message, GRPC_SLICE_START_PTR(slice));
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
+    grpc_byte_buffer *bb = pack_message(message);
     /* Held across the lock: a batch completing on the poller must not free
      * the call under us. */
     g_atomic_int_inc(&c->refs);

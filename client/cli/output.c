@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json_text.h"
 
 struct cli_output {
     FILE *file;
@@ -90,26 +91,6 @@ static void csv_rows(cli_output *out, const stagewise_result *result)
 
 /* ---- JSON lines ------------------------------------------------------------ */
 
-static void json_string(GString *out, const char *s)
-{
-    g_string_append_c(out, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': g_string_append(out, "\\\""); break;
-        case '\\': g_string_append(out, "\\\\"); break;
-        case '\n': g_string_append(out, "\\n"); break;
-        case '\r': g_string_append(out, "\\r"); break;
-        case '\t': g_string_append(out, "\\t"); break;
-        default:
-            if (*p < 0x20)
-                g_string_append_printf(out, "\\u%04x", *p);
-            else
-                g_string_append_c(out, (char)*p);
-        }
-    }
-    g_string_append_c(out, '"');
-}
-
 /* Cell text of numbers and vectors, with the NaN, Infinity and -Infinity
  * it may hold as null: JSON has no such numbers (pandas writes null too). */
 static void json_numbers(GString *out, const char *text)
@@ -132,7 +113,7 @@ static void json_value(GString *out, const stagewise_result *result, size_t c, s
         const char *s = stagewise_result_string(result, c, r);
         /* Strings come from the model's vocabularies; mend rather than emit invalid JSON. */
         char *valid = g_utf8_make_valid(s, -1);
-        json_string(out, valid);
+        sw_json_append_string(out, valid);
         g_free(valid);
         return;
     }
@@ -152,7 +133,7 @@ static void jsonl_rows(cli_output *out, const stagewise_result *result)
         for (size_t c = 0; c < stagewise_result_columns(result); c++) {
             if (c)
                 g_string_append_c(line, ',');
-            json_string(line, stagewise_result_column_name(result, c));
+            sw_json_append_string(line, stagewise_result_column_name(result, c));
             g_string_append_c(line, ':');
             json_value(line, result, c, r);
         }
