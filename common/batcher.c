@@ -386,22 +386,24 @@ void sw_batcher_free(sw_batcher *b)
 gboolean sw_batcher_submit(sw_batcher *b, GPtrArray *prepared, int64_t rows, sw_batch_wanted wanted,
                            sw_batch_done done, void *user_data, GError **error)
 {
-    g_mutex_lock(&b->lock);
-    if ((int)b->queue.length >= b->options.max_queue_size || b->stopping) {
-        g_mutex_unlock(&b->lock);
-        g_set_error(error, SW_ERROR, SW_CODE_RESOURCE_EXHAUSTED,
-                    "the batch queue is full (%d requests waiting); try again later", b->options.max_queue_size);
-        return FALSE;
-    }
-    /* Sorted by name, so requests listing inputs in any order batch together. */
+    /* Sorted by name, so requests listing inputs in any order batch
+     * together; before taking the lock every submitter and executor share. */
     g_ptr_array_sort(prepared, compare_names);
     pending *p = g_new0(pending, 1);
     p->prepared = prepared;
     p->rows = rows;
-    p->queued_at = g_get_monotonic_time();
     p->wanted = wanted;
     p->done = done;
     p->user_data = user_data;
+    g_mutex_lock(&b->lock);
+    if ((int)b->queue.length >= b->options.max_queue_size || b->stopping) {
+        g_mutex_unlock(&b->lock);
+        g_free(p); /* the caller keeps `prepared` */
+        g_set_error(error, SW_ERROR, SW_CODE_RESOURCE_EXHAUSTED,
+                    "the batch queue is full (%d requests waiting); try again later", b->options.max_queue_size);
+        return FALSE;
+    }
+    p->queued_at = g_get_monotonic_time();
     g_queue_push_tail(&b->queue, p);
     g_cond_signal(&b->arrived);
     g_mutex_unlock(&b->lock);

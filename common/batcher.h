@@ -49,9 +49,9 @@ sw_batcher *sw_batcher_new(sw_stage *stage, const sw_batcher_options *options, s
 /* Stops taking requests, runs what is queued, joins the executors. */
 void sw_batcher_free(sw_batcher *batcher);
 
-/* Queues `prepared` (sw_value array; ownership taken) holding `rows` rows.
- * When the queue is full returns FALSE with RESOURCE_EXHAUSTED, takes
- * nothing and `done` is not called. */
+/* Queues `prepared` (sw_value array; ownership taken) holding `rows` rows,
+ * sorting it by input name. When the queue is full returns FALSE with
+ * RESOURCE_EXHAUSTED, takes nothing and `done` is not called. */
 gboolean sw_batcher_submit(sw_batcher *batcher, GPtrArray *prepared, int64_t rows, sw_batch_wanted wanted,
                            sw_batch_done done, void *user_data, GError **error);
 
