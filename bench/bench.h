@@ -22,14 +22,14 @@ G_BEGIN_DECLS
 
 /* ---- inputs ------------------------------------------------------------ */
 
-/* What one request carries: named tensors (sw_oip_output, the form
+/* What one request carries: named tensors (sw_output, the form
  * sw_oip_request_build takes) and the model they are for. */
 typedef struct bench_input {
-    char *model;           /* model name the request is sent to */
-    GPtrArray *tensors;    /* sw_oip_output* */
-    int64_t rows;          /* batch size: rows per request */
-    sw_stage_kind first;   /* the stage these tensors feed */
-    gboolean pipeline;     /* TRUE: the model is the whole pipeline */
+    char *model;         /* model name the request is sent to */
+    GPtrArray *tensors;  /* sw_output* */
+    int64_t rows;        /* batch size: rows per request */
+    sw_stage_kind first; /* the stage these tensors feed */
+    gboolean pipeline;   /* TRUE: the model is the whole pipeline */
 } bench_input;
 
 void bench_input_free(bench_input *input);
@@ -39,8 +39,8 @@ void bench_input_free(bench_input *input);
  * FP32 [B,D] for vectors, dates as BYTES strings (`date_vectors` FALSE) or
  * INT64 [B,9]. Values come from the training set metadata (vocabularies,
  * means) so the preprocessor sees realistic tokens. */
-bench_input *bench_rows_from_export(const sw_export *export, const char *model, int64_t rows,
-                                    gboolean date_vectors, guint32 seed, GError **error);
+bench_input *bench_rows_from_export(const sw_export *export, const char *model, int64_t rows, gboolean date_vectors,
+                                    guint32 seed, GError **error);
 
 /* Raw preprocessor inputs taken from a CSV file with a header (or a JSON
  * lines file, by its ".jsonl" suffix), its columns matched to `export`'s
@@ -66,14 +66,14 @@ GBytes *bench_input_pack(const bench_input *input);
 /* What one step of the sweep measured. */
 typedef struct bench_step {
     int concurrency;
-    int64_t requests;   /* completed OK */
-    int64_t rows;       /* rows in the completed requests */
+    int64_t requests; /* completed OK */
+    int64_t rows;     /* rows in the completed requests */
     int64_t errors;
-    char *first_error;  /* NULL when none */
+    char *first_error; /* NULL when none */
     double elapsed_s;
-    GArray *latency_us; /* gint64, one per OK request; sorted by bench_step_finish */
-    double client_cpu_s;  /* this process, all threads */
-    double server_cpu_s;  /* sum over --server-pids; < 0 when not measured */
+    GArray *latency_us;        /* gint64, one per OK request; sorted by bench_step_finish */
+    double client_cpu_s;       /* this process, all threads */
+    double server_cpu_s;       /* sum over --server-pids; < 0 when not measured */
     GPtrArray *server_threads; /* bench_thread_cpu*: where the servers' CPU went */
     /* The whole machine over the step (/proc/stat), so a run on a shared
      * host shows how much else was running; < 0 when unreadable. */
@@ -143,8 +143,8 @@ typedef struct bench_load bench_load;
  * single call; three (preprocessor, predictor, postprocessor) for the staged
  * mode, each response becoming the next request (`models` names the models
  * of the three stages). */
-bench_load *bench_load_new(const char *const *targets, int n_targets, const char *const *models,
-                           GBytes *first_request, int64_t rows_per_request, GError **error);
+bench_load *bench_load_new(const char *const *targets, int n_targets, const char *const *models, GBytes *first_request,
+                           int64_t rows_per_request, GError **error);
 void bench_load_free(bench_load *load);
 /* The next stage's request (for `model`) from a packed ModelInferResponse:
  * every output becomes an input of the same name, datatype and shape, raw
@@ -152,8 +152,7 @@ void bench_load_free(bench_load *load);
 GBytes *bench_request_from_response(GBytes *response, const char *model, GError **error);
 /* Runs one step at `concurrency` calls in flight (after a warm-up at the
  * same concurrency) and measures it, reading `server_pids` around it. */
-bench_step *bench_load_step(bench_load *load, int concurrency, const bench_limits *limits,
-                            const GArray *server_pids);
+bench_step *bench_load_step(bench_load *load, int concurrency, const bench_limits *limits, const GArray *server_pids);
 
 typedef struct bench_local bench_local;
 
@@ -165,12 +164,11 @@ typedef struct bench_local bench_local;
 bench_local *bench_local_new(const sw_export *export, sw_stage_kind first, sw_stage_kind last, gboolean codec,
                              const char *device, GError **error);
 void bench_local_free(bench_local *local);
-/* Runs `tensors` (sw_oip_output*) through the stages once; the last stage's
- * outputs (sw_oip_output*) or NULL with the stage's error. */
+/* Runs `tensors` (sw_output*) through the stages once; the last stage's
+ * outputs (sw_output*) or NULL with the stage's error. */
 GPtrArray *bench_local_run(bench_local *local, GPtrArray *tensors, GError **error);
 /* Runs one step with `concurrency` threads each looping over the stages. */
-bench_step *bench_local_step(bench_local *local, const bench_input *input, int concurrency,
-                             const bench_limits *limits);
+bench_step *bench_local_step(bench_local *local, const bench_input *input, int concurrency, const bench_limits *limits);
 
 /* ---- reporting --------------------------------------------------------- */
 

@@ -54,7 +54,7 @@ static GPtrArray *tensors_to_values(GPtrArray *tensors)
 {
     GPtrArray *values = sw_value_array_new();
     for (guint i = 0; i < tensors->len; i++) {
-        const sw_oip_output *o = g_ptr_array_index(tensors, i);
+        const sw_output *o = g_ptr_array_index(tensors, i);
         sw_value_kind kind = o->tensor->dtype == SW_DTYPE_BYTES ? SW_VALUE_STRINGS : SW_VALUE_TENSOR;
         g_ptr_array_add(values, sw_value_new_tensor(o->name, kind, sw_tensor_share(o->tensor, 0, NULL)));
     }
@@ -189,8 +189,7 @@ static void run_local_phase(local_phase *p, int concurrency, double seconds, int
     g_free(threads);
 }
 
-bench_step *bench_local_step(bench_local *local, const bench_input *input, int concurrency,
-                             const bench_limits *limits)
+bench_step *bench_local_step(bench_local *local, const bench_input *input, int concurrency, const bench_limits *limits)
 {
     local_phase phase = {.local = local, .input = input};
     g_mutex_init(&phase.lock);

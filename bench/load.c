@@ -40,8 +40,8 @@ typedef struct slot {
     int64_t start_us;
 } slot;
 
-bench_load *bench_load_new(const char *const *targets, int n_targets, const char *const *models,
-                           GBytes *first_request, int64_t rows_per_request, GError **error)
+bench_load *bench_load_new(const char *const *targets, int n_targets, const char *const *models, GBytes *first_request,
+                           int64_t rows_per_request, GError **error)
 {
     g_return_val_if_fail(n_targets >= 1 && n_targets <= MAX_STAGES, NULL);
     bench_load *load = g_new0(bench_load, 1);
@@ -90,8 +90,10 @@ GBytes *bench_request_from_response(GBytes *response, const char *model, GError 
     }
     size_t n = resp->n_outputs;
     Inference__ModelInferRequest req = INFERENCE__MODEL_INFER_REQUEST__INIT;
-    Inference__ModelInferRequest__InferInputTensor *tensors = g_new0(Inference__ModelInferRequest__InferInputTensor, n + 1);
-    Inference__ModelInferRequest__InferInputTensor **ptrs = g_new0(Inference__ModelInferRequest__InferInputTensor *, n + 1);
+    Inference__ModelInferRequest__InferInputTensor *tensors =
+        g_new0(Inference__ModelInferRequest__InferInputTensor, n + 1);
+    Inference__ModelInferRequest__InferInputTensor **ptrs =
+        g_new0(Inference__ModelInferRequest__InferInputTensor *, n + 1);
     for (size_t i = 0; i < n; i++) {
         const Inference__ModelInferResponse__InferOutputTensor *o = resp->outputs[i];
         inference__model_infer_request__infer_input_tensor__init(&tensors[i]);
@@ -201,8 +203,7 @@ static void run_phase(bench_load *load, int concurrency, double seconds, int64_t
     g_free(slots);
 }
 
-bench_step *bench_load_step(bench_load *load, int concurrency, const bench_limits *limits,
-                            const GArray *server_pids)
+bench_step *bench_load_step(bench_load *load, int concurrency, const bench_limits *limits, const GArray *server_pids)
 {
     load->timeout_us = limits->timeout_ms > 0 ? limits->timeout_ms * 1000 : -1;
     if (limits->warmup_s > 0)
@@ -210,8 +211,7 @@ bench_step *bench_load_step(bench_load *load, int concurrency, const bench_limit
     bench_step *step = bench_step_new(concurrency);
     GError *error = NULL;
     double server_before = 0, server_after = 0;
-    gboolean servers = server_pids && server_pids->len > 0 &&
-                       bench_pids_cpu_s(server_pids, &server_before, &error);
+    gboolean servers = server_pids && server_pids->len > 0 && bench_pids_cpu_s(server_pids, &server_before, &error);
     bench_threads_sample *threads_before = servers ? bench_threads_sample_take(server_pids) : NULL;
     double busy = -1, steal = -1;
     if (!bench_machine_cpu_s(&busy, &steal))

@@ -11,24 +11,24 @@
 #define EXIT_STEP_ERRORS 1
 #define EXIT_USAGE 2
 
-#define USAGE_EXAMPLES                                                                                        \
-    "Modes (one per run):\n"                                                                                  \
-    "  --target T           one call per request to T (any OIP server)\n"                                     \
-    "  --staged A,B,C       three calls per request: <model>_preprocessor at A, _predictor at B,\n"           \
-    "                       _postprocessor at C, each response fed to the next stage\n"                       \
-    "  --in-process DIR     no gRPC: the export's stages in this process (the floor)\n"                       \
-    "  --write-request FILE write the request a stage receives, running the stages before it\n"               \
-    "                       in-process, or over gRPC with --staged (or --target: the preprocessor)\n"         \
-    "\n"                                                                                                      \
-    "Examples:\n"                                                                                             \
-    "  stagewise-bench --in-process models/example --rows-per-request 64 --concurrency 1,16\n"                \
-    "  stagewise-bench --target localhost:8001 --rows-from-export models/example \\\n"                        \
-    "      --concurrency 1,2,4,8,16,32 --duration-s 10 --server-pids 1234,1235,1236 --json-out pipe.json\n"    \
-    "  stagewise-bench --rows-from-export models/example --rows-per-request 64 --write-request pred.pb\n"     \
-    "  stagewise-bench --target localhost:8002 --request-file pred.pb --server-pids 1235\n"                   \
-    "\n"                                                                                                      \
-    "Each step prints requests/s, rows/s, latency percentiles (µs, nearest rank), errors and CPU per\n"       \
-    "row: the servers' (utime+stime of --server-pids, all threads) for gRPC modes, this process's for\n"      \
+#define USAGE_EXAMPLES                                                                                                 \
+    "Modes (one per run):\n"                                                                                           \
+    "  --target T           one call per request to T (any OIP server)\n"                                              \
+    "  --staged A,B,C       three calls per request: <model>_preprocessor at A, _predictor at B,\n"                    \
+    "                       _postprocessor at C, each response fed to the next stage\n"                                \
+    "  --in-process DIR     no gRPC: the export's stages in this process (the floor)\n"                                \
+    "  --write-request FILE write the request a stage receives, running the stages before it\n"                        \
+    "                       in-process, or over gRPC with --staged (or --target: the preprocessor)\n"                  \
+    "\n"                                                                                                               \
+    "Examples:\n"                                                                                                      \
+    "  stagewise-bench --in-process models/example --rows-per-request 64 --concurrency 1,16\n"                         \
+    "  stagewise-bench --target localhost:8001 --rows-from-export models/example \\\n"                                 \
+    "      --concurrency 1,2,4,8,16,32 --duration-s 10 --server-pids 1234,1235,1236 --json-out pipe.json\n"            \
+    "  stagewise-bench --rows-from-export models/example --rows-per-request 64 --write-request pred.pb\n"              \
+    "  stagewise-bench --target localhost:8002 --request-file pred.pb --server-pids 1235\n"                            \
+    "\n"                                                                                                               \
+    "Each step prints requests/s, rows/s, latency percentiles (µs, nearest rank), errors and CPU per\n"               \
+    "row: the servers' (utime+stime of --server-pids, all threads) for gRPC modes, this process's for\n"               \
     "--in-process. Exit status: 0, 1 when any call failed, 2 on bad usage or setup.\n"
 
 typedef struct bench_options {
@@ -61,25 +61,39 @@ static gboolean parse_options(int *argc, char ***argv, bench_options *o)
     *o = (bench_options){.rows_per_request = 1, .duration_s = 5.0, .warmup_s = 1.0, .timeout_ms = 60000};
     GOptionEntry entries[] = {
         {"target", 0, 0, G_OPTION_ARG_STRING, &o->target, "gRPC target to load (host:port, unix:path, ...)", "T"},
-        {"model", 0, 0, G_OPTION_ARG_STRING, &o->model, "model name (default: the export's name, the pipeline; with --staged the base of <NAME>_<stage>)", "NAME"},
-        {"rows-from-export", 0, 0, G_OPTION_ARG_FILENAME, &o->rows_from_export, "build raw preprocessor rows from this export's features", "DIR"},
-        {"rows-file", 0, 0, G_OPTION_ARG_FILENAME, &o->rows_file, "take the rows from this CSV (with a header) or .jsonl file, its columns matched to the features of the export given with --rows-from-export or --in-process", "FILE"},
-        {"request-file", 0, 0, G_OPTION_ARG_FILENAME, &o->request_file, "replay this serialized ModelInferRequest", "FILE"},
-        {"write-request", 0, 0, G_OPTION_ARG_FILENAME, &o->write_request, "write a serialized request for --write-stage and exit", "FILE"},
-        {"write-stage", 0, 0, G_OPTION_ARG_STRING, &o->write_stage, "stage of the written request: preprocessor, predictor (default) or postprocessor", "STAGE"},
-        {"in-process", 0, 0, G_OPTION_ARG_FILENAME, &o->in_process, "run the export's stages in this process: the floor", "DIR"},
-        {"device", 0, 0, G_OPTION_ARG_STRING, &o->device, "in-process: run the predictor on this device (cpu, cuda, cuda:N)", "DEV"},
+        {"model", 0, 0, G_OPTION_ARG_STRING, &o->model,
+         "model name (default: the export's name, the pipeline; with --staged the base of <NAME>_<stage>)", "NAME"},
+        {"rows-from-export", 0, 0, G_OPTION_ARG_FILENAME, &o->rows_from_export,
+         "build raw preprocessor rows from this export's features", "DIR"},
+        {"rows-file", 0, 0, G_OPTION_ARG_FILENAME, &o->rows_file,
+         "take the rows from this CSV (with a header) or .jsonl file, its columns matched to the features of the "
+         "export given with --rows-from-export or --in-process",
+         "FILE"},
+        {"request-file", 0, 0, G_OPTION_ARG_FILENAME, &o->request_file, "replay this serialized ModelInferRequest",
+         "FILE"},
+        {"write-request", 0, 0, G_OPTION_ARG_FILENAME, &o->write_request,
+         "write a serialized request for --write-stage and exit", "FILE"},
+        {"write-stage", 0, 0, G_OPTION_ARG_STRING, &o->write_stage,
+         "stage of the written request: preprocessor, predictor (default) or postprocessor", "STAGE"},
+        {"in-process", 0, 0, G_OPTION_ARG_FILENAME, &o->in_process,
+         "run the export's stages in this process: the floor", "DIR"},
+        {"device", 0, 0, G_OPTION_ARG_STRING, &o->device,
+         "in-process: run the predictor on this device (cpu, cuda, cuda:N)", "DEV"},
         {"codec", 0, 0, G_OPTION_ARG_NONE, &o->codec, "in-process: add the servers' OIP encode/decode per stage", NULL},
-        {"staged", 0, 0, G_OPTION_ARG_STRING, &o->staged, "three calls per request: preprocessor, predictor, postprocessor targets", "PRE,PRED,POST"},
+        {"staged", 0, 0, G_OPTION_ARG_STRING, &o->staged,
+         "three calls per request: preprocessor, predictor, postprocessor targets", "PRE,PRED,POST"},
         {"rows-per-request", 0, 0, G_OPTION_ARG_INT, &o->rows_per_request, "rows in each request (default 1)", "N"},
-        {"concurrency", 0, 0, G_OPTION_ARG_STRING, &o->concurrency, "requests in flight, one step each (default 1)", "N,N,..."},
+        {"concurrency", 0, 0, G_OPTION_ARG_STRING, &o->concurrency, "requests in flight, one step each (default 1)",
+         "N,N,..."},
         {"duration-s", 0, 0, G_OPTION_ARG_DOUBLE, &o->duration_s, "seconds per step (default 5)", "S"},
         {"requests", 0, 0, G_OPTION_ARG_INT64, &o->requests, "requests per step instead of a duration", "N"},
         {"warmup-s", 0, 0, G_OPTION_ARG_DOUBLE, &o->warmup_s, "unmeasured seconds before each step (default 1)", "S"},
         {"timeout-ms", 0, 0, G_OPTION_ARG_INT, &o->timeout_ms, "deadline of each call (default 60000; 0 none)", "MS"},
-        {"server-pids", 0, 0, G_OPTION_ARG_STRING, &o->server_pids, "report these processes' CPU seconds per row", "PID,PID,..."},
+        {"server-pids", 0, 0, G_OPTION_ARG_STRING, &o->server_pids, "report these processes' CPU seconds per row",
+         "PID,PID,..."},
         {"json-out", 0, 0, G_OPTION_ARG_FILENAME, &o->json_out, "write the results as JSON", "FILE"},
-        {"date-form", 0, 0, G_OPTION_ARG_STRING, &o->date_form, "date inputs as 'string' (default) or 'vector' (INT64 [B,9])", "FORM"},
+        {"date-form", 0, 0, G_OPTION_ARG_STRING, &o->date_form,
+         "date inputs as 'string' (default) or 'vector' (INT64 [B,9])", "FORM"},
         {"seed", 0, 0, G_OPTION_ARG_INT, &o->seed, "seed of the synthetic rows (default 0)", "N"},
         {"label", 0, 0, G_OPTION_ARG_STRING, &o->label, "free text recorded in the JSON", "TEXT"},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
@@ -102,8 +116,8 @@ static gboolean parse_options(int *argc, char ***argv, bench_options *o)
 static void free_options(bench_options *o)
 {
     char **strings[] = {&o->target,        &o->model,       &o->rows_from_export, &o->rows_file, &o->request_file,
-                        &o->write_request, &o->write_stage, &o->in_process, &o->device, &o->staged, &o->concurrency, &o->server_pids,
-                        &o->json_out, &o->date_form, &o->label};
+                        &o->write_request, &o->write_stage, &o->in_process,       &o->device,    &o->staged,
+                        &o->concurrency,   &o->server_pids, &o->json_out,         &o->date_form, &o->label};
     for (size_t i = 0; i < G_N_ELEMENTS(strings); i++)
         g_clear_pointer(strings[i], g_free);
 }
@@ -214,8 +228,7 @@ static gboolean parse_stage(const char *name, sw_stage_kind *kind)
 
 /* The request for stage `stage`, the earlier stages called over gRPC, one
  * target each: `targets` lists them from the preprocessor on. */
-static GBytes *request_over_grpc(gchar **targets, const char *base, sw_stage_kind stage, GBytes *raw,
-                                 GError **error)
+static GBytes *request_over_grpc(gchar **targets, const char *base, sw_stage_kind stage, GBytes *raw, GError **error)
 {
     GBytes *request = g_bytes_ref(raw);
     for (int k = 0; k < (int)stage && request; k++) {
@@ -309,12 +322,15 @@ static JsonObject *describe_run(const bench_options *o, const bench_input *input
     json_object_set_string_member(c, "target", target);
     json_object_set_string_member(c, "model", input->model);
     json_object_set_string_member(c, "first_stage", input->pipeline ? "pipeline" : sw_stage_kind_name(input->first));
-    json_object_set_string_member(c, "source", o->request_file ? "request-file"
-                                               : o->rows_file  ? "rows-file"
-                                                               : "rows-from-export");
-    json_object_set_string_member(c, "source_path", o->request_file ? o->request_file
-                                                    : o->rows_file ? o->rows_file
-                                                    : o->rows_from_export ? o->rows_from_export : o->in_process);
+    json_object_set_string_member(c, "source",
+                                  o->request_file ? "request-file"
+                                  : o->rows_file  ? "rows-file"
+                                                  : "rows-from-export");
+    json_object_set_string_member(c, "source_path",
+                                  o->request_file       ? o->request_file
+                                  : o->rows_file        ? o->rows_file
+                                  : o->rows_from_export ? o->rows_from_export
+                                                        : o->in_process);
     json_object_set_int_member(c, "rows_per_request", input->rows);
     json_object_set_string_member(c, "concurrency", o->concurrency ? o->concurrency : "1");
     json_object_set_double_member(c, "duration_s", o->requests > 0 ? 0.0 : o->duration_s);
@@ -372,8 +388,8 @@ static gboolean runner_open(runner *r, const bench_options *o, const sw_export *
         if (g_strv_length(targets) != 3)
             g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--staged takes three targets, PRE,PRED,POST");
         else
-            r->load = bench_load_new((const char *const *)targets, 3, (const char *const *)models, packed,
-                                     input->rows, error);
+            r->load = bench_load_new((const char *const *)targets, 3, (const char *const *)models, packed, input->rows,
+                                     error);
         for (int i = 0; i < 3; i++)
             g_free(models[i]);
         g_free(base);
@@ -416,7 +432,9 @@ static int sweep(const bench_options *o, const sw_export *export, const bench_in
     } else {
         bench_report *report = bench_report_new(argc, argv, describe_run(o, input, mode));
         printf("# %s: model %s, %" G_GINT64_FORMAT " rows/request, %s\n", mode, input->model, input->rows,
-               o->staged ? o->staged : o->target ? o->target : o->in_process);
+               o->staged   ? o->staged
+               : o->target ? o->target
+                           : o->in_process);
         bench_report_print_header();
         bench_limits limits = {o->duration_s, o->requests, o->warmup_s, o->timeout_ms};
         for (guint i = 0; i < levels->len; i++)

@@ -9,7 +9,7 @@
 #include "bench.h"
 
 struct bench_report {
-    GPtrArray *argv;  /* char* */
+    GPtrArray *argv; /* char* */
     JsonObject *config;
     GPtrArray *steps; /* bench_step* */
     char *started_at;
@@ -70,8 +70,8 @@ static double other_cpu_s(const bench_step *s)
 
 void bench_report_print_header(void)
 {
-    printf("%5s %10s %10s %9s %9s %9s %7s %12s %13s %11s\n", "conc", "req/s", "rows/s", "p50_us", "p90_us",
-           "p99_us", "errors", "cpu_us/row", "client_us/row", "other_cores");
+    printf("%5s %10s %10s %9s %9s %9s %7s %12s %13s %11s\n", "conc", "req/s", "rows/s", "p50_us", "p90_us", "p99_us",
+           "errors", "cpu_us/row", "client_us/row", "other_cores");
 }
 
 /* Times the servers' threads were scheduled in: -1 when unknown. */
@@ -265,7 +265,8 @@ static void add_step(JsonBuilder *b, const bench_report *r, const bench_step *s)
     add_optional(b, "other_cpu_s", other_cpu_s(s));
     add_threads(b, s);
     int64_t switches = server_switches(s);
-    add_optional(b, "server_switches_per_request", switches < 0 || s->requests == 0 ? -1 : (double)switches / s->requests);
+    add_optional(b, "server_switches_per_request",
+                 switches < 0 || s->requests == 0 ? -1 : (double)switches / s->requests);
     json_builder_end_object(b);
 }
 

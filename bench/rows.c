@@ -26,7 +26,7 @@ static bench_input *raw_input_new(const sw_export *export, const char *model, in
 {
     bench_input *input = g_new0(bench_input, 1);
     input->model = g_strdup(model ? model : export->name);
-    input->tensors = sw_oip_output_array_new();
+    input->tensors = sw_output_array_new();
     input->rows = rows;
     input->first = SW_STAGE_PREPROCESSOR;
     input->pipeline = !g_str_has_suffix(input->model, "_preprocessor");
@@ -36,7 +36,7 @@ static bench_input *raw_input_new(const sw_export *export, const char *model, in
 /* Adds `tensor` (ownership taken) as input `name`. */
 static void input_add(bench_input *input, const char *name, sw_tensor *tensor)
 {
-    sw_oip_output *o = g_new0(sw_oip_output, 1);
+    sw_output *o = g_new0(sw_output, 1);
     o->name = g_strdup(name);
     o->tensor = tensor;
     g_ptr_array_add(input->tensors, o);
@@ -192,10 +192,9 @@ static sw_tensor *date_vector_column(const sw_feature *f, GRand *rng, int64_t ro
 }
 
 /* FP32 [B] numbers (every seventh missing, as NaN) or FP32 [B,D] vectors. */
-static sw_tensor *float_column(const sw_feature *f, const feature_pool *pool, GRand *rng, int64_t rows,
-                               int64_t dim)
+static sw_tensor *float_column(const sw_feature *f, const feature_pool *pool, GRand *rng, int64_t rows, int64_t dim)
 {
-    float *v = g_new(float, rows * dim);
+    float *v = g_new(float, rows *dim);
     for (int64_t i = 0; i < rows * dim; i++) {
         gboolean missing = dim == 1 && i % 7 == 3;
         v[i] = missing ? NAN : (float)(pool->mean + pool->std * g_rand_double_range(rng, -1.5, 1.5));
@@ -246,8 +245,8 @@ static JsonParser *read_metadata(const sw_export *export, GError **error)
     return parser;
 }
 
-bench_input *bench_rows_from_export(const sw_export *export, const char *model, int64_t rows,
-                                    gboolean date_vectors, guint32 seed, GError **error)
+bench_input *bench_rows_from_export(const sw_export *export, const char *model, int64_t rows, gboolean date_vectors,
+                                    guint32 seed, GError **error)
 {
     JsonParser *parser = read_metadata(export, error);
     if (parser == NULL)
@@ -296,20 +295,20 @@ static gboolean parse_number(const char *cell, double *out)
     return end != cell && end && *end == '\0';
 }
 
-static gboolean file_error(GError **error, const cli_table *table, size_t row, const sw_feature *f, const char *why,
+static gboolean file_error(GError **error, const sw_table *table, size_t row, const sw_feature *f, const char *why,
                            const char *cell)
 {
-    char *where = cli_table_row_label(table, row);
-    g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s, column '%s' (input feature '%s', %s): %s: '%s'",
-                where, f->column, f->name, f->type, why, cell ? cell : "");
+    char *where = sw_table_row_label(table, row);
+    g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s, column '%s' (input feature '%s', %s): %s: '%s'", where,
+                f->column, f->name, f->type, why, cell ? cell : "");
     g_free(where);
     return FALSE;
 }
 
-static sw_tensor *numbers_from_cells(const sw_feature *f, const cli_table *table, const char *const *cells,
-                                     int64_t rows, GError **error)
+static sw_tensor *numbers_from_cells(const sw_feature *f, const sw_table *table, const char *const *cells, int64_t rows,
+                                     GError **error)
 {
-    size_t n = cli_table_rows(table);
+    size_t n = sw_table_rows(table);
     float *v = g_new(float, rows);
     for (int64_t r = 0; r < rows; r++) {
         double x = 0;
@@ -327,10 +326,10 @@ static sw_tensor *numbers_from_cells(const sw_feature *f, const cli_table *table
     return t;
 }
 
-static sw_tensor *vectors_from_cells(const sw_feature *f, const cli_table *table, const char *const *cells,
-                                     int64_t rows, GError **error)
+static sw_tensor *vectors_from_cells(const sw_feature *f, const sw_table *table, const char *const *cells, int64_t rows,
+                                     GError **error)
 {
-    size_t n = cli_table_rows(table);
+    size_t n = sw_table_rows(table);
     int64_t dim = f->vector_size;
     float *v = NULL;
     for (int64_t r = 0; r < rows; r++) {
@@ -359,7 +358,7 @@ static sw_tensor *vectors_from_cells(const sw_feature *f, const cli_table *table
             return NULL;
         }
         if (v == NULL)
-            v = g_new(float, rows * dim);
+            v = g_new(float, rows *dim);
         memcpy(v + r * dim, values->data, sizeof(float) * (size_t)dim);
         g_array_free(values, TRUE);
     }
@@ -369,9 +368,9 @@ static sw_tensor *vectors_from_cells(const sw_feature *f, const cli_table *table
     return t;
 }
 
-static sw_tensor *texts_from_cells(const cli_table *table, const char *const *cells, int64_t rows)
+static sw_tensor *texts_from_cells(const sw_table *table, const char *const *cells, int64_t rows)
 {
-    size_t n = cli_table_rows(table);
+    size_t n = sw_table_rows(table);
     const char **texts = g_new(const char *, rows);
     for (int64_t r = 0; r < rows; r++)
         texts[r] = cells[(size_t)r % n] ? cells[(size_t)r % n] : "";
@@ -384,25 +383,26 @@ bench_input *bench_rows_from_file(const sw_export *export, const char *path, con
                                   GError **error)
 {
     GError *local = NULL;
-    cli_table *table = g_str_has_suffix(path, ".jsonl") ? cli_jsonl_read(path, &local) : cli_csv_read(path, &local);
-    if (table == NULL || cli_table_rows(table) == 0) {
+    sw_table *table =
+        g_str_has_suffix(path, ".jsonl") ? sw_table_read_jsonl(path, &local) : sw_table_read_csv(path, &local);
+    if (table == NULL || sw_table_rows(table) == 0) {
         g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s: %s", path,
                     local ? local->message : "the file has no rows");
         g_clear_error(&local);
         if (table)
-            cli_table_free(table);
+            sw_table_free(table);
         return NULL;
     }
     bench_input *input = raw_input_new(export, model, rows);
     for (guint i = 0; i < export->input_features->len && input; i++) {
         const sw_feature *f = g_ptr_array_index(export->input_features, i);
-        long column = cli_table_find(table, f->column);
+        long column = sw_table_find(table, f->column);
         sw_tensor *t = NULL;
         if (column < 0) {
             g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s: %s column '%s' for input feature '%s'", path,
                         column == -1 ? "no" : "more than one", f->column, f->name);
         } else {
-            const char *const *cells = cli_table_cells(table, (size_t)column);
+            const char *const *cells = sw_table_cells(table, (size_t)column);
             if (strcmp(f->type, "number") == 0)
                 t = numbers_from_cells(f, table, cells, rows, error);
             else if (strcmp(f->type, "vector") == 0)
@@ -418,7 +418,7 @@ bench_input *bench_rows_from_file(const sw_export *export, const char *path, con
         }
         input_add(input, f->name, t);
     }
-    cli_table_free(table);
+    sw_table_free(table);
     return input;
 }
 
@@ -446,13 +446,13 @@ static void stage_of_model(bench_input *input)
     }
 }
 
-/* Decoded values back to the sw_oip_output form every runner takes. */
+/* Decoded values back to the sw_output form every runner takes. */
 static GPtrArray *values_to_tensors(GPtrArray *values)
 {
-    GPtrArray *tensors = sw_oip_output_array_new();
+    GPtrArray *tensors = sw_output_array_new();
     for (guint i = 0; i < values->len; i++) {
         const sw_value *v = g_ptr_array_index(values, i);
-        sw_oip_output *o = g_new0(sw_oip_output, 1);
+        sw_output *o = g_new0(sw_output, 1);
         o->name = g_strdup(v->name);
         o->tensor = sw_tensor_share(v->tensor, 0, NULL);
         g_ptr_array_add(tensors, o);

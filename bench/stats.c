@@ -149,8 +149,8 @@ static long long thread_slices(int pid, const char *tid)
     char *path = g_strdup_printf("/proc/%d/task/%s/schedstat", pid, tid);
     gchar *text = NULL;
     unsigned long long run_ns = 0, wait_ns = 0, slices = 0;
-    gboolean ok = g_file_get_contents(path, &text, NULL, NULL) &&
-                  sscanf(text, "%llu %llu %llu", &run_ns, &wait_ns, &slices) == 3;
+    gboolean ok =
+        g_file_get_contents(path, &text, NULL, NULL) && sscanf(text, "%llu %llu %llu", &run_ns, &wait_ns, &slices) == 3;
     g_free(text);
     g_free(path);
     return ok ? (long long)slices : -1;

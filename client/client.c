@@ -14,8 +14,7 @@ struct stagewise_client {
     char *metadata[3];  /* "authorization", "Bearer ...", NULL */
 };
 
-STAGEWISE_API stagewise_client *stagewise_client_new(const stagewise_client_options *options,
-                                                     stagewise_error **error)
+STAGEWISE_API stagewise_client *stagewise_client_new(const stagewise_client_options *options, stagewise_error **error)
 {
     sw_channel_options copts = {
         .target = options->target,
@@ -60,7 +59,7 @@ static GBytes *call(stagewise_client *client, const char *method, GBytes *reques
                                        (const char *const *)client->metadata, &gerror);
     if (response == NULL) {
         stagewise_error_setf(error, gerror->code, "%s at %s: %s: %s", what, sw_channel_target(client->channel),
-                             sw_code_name((sw_code)gerror->code), gerror->message);
+                             sw_code_name(gerror->code), gerror->message);
         g_error_free(gerror);
     }
     return response;
@@ -84,7 +83,7 @@ static GPtrArray *unpack_outputs(GBytes *response, GError **error)
         g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "the reply is not a ModelInferResponse");
         return NULL;
     }
-    GPtrArray *outputs = stagewise_decode_outputs(resp, error);
+    GPtrArray *outputs = sw_oip_decode_outputs(resp, error);
     inference__model_infer_response__free_unpacked(resp, NULL);
     return outputs;
 }
@@ -127,8 +126,7 @@ STAGEWISE_API stagewise_result *stagewise_predict(stagewise_client *client, cons
     return result;
 }
 
-STAGEWISE_API stagewise_result *stagewise_predict_staged(stagewise_client *preprocessor,
-                                                         stagewise_client *predictor,
+STAGEWISE_API stagewise_result *stagewise_predict_staged(stagewise_client *preprocessor, stagewise_client *predictor,
                                                          stagewise_client *postprocessor, const char *model,
                                                          const stagewise_rows *rows, stagewise_error **error)
 {
@@ -179,8 +177,8 @@ static void async_finished(GBytes *response, const GError *gerror, void *user_da
     if (response)
         result = result_from_response(response, &error);
     else
-        stagewise_error_setf(&error, gerror->code, "%s at %s: %s: %s", a->model, a->target,
-                             sw_code_name((sw_code)gerror->code), gerror->message);
+        stagewise_error_setf(&error, gerror->code, "%s at %s: %s: %s", a->model, a->target, sw_code_name(gerror->code),
+                             gerror->message);
     a->done(result, error, a->user_data);
     g_free(a->model);
     g_free(a);

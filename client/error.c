@@ -3,12 +3,19 @@
 #include "internal.h"
 #include "sw_error.h"
 
+/* The public constants are the internal table's numbers, code by code: a
+ * code added to SW_CODE_MAP without its STAGEWISE_CODE_ fails here. */
+#define CHECK_PUBLIC_CODE(name, number)                                                                                \
+    G_STATIC_ASSERT((int)STAGEWISE_CODE_##name == (int)SW_CODE_##name && (number) == (int)SW_CODE_##name);
+SW_CODE_MAP(CHECK_PUBLIC_CODE)
+#undef CHECK_PUBLIC_CODE
+
 void stagewise_error_set(stagewise_error **out, const GError *error)
 {
     if (out == NULL)
         return;
     stagewise_error *e = g_new0(stagewise_error, 1);
-    e->code = error->domain == SW_ERROR ? error->code : SW_CODE_INTERNAL;
+    e->code = (int)sw_error_code(error);
     e->message = g_strdup(error->message);
     *out = e;
 }
@@ -33,7 +40,17 @@ STAGEWISE_API int stagewise_error_code(const stagewise_error *error)
 
 STAGEWISE_API const char *stagewise_error_code_name(const stagewise_error *error)
 {
-    return sw_code_name((sw_code)error->code);
+    return sw_code_name(error->code);
+}
+
+STAGEWISE_API const char *stagewise_code_name(int code)
+{
+    return sw_code_name(code);
+}
+
+STAGEWISE_API const char *stagewise_version(void)
+{
+    return SW_VERSION;
 }
 
 STAGEWISE_API const char *stagewise_error_message(const stagewise_error *error)

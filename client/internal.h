@@ -22,12 +22,8 @@ void stagewise_error_setf(stagewise_error **out, int code, const char *format, .
 
 struct stagewise_rows {
     size_t n_rows;
-    GPtrArray *columns; /* sw_oip_output*, one per feature */
+    GPtrArray *columns; /* sw_output*, one per feature */
 };
-
-/* Decodes the raw outputs of a response into sw_oip_output (new array), or
- * NULL with an error naming the output. */
-GPtrArray *stagewise_decode_outputs(const Inference__ModelInferResponse *response, GError **error);
 
 /* Turns decoded outputs into result columns; takes nothing over. */
 stagewise_result *stagewise_result_from_outputs(GPtrArray *outputs, GError **error);

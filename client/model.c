@@ -27,8 +27,8 @@ STAGEWISE_API stagewise_model *stagewise_model_get(stagewise_client *client, con
     Inference__ModelMetadataRequest req = INFERENCE__MODEL_METADATA_REQUEST__INIT;
     req.name = (char *)model;
     GBytes *request = sw_protobuf_pack(&req.base);
-    GBytes *response = stagewise_client_call(client, "/inference.GRPCInferenceService/ModelMetadata", request, model,
-                                             error);
+    GBytes *response =
+        stagewise_client_call(client, "/inference.GRPCInferenceService/ModelMetadata", request, model, error);
     g_bytes_unref(request);
     if (response == NULL)
         return NULL;

@@ -34,54 +34,6 @@ static void column_free(column *c)
     g_free(c);
 }
 
-GPtrArray *stagewise_decode_outputs(const Inference__ModelInferResponse *response, GError **error)
-{
-    if (response->n_raw_output_contents != response->n_outputs) {
-        g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "the reply has %zu outputs but %zu raw contents",
-                    response->n_outputs, response->n_raw_output_contents);
-        return NULL;
-    }
-    GPtrArray *outputs = sw_oip_output_array_new();
-    for (size_t i = 0; i < response->n_outputs; i++) {
-        const Inference__ModelInferResponse__InferOutputTensor *t = response->outputs[i];
-        sw_dtype dtype = sw_dtype_from_name(t->datatype);
-        int64_t count = 0;
-        if (dtype == SW_DTYPE_INVALID || !sw_shape_element_count((int)t->n_shape, t->shape, t->name, &count, error)) {
-            if (dtype == SW_DTYPE_INVALID)
-                g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "output '%s': unknown datatype '%s'", t->name, t->datatype);
-            g_ptr_array_unref(outputs);
-            return NULL;
-        }
-        GBytes *raw = g_bytes_new(response->raw_output_contents[i].data, response->raw_output_contents[i].len);
-        sw_tensor *tensor = NULL;
-        if (dtype == SW_DTYPE_BYTES)
-            tensor = sw_oip_parse_raw_bytes(raw, (int)t->n_shape, t->shape, t->name, error);
-        else if ((uint64_t)count <= SIZE_MAX / sw_dtype_size(dtype) &&
-                 (size_t)count * sw_dtype_size(dtype) == g_bytes_get_size(raw))
-            tensor = sw_tensor_new(dtype, (int)t->n_shape, t->shape, raw);
-        else
-            g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "output '%s': raw contents do not match its shape", t->name);
-        g_bytes_unref(raw);
-        if (tensor == NULL) {
-            g_ptr_array_unref(outputs);
-            return NULL;
-        }
-        sw_oip_output *o = g_new0(sw_oip_output, 1);
-        o->name = g_strdup(t->name);
-        o->tensor = tensor;
-        /* Only BYTES rows can hold JSON documents. */
-        for (size_t p = 0; p < t->n_parameters && dtype == SW_DTYPE_BYTES; p++) {
-            const Inference__InferParameter *v = t->parameters[p]->value;
-            if (strcmp(t->parameters[p]->key, "content_type") == 0 && v &&
-                v->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM &&
-                v->string_param && strcmp(v->string_param, "json") == 0)
-                o->json = TRUE;
-        }
-        g_ptr_array_add(outputs, o);
-    }
-    return outputs;
-}
-
 /* Ludwig's DataFrame column for the flattened key "<feature>::<key>". */
 static char *column_name(const char *output_name)
 {
@@ -91,7 +43,7 @@ static char *column_name(const char *output_name)
     return g_strdup_printf("%.*s_%s", (int)(sep - output_name), output_name, sep + 2);
 }
 
-static gboolean parse_json_rows(column *c, const sw_oip_output *o, GError **error)
+static gboolean parse_json_rows(column *c, const sw_output *o, GError **error)
 {
     c->lists = g_new0(JsonNode *, c->n_rows);
     c->strings = g_new0(char *, c->n_rows + 1);
@@ -105,15 +57,14 @@ static gboolean parse_json_rows(column *c, const sw_oip_output *o, GError **erro
         if (ok) {
             c->lists[r] = json_node_copy(json_parser_get_root(parser));
             c->strings[r] = g_strndup(text, len);
-        }
-        else
+        } else
             g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "output '%s' row %zu is not a JSON array", o->name, r);
     }
     g_object_unref(parser);
     return ok;
 }
 
-static column *column_from_output(const sw_oip_output *o, GError **error)
+static column *column_from_output(const sw_output *o, GError **error)
 {
     const sw_tensor *t = o->tensor;
     if (t->ndim < 1 || t->dtype == SW_DTYPE_FP16 || t->dtype == SW_DTYPE_BF16 ||
@@ -259,7 +210,8 @@ STAGEWISE_API double stagewise_result_list_number(const stagewise_result *result
     if (c == NULL || row >= c->n_rows)
         return NAN;
     if (c->type == STAGEWISE_COLUMN_VECTOR)
-        return i < (size_t)c->width ? sw_tensor_element_as_double(c->tensor, (int64_t)(row * (size_t)c->width + i)) : NAN;
+        return i < (size_t)c->width ? sw_tensor_element_as_double(c->tensor, (int64_t)(row * (size_t)c->width + i))
+                                    : NAN;
     if (c->type != STAGEWISE_COLUMN_LIST)
         return NAN;
     JsonNode *n = list_element(c, row, i);
@@ -268,8 +220,8 @@ STAGEWISE_API double stagewise_result_list_number(const stagewise_result *result
     return json_node_get_double(n);
 }
 
-STAGEWISE_API const char *stagewise_result_list_string(const stagewise_result *result, size_t column_index,
-                                                       size_t row, size_t i)
+STAGEWISE_API const char *stagewise_result_list_string(const stagewise_result *result, size_t column_index, size_t row,
+                                                       size_t i)
 {
     const column *c = col(result, column_index);
     if (c == NULL || c->type != STAGEWISE_COLUMN_LIST || row >= c->n_rows)

@@ -9,7 +9,7 @@ STAGEWISE_API stagewise_rows *stagewise_rows_new(size_t n_rows)
 {
     stagewise_rows *rows = g_new0(stagewise_rows, 1);
     rows->n_rows = n_rows;
-    rows->columns = sw_oip_output_array_new();
+    rows->columns = sw_output_array_new();
     return rows;
 }
 
@@ -34,7 +34,7 @@ static gboolean check_new_column(const stagewise_rows *rows, const char *feature
         return FALSE;
     }
     for (guint i = 0; i < rows->columns->len; i++) {
-        const sw_oip_output *c = g_ptr_array_index(rows->columns, i);
+        const sw_output *c = g_ptr_array_index(rows->columns, i);
         if (strcmp(c->name, feature) == 0) {
             stagewise_error_setf(error, SW_CODE_INVALID_ARGUMENT, "feature '%s' already has a column", feature);
             return FALSE;
@@ -45,7 +45,7 @@ static gboolean check_new_column(const stagewise_rows *rows, const char *feature
 
 static void add_column(stagewise_rows *rows, const char *feature, sw_tensor *tensor)
 {
-    sw_oip_output *c = g_new0(sw_oip_output, 1);
+    sw_output *c = g_new0(sw_output, 1);
     c->name = g_strdup(feature);
     c->tensor = tensor;
     g_ptr_array_add(rows->columns, c);
@@ -82,13 +82,14 @@ STAGEWISE_API int stagewise_rows_add_numbers(stagewise_rows *rows, const char *f
     return 0;
 }
 
-STAGEWISE_API int stagewise_rows_add_vectors(stagewise_rows *rows, const char *feature, const float *values,
-                                             size_t dim, stagewise_error **error)
+STAGEWISE_API int stagewise_rows_add_vectors(stagewise_rows *rows, const char *feature, const float *values, size_t dim,
+                                             stagewise_error **error)
 {
     if (!check_new_column(rows, feature, error))
         return -1;
     if (dim == 0) {
-        stagewise_error_setf(error, SW_CODE_INVALID_ARGUMENT, "feature '%s': vectors need at least one element", feature);
+        stagewise_error_setf(error, SW_CODE_INVALID_ARGUMENT, "feature '%s': vectors need at least one element",
+                             feature);
         return -1;
     }
     int64_t shape[2] = {(int64_t)rows->n_rows, (int64_t)dim};

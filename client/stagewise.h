@@ -11,8 +11,25 @@
  *  - Strings returned by accessors are borrowed from the handle they came
  *    from and live as long as it; strings passed in are copied.
  *  - Failures return NULL (or -1) and, when `error` is not NULL, a new
- *    stagewise_error the caller frees. The library never aborts or prints.
- *  - A client may be used from many threads at once. */
+ *    stagewise_error the caller frees.
+ *  - Bad arguments, bad input and failing servers are reported, never
+ *    fatal: the library does not abort or exit on them. It aborts only when
+ *    memory runs out (glib's allocator does, as most C libraries that use it).
+ *    It never writes to stdout or stderr itself; gRPC core, which it uses,
+ *    may log there (set GRPC_VERBOSITY=NONE to silence it).
+ *  - Thread safety, per handle type:
+ *      stagewise_client  safe to use from many threads at once (calls,
+ *                        sync and async); free it once, after the last call
+ *                        returns.
+ *      stagewise_rows    not synchronized: build it on one thread; once
+ *                        built, any number of calls may read it at once.
+ *      stagewise_result, stagewise_model
+ *                        immutable once returned: any thread may read;
+ *                        free once.
+ *      stagewise_error   owned by whoever received it; not shared.
+ *
+ * Build against it with pkg-config: add `$(pkg-config --cflags --libs
+ * stagewise)` to the compiler's command line. */
 #ifndef STAGEWISE_H
 #define STAGEWISE_H
 
@@ -23,11 +40,45 @@
 extern "C" {
 #endif
 
+/* ---- version ------------------------------------------------------------ */
+
+/* The version this header ships with (the project's one version number:
+ * CMakeLists.txt reads it from here); stagewise_version() says which
+ * library was loaded at run time. */
+#define STAGEWISE_VERSION "0.1.0"
+const char *stagewise_version(void);
+
 /* ---- errors ------------------------------------------------------------ */
+
+/* Status codes: the gRPC status codes, which travel on the wire, so the
+ * numbers never change. */
+typedef enum stagewise_code {
+    STAGEWISE_CODE_OK = 0,
+    STAGEWISE_CODE_CANCELLED = 1,
+    STAGEWISE_CODE_UNKNOWN = 2,
+    STAGEWISE_CODE_INVALID_ARGUMENT = 3,
+    STAGEWISE_CODE_DEADLINE_EXCEEDED = 4,
+    STAGEWISE_CODE_NOT_FOUND = 5,
+    STAGEWISE_CODE_ALREADY_EXISTS = 6,
+    STAGEWISE_CODE_PERMISSION_DENIED = 7,
+    STAGEWISE_CODE_RESOURCE_EXHAUSTED = 8,
+    STAGEWISE_CODE_FAILED_PRECONDITION = 9,
+    STAGEWISE_CODE_ABORTED = 10,
+    STAGEWISE_CODE_OUT_OF_RANGE = 11,
+    STAGEWISE_CODE_UNIMPLEMENTED = 12,
+    STAGEWISE_CODE_INTERNAL = 13,
+    STAGEWISE_CODE_UNAVAILABLE = 14,
+    STAGEWISE_CODE_DATA_LOSS = 15,
+    STAGEWISE_CODE_UNAUTHENTICATED = 16,
+} stagewise_code;
+
+/* The name of a code ("INVALID_ARGUMENT"); "UNKNOWN" for other numbers.
+ * A static string. */
+const char *stagewise_code_name(int code);
 
 typedef struct stagewise_error stagewise_error;
 
-/* The gRPC status code (3 INVALID_ARGUMENT, 14 UNAVAILABLE, ...). */
+/* A STAGEWISE_CODE_* value (a gRPC status code). */
 int stagewise_error_code(const stagewise_error *error);
 /* Its name ("INVALID_ARGUMENT"). */
 const char *stagewise_error_code_name(const stagewise_error *error);

@@ -34,9 +34,9 @@ log "building the shim against $TORCH_LIB"
 # than an undefined symbol when a server starts.
 ABI=$($PY -c 'import torch; print(int(torch.compiled_with_cxx11_abi()))')
 g++ -std=c++17 -O2 -fPIC -shared -fvisibility=hidden -D_GLIBCXX_USE_CXX11_ABI="$ABI" \
-    -I"$ROOT/common" -I"$PACK/include/glib-2.0" -I"$PACK/include" -I"$TORCH_INCLUDE" \
+    -I"$ROOT/common/torch" -I"$ROOT/common/base" -I"$PACK/include/glib-2.0" -I"$PACK/include" -I"$TORCH_INCLUDE" \
     -I"$TORCH_INCLUDE/torch/csrc/api/include" \
-    "$ROOT/common/torch_shim.cpp" "$PACK/lib/libsw_base.a" -o "$PACK/shim/libstagewise_torch.so" \
+    "$ROOT/common/torch/torch_shim.cpp" "$ROOT/common/torch/torch_values.cpp" "$PACK/lib/libsw_base.a" -o "$PACK/shim/libstagewise_torch.so" \
     -Wl,-soname,libstagewise_torch.so -Wl,-z,defs -Wl,--exclude-libs,ALL -L"$TORCH_LIB" "${CUDA_LIBS[@]}" \
     -ltorch -ltorch_cpu -lc10 -L"$PACK/lib" -lglib-2.0
 export LD_LIBRARY_PATH="$PACK/shim:$TORCH_LIB:$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

@@ -21,7 +21,7 @@ rm -rf "$PACK"
 mkdir -p "$PACK/bin" "$PACK/lib" "$PACK/include" "$PACK/requests"
 BINARIES=(stagewise-preprocessor stagewise-predictor stagewise-postprocessor stagewise-bench stagewise)
 for b in "${BINARIES[@]}"; do cp "$BUILD/$b" "$PACK/bin/"; done
-cp "$BUILD/libsw_base.a" "$BUILD/libstagewise.so" "$PACK/lib/"
+cp "$BUILD/common/base/libsw_base.a" "$BUILD/client/libstagewise.so"* "$PACK/lib/"
 cp -r "$BUILD/models/example" "$PACK/example"
 
 # Runtime libraries: everything the binaries load, less the C/C++ runtime

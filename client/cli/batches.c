@@ -6,18 +6,18 @@
 static stagewise_result *predict(const cli_route *route, const stagewise_rows *rows, GError **error)
 {
     stagewise_error *lib_error = NULL;
-    stagewise_result *result =
-        route->staged ? stagewise_predict_staged(route->clients[0], route->clients[1], route->clients[2], route->model,
-                                                 rows, &lib_error)
-                      : stagewise_predict(route->clients[0], route->model, rows, &lib_error);
+    stagewise_result *result = route->staged
+                                   ? stagewise_predict_staged(route->clients[0], route->clients[1], route->clients[2],
+                                                              route->model, rows, &lib_error)
+                                   : stagewise_predict(route->clients[0], route->model, rows, &lib_error);
     if (result == NULL)
         cli_error_take_stagewise(error, lib_error);
     return result;
 }
 
 /* One batch: rows [first, first + count) in, their predictions out. */
-static gboolean run_batch(const cli_route *route, const cli_inputs *inputs, size_t first, size_t count,
-                          cli_output *out, GError **error)
+static gboolean run_batch(const cli_route *route, const cli_inputs *inputs, size_t first, size_t count, cli_output *out,
+                          GError **error)
 {
     stagewise_rows *rows = cli_inputs_batch(inputs, first, count, error);
     stagewise_result *result = rows ? predict(route, rows, error) : NULL;

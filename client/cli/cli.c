@@ -3,6 +3,8 @@
 
 #include "cli.h"
 
+G_DEFINE_QUARK(stagewise - cli - error - quark, cli_error)
+
 void cli_error_take_stagewise(GError **out, stagewise_error *error)
 {
     g_set_error(out, CLI_ERROR, CLI_ERROR_FAILED, "%s", stagewise_error_message(error));

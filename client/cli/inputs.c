@@ -55,17 +55,15 @@ static char *feature_label(const stagewise_feature *f)
     return g_strdup_printf("column '%s' (feature '%s', %s)", f->column, f->name, f->type);
 }
 
-static gboolean convert_numbers(feature_column *fc, const cli_table *table, const char *const *cells,
-                                GError **error)
+static gboolean convert_numbers(feature_column *fc, const sw_table *table, const char *const *cells, GError **error)
 {
-    size_t n = cli_table_rows(table);
+    size_t n = sw_table_rows(table);
     fc->numbers = g_new(double, n ? n : 1);
     for (size_t r = 0; r < n; r++) {
         if (parse_number(cells[r], &fc->numbers[r]))
             continue;
-        char *row = cli_table_row_label(table, r), *what = feature_label(fc->feature);
-        g_set_error(error, CLI_ERROR, CLI_ERROR_FAILED, "%s, %s: cannot read '%.40s' as a number", row, what,
-                    cells[r]);
+        char *row = sw_table_row_label(table, r), *what = feature_label(fc->feature);
+        g_set_error(error, CLI_ERROR, CLI_ERROR_FAILED, "%s, %s: cannot read '%.40s' as a number", row, what, cells[r]);
         g_free(row);
         g_free(what);
         return FALSE;
@@ -74,13 +72,13 @@ static gboolean convert_numbers(feature_column *fc, const cli_table *table, cons
 }
 
 /* Strings cross the wire as UTF-8; say which cell is not, in the user's terms. */
-static gboolean check_strings(feature_column *fc, const cli_table *table, const char *const *cells, GError **error)
+static gboolean check_strings(feature_column *fc, const sw_table *table, const char *const *cells, GError **error)
 {
     fc->strings = cells;
-    for (size_t r = 0; r < cli_table_rows(table); r++) {
+    for (size_t r = 0; r < sw_table_rows(table); r++) {
         if (cells[r] == NULL || g_utf8_validate(cells[r], -1, NULL))
             continue;
-        char *row = cli_table_row_label(table, r), *what = feature_label(fc->feature);
+        char *row = sw_table_row_label(table, r), *what = feature_label(fc->feature);
         g_set_error(error, CLI_ERROR, CLI_ERROR_FAILED, "%s, %s: not valid UTF-8", row, what);
         g_free(row);
         g_free(what);
@@ -91,12 +89,12 @@ static gboolean check_strings(feature_column *fc, const cli_table *table, const 
 
 /* Every feature whose column the table lacks (or names twice), in one
  * message, so one run shows all that must be fixed. */
-static gboolean check_columns(const stagewise_model *model, const cli_table *table, GError **error)
+static gboolean check_columns(const stagewise_model *model, const sw_table *table, GError **error)
 {
     GString *problems = g_string_new(NULL);
     for (size_t i = 0; i < stagewise_model_input_count(model); i++) {
         const stagewise_feature *f = stagewise_model_input(model, i);
-        long found = cli_table_find(table, f->column);
+        long found = sw_table_find(table, f->column);
         if (found >= 0)
             continue;
         g_string_append_printf(problems, "%s%s column '%s' for feature '%s' (%s)", problems->len ? ";" : "",
@@ -114,19 +112,19 @@ static void clear_feature_column(feature_column *fc)
     g_free(fc->numbers);
 }
 
-cli_inputs *cli_inputs_new(const stagewise_model *model, const cli_table *table, GError **error)
+cli_inputs *cli_inputs_new(const stagewise_model *model, const sw_table *table, GError **error)
 {
     if (!check_columns(model, table, error))
         return NULL;
     cli_inputs *in = g_new0(cli_inputs, 1);
-    in->n_rows = cli_table_rows(table);
+    in->n_rows = sw_table_rows(table);
     in->columns = g_array_new(FALSE, TRUE, sizeof(feature_column));
     g_array_set_clear_func(in->columns, (GDestroyNotify)clear_feature_column);
     for (size_t i = 0; i < stagewise_model_input_count(model); i++) {
         feature_column fc = {.feature = stagewise_model_input(model, i)};
-        const char *const *cells = cli_table_cells(table, (size_t)cli_table_find(table, fc.feature->column));
+        const char *const *cells = sw_table_cells(table, (size_t)sw_table_find(table, fc.feature->column));
         gboolean ok = strcmp(fc.feature->type, "number") == 0 ? convert_numbers(&fc, table, cells, error)
-                                                               : check_strings(&fc, table, cells, error);
+                                                              : check_strings(&fc, table, cells, error);
         g_array_append_val(in->columns, fc);
         if (!ok) {
             cli_inputs_free(in);

@@ -17,7 +17,7 @@ typedef struct cli_inputs cli_inputs;
 /* Checks every feature has its column and every cell fits its feature's
  * type, before anything is sent. Errors name the column and feature, and
  * the row. `table` and `model` must outlive the result. */
-cli_inputs *cli_inputs_new(const stagewise_model *model, const cli_table *table, GError **error);
+cli_inputs *cli_inputs_new(const stagewise_model *model, const sw_table *table, GError **error);
 size_t cli_inputs_rows(const cli_inputs *inputs);
 /* Rows [first, first + count) as a batch to send. */
 stagewise_rows *cli_inputs_batch(const cli_inputs *inputs, size_t first, size_t count, GError **error);

@@ -30,10 +30,10 @@ typedef struct predict_options {
 static void add_options(GOptionContext *ctx, predict_options *o)
 {
     const GOptionEntry entries[] = {
-        {"model", 'm', 0, G_OPTION_ARG_STRING, &o->model, "model name (the pipeline's; stages add _preprocessor...); required",
-         "NAME"},
-        {"input", 'i', 0, G_OPTION_ARG_FILENAME, &o->input, "rows to predict: a .csv (with a header) or .jsonl file; required",
-         "FILE"},
+        {"model", 'm', 0, G_OPTION_ARG_STRING, &o->model,
+         "model name (the pipeline's; stages add _preprocessor...); required", "NAME"},
+        {"input", 'i', 0, G_OPTION_ARG_FILENAME, &o->input,
+         "rows to predict: a .csv (with a header) or .jsonl file; required", "FILE"},
         {"output", 'o', 0, G_OPTION_ARG_FILENAME, &o->output, "where predictions go (default: stdout)", "FILE"},
         {"format", 'f', 0, G_OPTION_ARG_STRING, &o->format,
          "csv or jsonl (default: jsonl for a .jsonl output, else csv)", "FORMAT"},
@@ -86,18 +86,18 @@ static gboolean check_options(const predict_options *o, GError **error)
 }
 
 /* The input, read by the reader its name calls for; errors name the file. */
-static cli_table *read_input(const char *path, GError **error)
+static sw_table *read_input(const char *path, GError **error)
 {
-    cli_table *table = NULL;
+    sw_table *table = NULL;
     if (cli_has_suffix(path, ".csv"))
-        table = cli_csv_read(path, error);
+        table = sw_table_read_csv(path, error);
     else if (cli_has_suffix(path, ".jsonl") || cli_has_suffix(path, ".ndjson"))
-        table = cli_jsonl_read(path, error);
+        table = sw_table_read_jsonl(path, error);
     else
         g_set_error(error, CLI_ERROR, CLI_ERROR_USAGE, "cannot tell the format from the name: use .csv or .jsonl");
-    if (table && cli_table_rows(table) == 0) {
+    if (table && sw_table_rows(table) == 0) {
         g_set_error(error, CLI_ERROR, CLI_ERROR_FAILED, "no rows to predict");
-        g_clear_pointer(&table, cli_table_free);
+        g_clear_pointer(&table, sw_table_free);
     }
     if (table == NULL)
         g_prefix_error(error, "%s: ", path);
@@ -160,7 +160,7 @@ static gboolean run(predict_options *o, GError **error)
     if (!check_options(o, error) || !cli_format_choose(o->format, o->output, &format, error) ||
         !cli_connection_load(&o->connection, error))
         return FALSE;
-    cli_table *table = read_input(o->input, error);
+    sw_table *table = read_input(o->input, error);
     if (table == NULL)
         return FALSE;
     cli_route route = {0};
@@ -178,7 +178,7 @@ static gboolean run(predict_options *o, GError **error)
     cli_inputs_free(inputs);
     stagewise_model_free(model);
     close_route(&route);
-    cli_table_free(table);
+    sw_table_free(table);
     return ok;
 }
 

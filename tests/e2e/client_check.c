@@ -52,11 +52,11 @@ static void failf(const char *format, ...)
     atomic_fetch_add(&failures, 1);
 }
 
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        atomic_fetch_add(&checks, 1);                                                                              \
-        if (!(cond))                                                                                               \
-            failf(__VA_ARGS__);                                                                                    \
+#define CHECK(cond, ...)                                                                                               \
+    do {                                                                                                               \
+        atomic_fetch_add(&checks, 1);                                                                                  \
+        if (!(cond))                                                                                                   \
+            failf(__VA_ARGS__);                                                                                        \
     } while (0)
 
 /* Reports and frees an error that was not expected. */
@@ -112,7 +112,12 @@ static const struct table_row {
 } TABLE[TABLE_ROWS] = {
     {34.5, "yes", "engineer", "Great service, very fast!", "sports music", {0.25f, -1.5f, 0.75f, 2.0f}, "2020-05-17"},
     {NAN, "no", " teacher ", "", "", {-0.5f, 0.125f, 1.0f, -2.25f}, "2019-12-31"},
-    {61.0, "yes", "astronaut", "The caf\xc3\xa9 was slow", "travel gardening", {1.5f, 1.5f, -0.25f, 0.0f},
+    {61.0,
+     "yes",
+     "astronaut",
+     "The caf\xc3\xa9 was slow",
+     "travel gardening",
+     {1.5f, 1.5f, -0.25f, 0.0f},
      "2016-02-29"},
     {22.0, "no", "nurse", NULL, "food tech Music", {0.0f, -0.75f, 0.5f, 3.0f}, "2023-07-04"},
     {45.25, "yes", "artist", "the price was not good", "tech", {-1.0f, 2.5f, -0.125f, 0.375f}, "2015-01-01"},
@@ -194,9 +199,9 @@ static const struct expected_column {
     stagewise_column_type type;
     size_t width; /* VECTOR: numbers per row */
 } EXPECTED[] = {
-    {"churn_predictions", STAGEWISE_COLUMN_STRING, 0},  {"churn_probabilities", STAGEWISE_COLUMN_VECTOR, 2},
-    {"plan_predictions", STAGEWISE_COLUMN_STRING, 0},   {"plan_probabilities", STAGEWISE_COLUMN_VECTOR, 3},
-    {"spend_predictions", STAGEWISE_COLUMN_NUMBER, 0},  {"interests_predictions", STAGEWISE_COLUMN_LIST, 0},
+    {"churn_predictions", STAGEWISE_COLUMN_STRING, 0},     {"churn_probabilities", STAGEWISE_COLUMN_VECTOR, 2},
+    {"plan_predictions", STAGEWISE_COLUMN_STRING, 0},      {"plan_probabilities", STAGEWISE_COLUMN_VECTOR, 3},
+    {"spend_predictions", STAGEWISE_COLUMN_NUMBER, 0},     {"interests_predictions", STAGEWISE_COLUMN_LIST, 0},
     {"interests_probabilities", STAGEWISE_COLUMN_LIST, 0},
 };
 #define N_EXPECTED (sizeof EXPECTED / sizeof EXPECTED[0])
@@ -237,12 +242,12 @@ static void check_cell(const char *what, const stagewise_result *result, size_t 
     switch (type) {
     case STAGEWISE_COLUMN_STRING: {
         const char *s = stagewise_result_string(result, col, r);
-        CHECK(s && strcmp(s, text) == 0, "%s: %s row %zu: string '%s', cell text '%s'", what,
-              EXPECTED[e].name, r, s ? s : "(null)", text);
+        CHECK(s && strcmp(s, text) == 0, "%s: %s row %zu: string '%s', cell text '%s'", what, EXPECTED[e].name, r,
+              s ? s : "(null)", text);
         CHECK(isnan(stagewise_result_number(result, col, r)), "%s: %s: a number from a STRING column", what,
               EXPECTED[e].name);
-        CHECK(stagewise_result_list_length(result, col, r) == 0, "%s: %s: a list length of a STRING column",
-              what, EXPECTED[e].name);
+        CHECK(stagewise_result_list_length(result, col, r) == 0, "%s: %s: a list length of a STRING column", what,
+              EXPECTED[e].name);
         break;
     }
     case STAGEWISE_COLUMN_NUMBER:
@@ -252,31 +257,29 @@ static void check_cell(const char *what, const stagewise_result *result, size_t 
         double parsed = strtod(text, &end);
         CHECK(isfinite(v), "%s: %s row %zu: %g", what, EXPECTED[e].name, r, v);
         /* Shortest round-trip text of the FP32 value the column holds. */
-        CHECK(end && *end == '\0' && (float)parsed == (float)v, "%s: %s row %zu: number %.9g, cell text '%s'",
-              what, EXPECTED[e].name, r, v, text);
+        CHECK(end && *end == '\0' && (float)parsed == (float)v, "%s: %s row %zu: number %.9g, cell text '%s'", what,
+              EXPECTED[e].name, r, v, text);
         CHECK(stagewise_result_string(result, col, r) == NULL, "%s: %s: a string from a NUMBER column", what,
               EXPECTED[e].name);
         break;
     }
     case STAGEWISE_COLUMN_VECTOR: {
         size_t len = stagewise_result_list_length(result, col, r);
-        CHECK(len == EXPECTED[e].width, "%s: %s row %zu: length %zu, expected %zu", what, EXPECTED[e].name,
-              r, len, EXPECTED[e].width);
+        CHECK(len == EXPECTED[e].width, "%s: %s row %zu: length %zu, expected %zu", what, EXPECTED[e].name, r, len,
+              EXPECTED[e].width);
         double sum = 0;
         for (size_t i = 0; i < len; i++) {
             double p = stagewise_result_list_number(result, col, r, i);
-            CHECK(p >= 0.0 && p <= 1.0, "%s: %s row %zu [%zu]: probability %g", what, EXPECTED[e].name, r, i,
-                  p);
+            CHECK(p >= 0.0 && p <= 1.0, "%s: %s row %zu [%zu]: probability %g", what, EXPECTED[e].name, r, i, p);
             sum += p;
             CHECK(stagewise_result_list_string(result, col, r, i) == NULL,
                   "%s: %s row %zu [%zu]: a string from a VECTOR", what, EXPECTED[e].name, r, i);
         }
-        CHECK(fabs(sum - 1.0) < 1e-4, "%s: %s row %zu: probabilities sum to %g", what, EXPECTED[e].name, r,
-              sum);
-        CHECK(isnan(stagewise_result_list_number(result, col, r, len)), "%s: %s row %zu: element past the end",
-              what, EXPECTED[e].name, r);
-        CHECK(text[0] == '[' && text[strlen(text) - 1] == ']', "%s: %s row %zu: cell text '%s'", what,
-              EXPECTED[e].name, r, text);
+        CHECK(fabs(sum - 1.0) < 1e-4, "%s: %s row %zu: probabilities sum to %g", what, EXPECTED[e].name, r, sum);
+        CHECK(isnan(stagewise_result_list_number(result, col, r, len)), "%s: %s row %zu: element past the end", what,
+              EXPECTED[e].name, r);
+        CHECK(text[0] == '[' && text[strlen(text) - 1] == ']', "%s: %s row %zu: cell text '%s'", what, EXPECTED[e].name,
+              r, text);
         break;
     }
     case STAGEWISE_COLUMN_LIST: {
@@ -286,20 +289,19 @@ static void check_cell(const char *what, const stagewise_result *result, size_t 
             const char *s = stagewise_result_list_string(result, col, r, i);
             double v = stagewise_result_list_number(result, col, r, i);
             if (strings) {
-                CHECK(s && s[0] && isnan(v), "%s: %s row %zu [%zu]: expected a string", what,
-                      EXPECTED[e].name, r, i);
+                CHECK(s && s[0] && isnan(v), "%s: %s row %zu [%zu]: expected a string", what, EXPECTED[e].name, r, i);
                 CHECK(s && strstr(text, s), "%s: %s row %zu [%zu]: '%s' is not in the cell text %s", what,
                       EXPECTED[e].name, r, i, s ? s : "(null)", text);
             } else {
-                CHECK(s == NULL && v >= 0.0 && v <= 1.0, "%s: %s row %zu [%zu]: expected a probability, got %g",
-                      what, EXPECTED[e].name, r, i, v);
+                CHECK(s == NULL && v >= 0.0 && v <= 1.0, "%s: %s row %zu [%zu]: expected a probability, got %g", what,
+                      EXPECTED[e].name, r, i, v);
             }
         }
         CHECK(stagewise_result_list_string(result, col, r, len) == NULL &&
                   isnan(stagewise_result_list_number(result, col, r, len)),
               "%s: %s row %zu: element past the end", what, EXPECTED[e].name, r);
-        CHECK(text[0] == '[' && text[strlen(text) - 1] == ']', "%s: %s row %zu: cell text '%s'", what,
-              EXPECTED[e].name, r, text);
+        CHECK(text[0] == '[' && text[strlen(text) - 1] == ']', "%s: %s row %zu: cell text '%s'", what, EXPECTED[e].name,
+              r, text);
         break;
     }
     case STAGEWISE_COLUMN_INVALID:
@@ -437,7 +439,7 @@ typedef struct waiter {
 typedef struct async_slot {
     waiter *w;
     pthread_t caller;
-    atomic_int calls;         /* callbacks for this slot */
+    atomic_int calls;          /* callbacks for this slot */
     atomic_bool caller_thread; /* a callback ran on the thread that made the call */
     stagewise_result *result;
     stagewise_error *error;
@@ -519,8 +521,10 @@ static void expect_async_failure(stagewise_client *client, const char *model, co
     if (atomic_load(&slot.caller_thread))
         /* The header says "on a library thread"; a caller holding a lock the
          * callback takes would deadlock. Reported, not failed. */
-        fprintf(stderr, "client_check: NOTE: %s: the callback ran on the calling thread, inside "
-                        "stagewise_predict_async\n", what);
+        fprintf(stderr,
+                "client_check: NOTE: %s: the callback ran on the calling thread, inside "
+                "stagewise_predict_async\n",
+                what);
     waiter_destroy(&w);
 }
 
@@ -831,8 +835,8 @@ static void check_model_info(stagewise_client *client, const char *model)
             continue;
         }
         seen[k] = true;
-        CHECK(strcmp(f->column, COLUMNS[k]) == 0, "model %s: input %s reads column '%s', expected '%s'", model,
-              f->name, f->column, COLUMNS[k]);
+        CHECK(strcmp(f->column, COLUMNS[k]) == 0, "model %s: input %s reads column '%s', expected '%s'", model, f->name,
+              f->column, COLUMNS[k]);
         CHECK(strcmp(f->type, TYPES[k]) == 0, "model %s: input %s has type '%s', expected '%s'", model, f->name,
               f->type, TYPES[k]);
     }
@@ -851,8 +855,9 @@ static void check_model_info(stagewise_client *client, const char *model)
 
 static void usage(void)
 {
-    fputs("usage: client_check --target T [--model NAME] [--rows N] [--async-calls N] [--pre T] [--pred T] [--post T]\n",
-          stderr);
+    fputs(
+        "usage: client_check --target T [--model NAME] [--rows N] [--async-calls N] [--pre T] [--pred T] [--post T]\n",
+        stderr);
     exit(2);
 }
 
@@ -894,7 +899,6 @@ static void check_staged(const char *target, const char *pre, const char *pred, 
     }
     for (int s = 0; s < 3; s++)
         stagewise_client_free(stages[s]);
-
 }
 
 int main(int argc, char **argv)

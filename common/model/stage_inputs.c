@@ -1,0 +1,181 @@
+/* A request's decoded inputs checked against a stage's specs and turned
+ * into what forward takes (sw_stage_prepare). */
+#include <string.h>
+
+#include "date_parse.h"
+#include "stage.h"
+#include "sw_error.h"
+
+#define INVALID(error, ...) g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, __VA_ARGS__)
+
+static gboolean fail_spec(const sw_tensor_spec *spec, const sw_tensor *t, const char *why, GError **error)
+{
+    char *want = sw_spec_describe(spec);
+    char *got = sw_shape_to_string(t->ndim, t->shape);
+    INVALID(error, "input '%s' (%s): %s: expected %s, got %s with shape %s", spec->name, spec->feature_type, why, want,
+            sw_dtype_name(t->dtype), got);
+    g_free(want);
+    g_free(got);
+    return FALSE;
+}
+
+/* BYTES sent for a feature whose tensor form is numeric (vectors, binaries as
+ * strings) is one string per row: [B] or [B,1]. */
+static gboolean check_string_form(const sw_tensor_spec *spec, const sw_tensor *t, GError **error)
+{
+    if (t->ndim == 1 || (t->ndim == 2 && t->shape[1] == 1))
+        return TRUE;
+    return fail_spec(spec, t, "strings must have shape [-1] or [-1,1]", error);
+}
+
+static gboolean check_tensor(const sw_tensor_spec *spec, const sw_tensor *t, GError **error)
+{
+    if (!(spec->accepted & SW_DTYPE_BIT(t->dtype)))
+        return fail_spec(spec, t, "wrong datatype", error);
+    if (t->dtype == SW_DTYPE_BYTES && spec->dtype != SW_DTYPE_BYTES)
+        return check_string_form(spec, t, error);
+    /* Triton clients often send one column per row as [B,1]: accept it for
+     * one-dimensional inputs. */
+    gboolean column = spec->ndim == 1 && t->ndim == 2 && t->shape[1] == 1;
+    if (t->ndim != spec->ndim && !column)
+        return fail_spec(spec, t, "wrong number of dimensions", error);
+    for (int i = 1; i < spec->ndim && !column; i++)
+        if (spec->shape[i] >= 0 && t->shape[i] != spec->shape[i])
+            return fail_spec(spec, t, "wrong shape", error);
+    return TRUE;
+}
+
+/* Dates sent as strings become Ludwig's 9-integer vectors, parsed as
+ * InferenceModule.predict would before calling the preprocessor. */
+static sw_tensor *date_strings_to_vectors(const sw_tensor_spec *spec, const sw_tensor *t, GError **error)
+{
+    int64_t rows = t->shape[0];
+    int64_t fill[SW_DATE_VECTOR_LEN];
+    gboolean has_fill = spec->fill_value &&
+                        sw_date_vector_parse(spec->fill_value, strlen(spec->fill_value), spec->datetime_format, fill);
+    int64_t *out = g_new(int64_t, (size_t)rows * SW_DATE_VECTOR_LEN);
+    for (int64_t r = 0; r < rows; r++) {
+        size_t len = 0;
+        const char *text = sw_tensor_bytes_element(t, (size_t)r, &len);
+        int64_t *row = out + r * SW_DATE_VECTOR_LEN;
+        if (sw_date_vector_parse(text, len, spec->datetime_format, row))
+            continue;
+        if (has_fill) {
+            memcpy(row, fill, sizeof fill);
+            continue;
+        }
+        INVALID(error,
+                "input '%s' row %" G_GINT64_FORMAT ": cannot read date '%.*s'%s%s%s, and the feature has no "
+                "fill value",
+                spec->name, r, (int)MIN(len, 64), text, spec->datetime_format ? " with format '" : "",
+                spec->datetime_format ? spec->datetime_format : "", spec->datetime_format ? "' or as ISO 8601" : "");
+        g_free(out);
+        return NULL;
+    }
+    int64_t shape[2] = {rows, SW_DATE_VECTOR_LEN};
+    GBytes *bytes = g_bytes_new_take(out, sizeof(int64_t) * (size_t)rows * SW_DATE_VECTOR_LEN);
+    sw_tensor *vectors = sw_tensor_new(SW_DTYPE_INT64, 2, shape, bytes);
+    g_bytes_unref(bytes);
+    return vectors;
+}
+
+/* The value forward receives: one-dimensional views where the spec is
+ * one-dimensional, BYTES as List[str]. Shares buffers with `in`. */
+static sw_value *convert_input(const sw_tensor_spec *spec, const sw_value *in, GError **error)
+{
+    const sw_tensor *t = in->tensor;
+    if (t->dtype == SW_DTYPE_BYTES && strcmp(spec->feature_type, "date") == 0) {
+        sw_tensor *vectors = date_strings_to_vectors(spec, t, error);
+        return vectors ? sw_value_new_tensor(in->name, SW_VALUE_TENSOR, vectors) : NULL;
+    }
+    int64_t shape[SW_MAX_DIMS];
+    int ndim = t->ndim;
+    memcpy(shape, t->shape, sizeof shape);
+    /* Strings and [B,1] columns of one-dimensional inputs travel as [B]. */
+    if (t->dtype == SW_DTYPE_BYTES || (spec->ndim == 1 && ndim == 2))
+        ndim = 1;
+    sw_value_kind kind = t->dtype == SW_DTYPE_BYTES ? SW_VALUE_STRINGS : SW_VALUE_TENSOR;
+    return sw_value_new_tensor(in->name, kind, sw_tensor_share(t, ndim, shape));
+}
+
+/* Between stages, tensors the specs do not know are passed on untouched (as
+ * Ludwig's modules ignore extra keys); a client talking to the preprocessor
+ * most likely misspelled a feature, so it hears about it. */
+static gboolean check_unknown_input(const sw_stage *stage, const sw_value *in, GError **error)
+{
+    if (stage->kind != SW_STAGE_PREPROCESSOR)
+        return TRUE;
+    GString *names = g_string_new(NULL);
+    for (guint i = 0; i < stage->inputs->len; i++) {
+        const sw_tensor_spec *s = g_ptr_array_index(stage->inputs, i);
+        g_string_append_printf(names, "%s'%s'", i ? ", " : "", s->name);
+    }
+    INVALID(error, "input '%s' is not an input feature of model %s (expected %s)", in->name, stage->model_name,
+            names->str);
+    g_string_free(names, TRUE);
+    return FALSE;
+}
+
+static gboolean check_batch(const sw_value *in, int64_t *batch, const char **first, GError **error)
+{
+    int64_t b = in->tensor->ndim > 0 ? in->tensor->shape[0] : -1;
+    if (b <= 0) {
+        INVALID(error, "input '%s': the batch dimension (the first) must be at least 1, got %s", in->name,
+                b == 0 ? "an empty batch" : "a scalar");
+        return FALSE;
+    }
+    if (*batch >= 0 && b != *batch) {
+        INVALID(error,
+                "input '%s' has %" G_GINT64_FORMAT " rows but input '%s' has %" G_GINT64_FORMAT
+                "; all inputs must share the batch size",
+                in->name, b, *first, *batch);
+        return FALSE;
+    }
+    *batch = b;
+    *first = in->name;
+    return TRUE;
+}
+
+GPtrArray *sw_stage_prepare(const sw_stage *stage, GPtrArray *decoded, int64_t *batch_size, GError **error)
+{
+    GPtrArray *prepared = sw_value_array_new();
+    int64_t batch = -1;
+    const char *first = NULL;
+    for (guint i = 0; i < decoded->len; i++) {
+        const sw_value *in = g_ptr_array_index(decoded, i);
+        const sw_tensor_spec *spec = sw_spec_find(stage->inputs, in->name);
+        if (!check_batch(in, &batch, &first, error))
+            goto fail;
+        if (spec == NULL) {
+            if (!check_unknown_input(stage, in, error))
+                goto fail;
+            g_ptr_array_add(prepared, sw_value_new_tensor(in->name, in->kind, sw_tensor_share(in->tensor, 0, NULL)));
+            continue;
+        }
+        sw_value *converted = check_tensor(spec, in->tensor, error) ? convert_input(spec, in, error) : NULL;
+        if (converted == NULL)
+            goto fail;
+        g_ptr_array_add(prepared, converted);
+    }
+    for (guint i = 0; i < stage->inputs->len; i++) {
+        const sw_tensor_spec *spec = g_ptr_array_index(stage->inputs, i);
+        gboolean present = FALSE;
+        for (guint j = 0; j < decoded->len && !present; j++)
+            present = strcmp(((sw_value *)g_ptr_array_index(decoded, j))->name, spec->name) == 0;
+        if (spec->required && !present) {
+            char *want = sw_spec_describe(spec);
+            INVALID(error, "input '%s' (%s feature) is missing: expected %s", spec->name, spec->feature_type, want);
+            g_free(want);
+            goto fail;
+        }
+    }
+    if (batch < 0) {
+        INVALID(error, "the request has no inputs");
+        goto fail;
+    }
+    *batch_size = batch;
+    return prepared;
+fail:
+    g_ptr_array_unref(prepared);
+    return NULL;
+}

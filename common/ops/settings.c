@@ -1,0 +1,257 @@
+#include "settings.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sw_error.h"
+
+typedef enum option_type {
+    OPT_STRING,
+    OPT_INT,
+    OPT_BOOL,
+} option_type;
+
+#define ALL_STAGES 7u
+#define PREDICTOR_ONLY (1u << SW_STAGE_PREDICTOR)
+
+typedef struct option {
+    const char *name;
+    option_type type;
+    const char *default_value; /* NULL: unset */
+    int min, max;              /* OPT_INT */
+    size_t offset;
+    unsigned stages; /* bit per sw_stage_kind */
+    const char *arg;
+    const char *help;
+} option;
+
+#define S(field) offsetof(sw_settings, field)
+
+static const option options[] = {
+    {"model-dir", OPT_STRING, NULL, 0, 0, S(model_dir), ALL_STAGES, "DIR",
+     "Ludwig TorchScript export folder (required)"},
+    {"listen", OPT_STRING, "0.0.0.0:8001", 0, 0, S(listen), ALL_STAGES, "HOST:PORT",
+     "address to serve on; port 0 picks a free one; unix:PATH for a socket"},
+    {"name", OPT_STRING, NULL, 0, 0, S(name), ALL_STAGES, "NAME", "model name (default: the export folder's name)"},
+    {"device", OPT_STRING, "cpu", 0, 0, S(device), PREDICTOR_ONLY, "DEV", "device for the model: cpu, cuda, cuda:N"},
+    {"next", OPT_STRING, NULL, 0, 0, S(next), ALL_STAGES, "TARGET",
+     "next stage (host:port, ipv4:a:p,b:q, dns:///name:port, unix:PATH); then the pipeline model NAME is served too"},
+    {"threads", OPT_INT, "4", 1, 1024, S(threads), ALL_STAGES, "N", "worker threads running inference"},
+    {"torch-threads", OPT_INT, "1", 1, 256, S(torch_threads), ALL_STAGES, "N", "libtorch intra-op threads per call"},
+    {"max-message-mb", OPT_INT, "256", 1, 2047, S(max_message_mb), ALL_STAGES, "MIB", "largest request or reply"},
+    {"drain-timeout", OPT_INT, "30", 0, 86400, S(drain_timeout_s), ALL_STAGES, "S",
+     "seconds to finish calls in flight after SIGTERM"},
+    {"max-rows", OPT_INT, "0", 0, G_MAXINT, S(max_rows), ALL_STAGES, "N", "most rows in one request (0: no limit)"},
+    {"max-concurrent", OPT_INT, "0", 0, G_MAXINT, S(max_concurrent), ALL_STAGES, "N",
+     "most inference calls in flight; more get RESOURCE_EXHAUSTED (0: no limit)"},
+    {"keepalive-time", OPT_INT, "60", 1, 86400, S(keepalive_time_s), ALL_STAGES, "S",
+     "seconds between keepalive pings on idle connections"},
+    {"keepalive-timeout", OPT_INT, "20", 1, 86400, S(keepalive_timeout_s), ALL_STAGES, "S",
+     "seconds to wait for a keepalive answer"},
+    {"max-connection-age", OPT_INT, "0", 0, 864000, S(max_connection_age_s), ALL_STAGES, "S",
+     "close connections after this long so clients rebalance (0: never)"},
+    {"tls-cert", OPT_STRING, NULL, 0, 0, S(tls_cert), ALL_STAGES, "FILE",
+     "server certificate chain (PEM); with --tls-key enables TLS"},
+    {"tls-key", OPT_STRING, NULL, 0, 0, S(tls_key), ALL_STAGES, "FILE", "server private key (PEM)"},
+    {"tls-client-ca", OPT_STRING, NULL, 0, 0, S(tls_client_ca), ALL_STAGES, "FILE",
+     "require client certificates signed by these CAs (mutual TLS)"},
+    {"next-tls-ca", OPT_STRING, NULL, 0, 0, S(next_tls_ca), ALL_STAGES, "FILE",
+     "CAs to verify the next stage with; enables TLS on --next"},
+    {"next-tls-cert", OPT_STRING, NULL, 0, 0, S(next_tls_cert), ALL_STAGES, "FILE",
+     "client certificate for the next stage (mutual TLS)"},
+    {"next-tls-key", OPT_STRING, NULL, 0, 0, S(next_tls_key), ALL_STAGES, "FILE",
+     "client private key for the next stage"},
+    {"auth-token-file", OPT_STRING, NULL, 0, 0, S(auth_token_file), ALL_STAGES, "FILE",
+     "require 'authorization: Bearer <token>' with this file's token (health stays open)"},
+    {"next-auth-token-file", OPT_STRING, NULL, 0, 0, S(next_auth_token_file), ALL_STAGES, "FILE",
+     "bearer token to send to the next stage"},
+    {"log-level", OPT_STRING, "info", 0, 0, S(log_level), ALL_STAGES, "LEVEL", "debug, info, warn or error"},
+    {"log-format", OPT_STRING, "kv", 0, 0, S(log_format), ALL_STAGES, "FORMAT", "kv (key=value) or json"},
+    {"access-log", OPT_BOOL, "false", 0, 0, S(access_log), ALL_STAGES, NULL, "log one line per inference call"},
+    {"metrics-listen", OPT_STRING, NULL, 0, 0, S(metrics_listen), ALL_STAGES, "HOST:PORT",
+     "serve Prometheus metrics over HTTP here"},
+    {"max-batch-size", OPT_INT, "0", 0, 1 << 20, S(max_batch_size), ALL_STAGES, "ROWS",
+     "dynamic batching: most rows in one forward (0: off)"},
+    {"max-queue-delay-us", OPT_INT, "100", 0, 10000000, S(max_queue_delay_us), ALL_STAGES, "US",
+     "dynamic batching: longest wait for a batch to fill"},
+    {"max-queue-size", OPT_INT, "1024", 1, G_MAXINT, S(max_queue_size), ALL_STAGES, "N",
+     "dynamic batching: most requests waiting; more get RESOURCE_EXHAUSTED"},
+    {"instances", OPT_INT, "1", 1, 64, S(instances), PREDICTOR_ONLY, "N",
+     "model copies on the device, run concurrently"},
+};
+
+static char *env_name(const char *name)
+{
+    char *upper = g_ascii_strup(name, -1);
+    g_strdelimit(upper, "-", '_');
+    char *env = g_strconcat("STAGEWISE_", upper, NULL);
+    g_free(upper);
+    return env;
+}
+
+/* Flags are gathered as text first, so that every source goes through the
+ * same parsing and checks. */
+static gboolean collect_flag(const gchar *option_name, const gchar *value, gpointer data, GError **error)
+{
+    (void)error;
+    GHashTable *flags = data;
+    const char *name = option_name + (g_str_has_prefix(option_name, "--") ? 2 : 1);
+    g_hash_table_insert(flags, g_strdup(name), g_strdup(value ? value : "true"));
+    return TRUE;
+}
+
+static gboolean parse_value(const option *o, const char *text, const char *source, sw_settings *s, GError **error)
+{
+    char *field = (char *)s + o->offset;
+    if (o->type == OPT_STRING) {
+        g_free(*(char **)field);
+        *(char **)field = g_strdup(text);
+        return TRUE;
+    }
+    if (o->type == OPT_BOOL) {
+        gboolean yes = !g_ascii_strcasecmp(text, "true") || !strcmp(text, "1") || !g_ascii_strcasecmp(text, "yes");
+        gboolean no = !g_ascii_strcasecmp(text, "false") || !strcmp(text, "0") || !g_ascii_strcasecmp(text, "no");
+        if (!yes && !no) {
+            g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s: %s must be true or false, not '%s'", source,
+                        o->name, text);
+            return FALSE;
+        }
+        *(gboolean *)field = yes;
+        return TRUE;
+    }
+    char *end = NULL;
+    long long v = g_ascii_strtoll(text, &end, 10);
+    if (end == text || *end != '\0' || v < o->min || v > o->max) {
+        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s: %s must be a whole number from %d to %d, not '%s'",
+                    source, o->name, o->min, o->max, text);
+        return FALSE;
+    }
+    *(int *)field = (int)v;
+    return TRUE;
+}
+
+static GKeyFile *load_config_file(GHashTable *flags, GError **error)
+{
+    const char *path = g_hash_table_lookup(flags, "config");
+    if (path == NULL)
+        path = g_getenv("STAGEWISE_CONFIG");
+    GKeyFile *kf = g_key_file_new();
+    GError *local = NULL;
+    if (path && !g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &local)) {
+        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "config file %s: %s", path, local->message);
+        g_error_free(local);
+        g_key_file_unref(kf);
+        return NULL;
+    }
+    return kf;
+}
+
+/* Resolves each setting from the highest-priority source that has it. */
+static gboolean resolve(sw_settings *s, sw_stage_kind kind, GHashTable *flags, GKeyFile *kf, GError **error)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(options); i++) {
+        const option *o = &options[i];
+        /* Settings a stage does not offer keep their defaults. */
+        if (!(o->stages & (1u << kind))) {
+            if (o->default_value && !parse_value(o, o->default_value, "default", s, error))
+                return FALSE;
+            continue;
+        }
+        char *env = env_name(o->name);
+        char *from_file = g_key_file_get_value(kf, "stagewise", o->name, NULL);
+        const char *text = g_hash_table_lookup(flags, o->name);
+        const char *source = "flag";
+        if (text == NULL && g_getenv(env))
+            text = g_getenv(env), source = env;
+        if (text == NULL && from_file)
+            text = from_file, source = "config file";
+        if (text == NULL)
+            text = o->default_value, source = "default";
+        gboolean ok = text == NULL || parse_value(o, text, source, s, error);
+        g_free(env);
+        g_free(from_file);
+        if (!ok)
+            return FALSE;
+    }
+    if (s->model_dir == NULL) {
+        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "--model-dir is required (see --help)");
+        return FALSE;
+    }
+    if (!s->tls_cert != !s->tls_key) {
+        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "--tls-cert and --tls-key go together");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static GOptionEntry *option_entries(sw_stage_kind kind, GPtrArray *help_texts)
+{
+    GOptionEntry *entries = g_new0(GOptionEntry, G_N_ELEMENTS(options) + 2);
+    size_t n = 0;
+    for (size_t i = 0; i < G_N_ELEMENTS(options); i++) {
+        const option *o = &options[i];
+        if (!(o->stages & (1u << kind)))
+            continue;
+        char *env = env_name(o->name);
+        char *help =
+            g_strdup_printf("%s (default: %s; env %s)", o->help, o->default_value ? o->default_value : "unset", env);
+        g_free(env);
+        g_ptr_array_add(help_texts, help);
+        entries[n++] = (GOptionEntry){o->name,
+                                      0,
+                                      o->type == OPT_BOOL ? G_OPTION_FLAG_NO_ARG : 0,
+                                      G_OPTION_ARG_CALLBACK,
+                                      (gpointer)collect_flag,
+                                      help,
+                                      o->arg};
+    }
+    entries[n++] = (GOptionEntry){"config",
+                                  0,
+                                  0,
+                                  G_OPTION_ARG_CALLBACK,
+                                  (gpointer)collect_flag,
+                                  "GKeyFile with a [stagewise] group of these settings (env STAGEWISE_CONFIG)",
+                                  "FILE"};
+    return entries;
+}
+
+gboolean sw_settings_load(sw_settings *s, sw_stage_kind kind, int *argc, char ***argv, GError **error)
+{
+    memset(s, 0, sizeof *s);
+    GHashTable *flags = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    GPtrArray *help_texts = g_ptr_array_new_with_free_func(g_free);
+    GOptionEntry *entries = option_entries(kind, help_texts);
+    char *summary = g_strdup_printf("Serves the %s of a Ludwig TorchScript export over the Open Inference "
+                                    "Protocol (gRPC). Every setting can also come from the environment or a "
+                                    "config file; flags win.",
+                                    sw_stage_kind_name(kind));
+    GOptionContext *ctx = g_option_context_new(NULL);
+    g_option_context_set_summary(ctx, summary);
+    GOptionGroup *group = g_option_group_new(NULL, NULL, NULL, flags, NULL);
+    g_option_group_add_entries(group, entries);
+    g_option_context_set_main_group(ctx, group);
+    GError *local = NULL;
+    gboolean ok = g_option_context_parse(ctx, argc, argv, &local);
+    if (!ok) {
+        g_set_error_literal(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, local->message);
+        g_error_free(local);
+    }
+    GKeyFile *kf = ok ? load_config_file(flags, error) : NULL;
+    ok = kf && resolve(s, kind, flags, kf, error);
+    if (kf)
+        g_key_file_unref(kf);
+    g_option_context_free(ctx);
+    g_free(summary);
+    g_free(entries);
+    g_ptr_array_unref(help_texts);
+    g_hash_table_unref(flags);
+    return ok;
+}
+
+void sw_settings_clear(sw_settings *s)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(options); i++)
+        if (options[i].type == OPT_STRING)
+            g_clear_pointer((char **)((char *)s + options[i].offset), g_free);
+}

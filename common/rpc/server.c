@@ -1,0 +1,273 @@
+/* The server: binding, posting request slots, polling, dispatching
+ * accepted calls to handlers (inline or on the worker pool), draining. */
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/status.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <string.h>
+
+#include "grpc_args.h"
+#include "server_internal.h"
+#include "sw_error.h"
+
+/* sw_code promises the gRPC numbering: checked here, code by code. */
+#define SW_CODE_CHECK_GRPC(name, number)                                                                               \
+    G_STATIC_ASSERT(SW_CODE_##name == (int)GRPC_STATUS_##name && (number) == (int)GRPC_STATUS_##name);
+SW_CODE_MAP(SW_CODE_CHECK_GRPC)
+#undef SW_CODE_CHECK_GRPC
+
+/* Requests kept posted per method, so a burst of calls finds one waiting. */
+#define POSTED_PER_METHOD 16
+
+static void accept_done(sw_completion *done, int success);
+static void shutdown_done(sw_completion *done, int success);
+
+/* Posts one request slot for `m` (NULL: unregistered methods). */
+static void post_request(sw_server *s, const registered_method *m)
+{
+    if (g_atomic_int_get(&s->shutting_down))
+        return;
+    sw_call *c = sw__call_new(s, m, accept_done);
+    grpc_call_error err;
+    if (m)
+        err = grpc_server_request_registered_call(s->grpc, m->handle, &c->call, &c->deadline, &c->metadata, &c->payload,
+                                                  s->cq, s->cq, &c->accept_tag);
+    else
+        err = grpc_server_request_call(s->grpc, &c->call, &c->details, &c->metadata, s->cq, s->cq, &c->accept_tag);
+    if (err != GRPC_CALL_OK)
+        sw__call_unref(c); /* no event will come for this tag */
+}
+
+void sw__server_call_ended(sw_server *s, gboolean counted)
+{
+    if (counted)
+        g_atomic_int_dec_and_test(&s->in_flight);
+    g_mutex_lock(&s->lock);
+    if (--s->active == 0)
+        g_cond_broadcast(&s->shutdown_done_cond);
+    g_mutex_unlock(&s->lock);
+}
+
+static void run_on_worker(void *item, void *user_data)
+{
+    (void)user_data;
+    sw_call *c = item;
+    c->method->method.handler(c, c->method->method.user_data);
+}
+
+static void on_accept(sw_server *s, sw_call *c, int success)
+{
+    if (!success) { /* the server is shutting down: the slot comes back unused */
+        sw__call_unref(c);
+        return;
+    }
+    post_request(s, c->method);
+    g_mutex_lock(&s->lock);
+    s->active++;
+    g_mutex_unlock(&s->lock);
+    sw__call_watch_close(c);
+    if (c->method == NULL) {
+        char *path = grpc_slice_to_c_string(c->details.method);
+        char *msg = g_strdup_printf("method %s is not served here", path);
+        sw_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+        g_free(msg);
+        gpr_free(path);
+        return;
+    }
+    if (!c->method->method.open && s->admit && !s->admit(c, s->admit_data)) {
+        if (s->on_refused)
+            s->on_refused(GRPC_STATUS_UNAUTHENTICATED, s->on_refused_data);
+        return;
+    }
+    if (c->method->method.dispatch == SW_DISPATCH_INLINE) {
+        c->method->method.handler(c, c->method->method.user_data);
+        return;
+    }
+    /* Refuse at once rather than queue without bound. */
+    if (s->max_in_flight > 0 && g_atomic_int_add(&s->in_flight, 1) >= s->max_in_flight) {
+        g_atomic_int_dec_and_test(&s->in_flight);
+        char *msg = g_strdup_printf("the server is at its limit of %d concurrent inference calls", s->max_in_flight);
+        sw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        g_free(msg);
+        if (s->on_refused)
+            s->on_refused(GRPC_STATUS_RESOURCE_EXHAUSTED, s->on_refused_data);
+        return;
+    }
+    c->counted = s->max_in_flight > 0;
+    size_t inline_max = c->method->method.inline_max_bytes;
+    if (inline_max > 0 && (c->payload == NULL || grpc_byte_buffer_length(c->payload) <= inline_max)) {
+        c->method->method.handler(c, c->method->method.user_data);
+        return;
+    }
+    sw_worker_pool_push(s->workers, c);
+}
+
+static void accept_done(sw_completion *done, int success)
+{
+    sw_call *c = ((sw_call_tag *)done)->call;
+    on_accept(c->server, c, success);
+}
+
+static void shutdown_done(sw_completion *done, int success)
+{
+    (void)success;
+    sw_server *s = ((shutdown_tag *)done)->server;
+    g_mutex_lock(&s->lock);
+    s->shutdown_done = TRUE;
+    g_cond_broadcast(&s->shutdown_done_cond);
+    g_mutex_unlock(&s->lock);
+}
+
+/* Also runs the completions of channels sharing the queue. */
+static gpointer poll_loop(gpointer data)
+{
+    sw_server *s = data;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        sw_completion_run(ev.tag, ev.success);
+    }
+    return NULL;
+}
+
+static grpc_server_credentials *server_credentials(const sw_server_options *o)
+{
+    if (o->tls_cert_pem == NULL)
+        return grpc_insecure_server_credentials_create();
+    grpc_ssl_pem_key_cert_pair pair = {o->tls_key_pem, o->tls_cert_pem};
+    grpc_ssl_client_certificate_request_type request = o->tls_client_ca_pem
+                                                           ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                                           : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+    return grpc_ssl_server_credentials_create_ex(o->tls_client_ca_pem, &pair, 1, request, NULL);
+}
+
+sw_server *sw_server_new(const sw_server_options *options, const sw_method *methods, size_t n_methods, GError **error)
+{
+    sw_server *s = g_new0(sw_server, 1);
+    g_mutex_init(&s->lock);
+    g_cond_init(&s->shutdown_done_cond);
+    s->shutdown_tag = (shutdown_tag){.base = {.func = shutdown_done}, .server = s};
+    grpc_arg args[6];
+    size_t n_args = 0;
+    args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_message_bytes);
+    args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, options->max_message_bytes);
+    if (options->keepalive_time_ms > 0)
+        args[n_args++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, options->keepalive_time_ms);
+    if (options->keepalive_timeout_ms > 0)
+        args[n_args++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options->keepalive_timeout_ms);
+    if (options->max_connection_age_ms > 0) {
+        args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONNECTION_AGE_MS, options->max_connection_age_ms);
+        args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, options->max_connection_age_ms);
+    }
+    grpc_channel_args channel_args = {n_args, args};
+    s->max_in_flight = options->max_in_flight;
+    s->admit = options->admit;
+    s->admit_data = options->admit_data;
+    s->on_refused = options->on_refused;
+    s->on_refused_data = options->on_refused_data;
+    s->grpc = grpc_server_create(&channel_args, NULL);
+    s->owns_cq = options->cq == NULL;
+    s->cq = s->owns_cq ? grpc_completion_queue_create_for_next(NULL) : options->cq;
+    grpc_server_register_completion_queue(s->grpc, s->cq, NULL);
+    s->n_methods = n_methods;
+    s->methods = g_new0(registered_method, n_methods);
+    for (size_t i = 0; i < n_methods; i++) {
+        s->methods[i].method = methods[i];
+        s->methods[i].handle =
+            grpc_server_register_method(s->grpc, methods[i].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    }
+    grpc_server_credentials *creds = server_credentials(options);
+    s->port = grpc_server_add_http2_port(s->grpc, options->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (s->port <= 0) {
+        g_set_error(error, SW_ERROR, SW_CODE_UNAVAILABLE, "cannot listen on %s", options->listen);
+        sw_server_free(s);
+        return NULL;
+    }
+    s->workers = sw_worker_pool_new("sw-worker", MAX(options->worker_threads, 1), run_on_worker, s);
+    return s;
+}
+
+int sw_server_port(const sw_server *s)
+{
+    return s->port;
+}
+
+void sw_server_start(sw_server *s)
+{
+    grpc_server_start(s->grpc);
+    s->started = TRUE;
+    s->poller = g_thread_new("sw-poll", poll_loop, s);
+    for (size_t i = 0; i < s->n_methods; i++)
+        for (int k = 0; k < POSTED_PER_METHOD; k++)
+            post_request(s, &s->methods[i]);
+    for (int k = 0; k < 2; k++)
+        post_request(s, NULL);
+}
+
+/* Waits until gRPC reports the shutdown done and every handler has ended
+ * its call (a cancelled call may still sit in a batch queue, and must be
+ * ended while the completion queue lives). */
+static gboolean wait_shutdown(sw_server *s, gint64 until)
+{
+    g_mutex_lock(&s->lock);
+    while (!s->shutdown_done || s->active > 0)
+        if (!g_cond_wait_until(&s->shutdown_done_cond, &s->lock, until))
+            break;
+    gboolean done = s->shutdown_done && s->active == 0;
+    g_mutex_unlock(&s->lock);
+    return done;
+}
+
+gboolean sw_server_shutdown(sw_server *s, int drain_timeout_ms)
+{
+    if (!s->started)
+        return FALSE;
+    g_atomic_int_set(&s->shutting_down, 1);
+    grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
+    gboolean cancelled = FALSE;
+    if (!wait_shutdown(s, g_get_monotonic_time() + (gint64)drain_timeout_ms * 1000)) {
+        cancelled = TRUE;
+        grpc_server_cancel_all_calls(s->grpc);
+        wait_shutdown(s, G_MAXINT64);
+    }
+    /* Workers may still be finishing cancelled calls; they need the poller. */
+    sw_worker_pool_free(s->workers);
+    s->workers = NULL;
+    grpc_server_destroy(s->grpc);
+    s->grpc = NULL;
+    grpc_completion_queue_shutdown(s->cq);
+    g_thread_join(s->poller);
+    s->poller = NULL;
+    s->started = FALSE;
+    return cancelled;
+}
+
+void sw_server_free(sw_server *s)
+{
+    if (s == NULL)
+        return;
+    g_assert(!s->started);
+    if (s->workers)
+        sw_worker_pool_free(s->workers);
+    if (s->grpc) {
+        /* Never started: nothing is in flight. */
+        grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
+        grpc_server_cancel_all_calls(s->grpc);
+        grpc_completion_queue_shutdown(s->cq);
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN) {
+        }
+        grpc_server_destroy(s->grpc);
+    }
+    if (s->cq && s->owns_cq)
+        grpc_completion_queue_destroy(s->cq);
+    g_free(s->methods);
+    g_mutex_clear(&s->lock);
+    g_cond_clear(&s->shutdown_done_cond);
+    g_free(s);
+}

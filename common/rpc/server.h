@@ -1,0 +1,137 @@
+/* A gRPC server on gRPC C core that dispatches unary calls to handlers.
+ *
+ * One polling thread drives the completion queue. Each accepted call becomes
+ * one sw_call object, owned by the server and reference counted across the
+ * batches in flight on it; the handler borrows it. Cheap methods run inline
+ * on the polling thread; the rest go to a pool of worker threads (the one
+ * that went idle last first: see worker_pool.h), so
+ * inference never blocks polling. Calls to methods no handler serves get
+ * UNIMPLEMENTED rather than hanging.
+ *
+ * A handler ends every call it is given exactly once, with sw_call_reply() or
+ * sw_call_fail(); after that it must not touch the call. */
+#ifndef SW_SERVER_H
+#define SW_SERVER_H
+
+#include <glib.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+struct grpc_call;
+struct grpc_completion_queue;
+
+typedef struct sw_server sw_server;
+typedef struct sw_call sw_call;
+
+typedef void (*sw_method_handler)(sw_call *call, void *user_data);
+
+typedef enum sw_dispatch {
+    SW_DISPATCH_INLINE, /* on the polling thread: must not block */
+    SW_DISPATCH_WORKER, /* on a worker thread */
+} sw_dispatch;
+
+typedef struct sw_method {
+    const char *path; /* "/inference.GRPCInferenceService/ModelInfer"; static */
+    sw_dispatch dispatch;
+    sw_method_handler handler;
+    void *user_data;
+    gboolean open; /* skips the admission check (health probes) */
+    /* SW_DISPATCH_WORKER only: a request of at most this many bytes runs on
+     * the polling thread instead, saving a thread hand-off, so the handler
+     * must not block on it (queueing it for a batch is fine). 0: never. */
+    size_t inline_max_bytes;
+} sw_method;
+
+/* Middleware run on every call to a method that is not open, before its
+ * handler: return TRUE to let it through, or end the call (sw_call_fail)
+ * and return FALSE. Runs on the polling thread: must not block. */
+typedef gboolean (*sw_admit_func)(sw_call *call, void *user_data);
+
+typedef struct sw_server_options {
+    const char *listen;        /* "HOST:PORT" (port 0 picks a free one) or "unix:PATH" */
+    int worker_threads;        /* >= 1 */
+    int max_message_bytes;     /* receive and send limit; -1 unlimited */
+    int max_in_flight;         /* worker calls queued or running; more get RESOURCE_EXHAUSTED; 0 no limit */
+    int keepalive_time_ms;     /* 0: gRPC's default */
+    int keepalive_timeout_ms;  /* 0: gRPC's default */
+    int max_connection_age_ms; /* 0: connections live forever */
+    /* TLS: PEM text. With cert and key the port is TLS only; with a client
+     * CA too, clients must present a certificate it signed. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
+    const char *tls_client_ca_pem;
+    sw_admit_func admit;
+    void *admit_data;
+    /* Told of every call the server itself refused (admission failed, too
+     * many in flight) with its gRPC code; on the polling thread. May be NULL. */
+    void (*on_refused)(int code, void *user_data);
+    void *on_refused_data;
+    /* NULL: the server makes its own completion queue. Else a queue made
+     * with grpc_completion_queue_create_for_next() whose every tag is an
+     * sw_completion (completion.h), for example one shared with the
+     * channels the handlers call (sw_channel_options.cq): the server's
+     * polling thread runs their completions too, and shuts the queue down
+     * in sw_server_shutdown(); its creator destroys it after freeing the
+     * server and those channels. */
+    struct grpc_completion_queue *cq;
+} sw_server_options;
+
+/* Binds `options->listen` and registers `methods` (copied; user_data
+ * borrowed and must outlive the server). Nothing is served until
+ * sw_server_start(). NULL with an error when the address cannot be bound. */
+sw_server *sw_server_new(const sw_server_options *options, const sw_method *methods, size_t n_methods, GError **error);
+/* The bound port (useful after listening on port 0; 1 for unix sockets). */
+int sw_server_port(const sw_server *server);
+void sw_server_start(sw_server *server);
+/* Stops accepting calls and lets the ones in flight finish; after
+ * `drain_timeout_ms` the rest are cancelled. TRUE when the drain timed out
+ * and calls were cancelled, FALSE when every call finished in time (or the
+ * server never started). Blocks until every call is done and every thread
+ * has stopped. Call from one thread, not from a handler. */
+gboolean sw_server_shutdown(sw_server *server, int drain_timeout_ms);
+/* Frees a server that is shut down (or was never started). */
+void sw_server_free(sw_server *server);
+
+/* The request message. Borrowed: valid until the call ends. */
+GBytes *sw_call_request(sw_call *call);
+/* The first value of request metadata `key`, newly allocated, or NULL. */
+char *sw_call_metadata(const sw_call *call, const char *key);
+/* The gRPC call itself, to make it the parent of calls made on its behalf
+ * (they then inherit its deadline and cancellation). Borrowed: valid until
+ * the call ends. */
+struct grpc_call *sw_call_grpc_call(const sw_call *call);
+/* TRUE once the client cancelled the call or its deadline passed. */
+gboolean sw_call_is_cancelled(const sw_call *call);
+/* Microseconds left before the call's deadline (G_MAXINT64: none). */
+int64_t sw_call_remaining_us(const sw_call *call);
+
+/* Ends the call with OK and `message` packed as the response. The message is
+ * borrowed (packed before returning). */
+void sw_call_reply(sw_call *call, const ProtobufCMessage *message);
+/* Ends the call with OK and a response sent as `parts` (GBytes, sent back
+ * to back without copying; references are taken). */
+void sw_call_reply_parts(sw_call *call, GPtrArray *parts);
+/* Ends the call with a non-OK status; `code` is a gRPC status code. */
+void sw_call_fail(sw_call *call, int code, const char *message);
+/* Server streaming. sw_call_send() queues one response message (packed at
+ * once; `message` is borrowed); messages go out in order, one at a time.
+ * sw_call_finish() ends the stream with a status after the queued messages.
+ * Both may be called from any thread; nothing may follow finish. */
+void sw_call_send(sw_call *call, const ProtobufCMessage *message);
+void sw_call_finish(sw_call *call, int code, const char *message);
+
+/* Runs `func` on the polling thread if the client cancels the call (or its
+ * deadline passes) before it ended; the handler must still end it. Register
+ * from an inline handler, before returning. */
+typedef void (*sw_call_cancelled_func)(sw_call *call, void *user_data);
+void sw_call_on_cancel(sw_call *call, sw_call_cancelled_func func, void *user_data);
+
+/* Ends the call with the code and message of `error` (SW_ERROR domain;
+ * other domains become INTERNAL). `error` is borrowed. */
+void sw_call_fail_error(sw_call *call, const GError *error);
+
+G_END_DECLS
+
+#endif

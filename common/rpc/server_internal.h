@@ -1,0 +1,97 @@
+/* What server.c and call.c share about calls and servers; not for other
+ * layers. Names with two underscores (sw__) cross files inside rpc/ only. */
+#ifndef SW_SERVER_INTERNAL_H
+#define SW_SERVER_INTERNAL_H
+
+#include <grpc/grpc.h>
+
+#include "completion.h"
+#include "server.h"
+#include "worker_pool.h"
+
+/* A batch on a call: `base.func` says which. */
+typedef struct sw_call_tag {
+    sw_completion base;
+    sw_call *call;
+} sw_call_tag;
+
+typedef struct shutdown_tag {
+    sw_completion base;
+    sw_server *server;
+} shutdown_tag;
+
+typedef struct registered_method {
+    sw_method method;
+    void *handle; /* from grpc_server_register_method */
+} registered_method;
+
+struct sw_call {
+    sw_server *server;
+    const registered_method *method; /* NULL: an unregistered method */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array metadata;
+    grpc_call_details details; /* unregistered calls only */
+    grpc_byte_buffer *payload;
+    GBytes *request;
+    gint refs;
+    int cancelled; /* written by RECV_CLOSE_ON_SERVER */
+    gboolean ended;
+    gboolean counted; /* holds one of the server's in-flight slots */
+    sw_call_tag accept_tag, close_tag, send_tag, stream_tag;
+    /* Server streaming: messages wait in `outbox` while one is being sent,
+     * and the status waits for them. */
+    GMutex stream_lock;
+    GQueue outbox;
+    grpc_byte_buffer *streaming;
+    gboolean initial_sent;
+    gboolean finish_pending;
+    int finish_code;
+    char *finish_message;
+    sw_call_cancelled_func on_cancel;
+    void *on_cancel_data;
+    /* What the reply batch sends, kept until it completes. */
+    grpc_byte_buffer *response;
+    grpc_slice status_details;
+    gboolean has_status_details;
+};
+
+struct sw_server {
+    grpc_server *grpc;
+    grpc_completion_queue *cq;
+    gboolean owns_cq;
+    registered_method *methods;
+    size_t n_methods;
+    int port;
+    GThread *poller;
+    sw_worker_pool *workers;
+    int max_in_flight;
+    gint in_flight;
+    sw_admit_func admit;
+    void *admit_data;
+    void (*on_refused)(int code, void *user_data);
+    void *on_refused_data;
+    shutdown_tag shutdown_tag;
+    GMutex lock;
+    GCond shutdown_done_cond;
+    gboolean shutdown_done;
+    int active; /* calls given to handlers and not yet ended; under lock */
+    gint shutting_down;
+    gboolean started;
+};
+
+/* A new call for one request slot of `m` (NULL: unregistered methods),
+ * holding one reference; `accept` finishes its accept tag. */
+sw_call *sw__call_new(sw_server *server, const registered_method *m, sw_completion_func accept);
+/* Drops one reference; the last frees the call. */
+void sw__call_unref(sw_call *call);
+/* Starts a batch holding a reference for it. FALSE when it could not start:
+ * then no event will come for `t` and the reference is dropped again. */
+gboolean sw__call_start_batch(sw_call *call, const grpc_op *ops, size_t n, sw_call_tag *t);
+/* Starts the RECV_CLOSE_ON_SERVER batch that reports cancellation. */
+void sw__call_watch_close(sw_call *call);
+/* Told by call.c when a handler ended a call: frees its in-flight slot and
+ * wakes a drain waiting for the last call. Touches nothing of the call's. */
+void sw__server_call_ended(sw_server *server, gboolean counted);
+
+#endif

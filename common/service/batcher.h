@@ -1,0 +1,59 @@
+/* Dynamic batching: requests to one stage wait briefly in a bounded queue,
+ * are concatenated along the batch dimension, run as one forward call, and
+ * get their own rows of the outputs back.
+ *
+ * Requests arrive already validated (sw_stage_prepare), so a bad request
+ * never joins, let alone fails, a batch. A batch closes when it holds
+ * `max_batch_size` rows or its oldest request has waited
+ * `max_queue_delay_us`. Requests whose inputs differ in names, datatypes or
+ * non-batch dimensions go in different batches. A request that is no longer
+ * wanted when its batch forms (deadline passed, client gone) is answered
+ * without computing it. */
+#ifndef SW_BATCHER_H
+#define SW_BATCHER_H
+
+#include <glib.h>
+
+#include "metrics.h"
+#include "stage.h"
+
+G_BEGIN_DECLS
+
+typedef struct sw_batcher sw_batcher;
+
+typedef struct sw_batcher_options {
+    int max_batch_size;     /* rows; >= 1 */
+    int max_queue_delay_us; /* >= 0 */
+    int max_queue_size;     /* requests waiting; >= 1 */
+    int executors;          /* threads running batches; >= 1 */
+} sw_batcher_options;
+
+/* When the forward call serving a request ran (g_get_monotonic_time);
+ * both 0 when it never ran. */
+typedef struct sw_batch_timing {
+    gint64 started_us;
+    gint64 finished_us;
+} sw_batch_timing;
+
+/* Called once per request, on an executor thread: `outputs` (sw_output,
+ * this request's rows only) on success, else `error`. All borrowed. */
+typedef void (*sw_batch_done)(GPtrArray *outputs, const GError *error, const sw_batch_timing *timing, void *user_data);
+/* Asked when the batch forms: FALSE means the request is no longer wanted
+ * and it completes with DEADLINE_EXCEEDED instead of running. */
+typedef gboolean (*sw_batch_wanted)(void *user_data);
+
+/* `stage` and `metrics` (may be NULL) are borrowed and must outlive the
+ * batcher. */
+sw_batcher *sw_batcher_new(sw_stage *stage, const sw_batcher_options *options, sw_metrics *metrics);
+/* Stops taking requests, runs what is queued, joins the executors. */
+void sw_batcher_free(sw_batcher *batcher);
+
+/* Queues `prepared` (sw_value array; ownership taken) holding `rows` rows,
+ * sorting it by input name. When the queue is full returns FALSE with
+ * RESOURCE_EXHAUSTED, takes nothing and `done` is not called. */
+gboolean sw_batcher_submit(sw_batcher *batcher, GPtrArray *prepared, int64_t rows, sw_batch_wanted wanted,
+                           sw_batch_done done, void *user_data, GError **error);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,192 @@
+/* ModelInfer: from the request to its single end, through validation,
+ * the stage (alone or in a batch) and, for the pipeline model, the hop. */
+#include <string.h>
+
+#include "log.h"
+#include "oip_codec.h"
+#include "service_internal.h"
+#include "sw_error.h"
+
+/* Keeps the outputs the request asks for, in the order it asks; all of them
+ * when it names none. */
+static GPtrArray *select_outputs(const char *model_name, const Inference__ModelInferRequest *req, GPtrArray *outputs,
+                                 GError **error)
+{
+    if (req->n_outputs == 0)
+        return g_ptr_array_ref(outputs);
+    GPtrArray *selected = g_ptr_array_new();
+    for (size_t i = 0; i < req->n_outputs; i++) {
+        const char *want = req->outputs[i]->name;
+        sw_output *found = NULL;
+        for (guint j = 0; j < outputs->len && !found; j++) {
+            sw_output *o = g_ptr_array_index(outputs, j);
+            if (strcmp(o->name, want) == 0)
+                found = o;
+        }
+        if (found == NULL) {
+            GString *names = g_string_new(NULL);
+            for (guint j = 0; j < outputs->len; j++)
+                g_string_append_printf(names, "%s'%s'", j ? ", " : "",
+                                       ((sw_output *)g_ptr_array_index(outputs, j))->name);
+            g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
+                        "requested output '%s' is not an output of model %s (outputs: %s)", want, model_name,
+                        names->str);
+            g_string_free(names, TRUE);
+            g_ptr_array_unref(selected);
+            return NULL;
+        }
+        g_ptr_array_add(selected, found);
+    }
+    return selected;
+}
+
+/* Ends the call with the response in `reply` (GBytes parts: OK) or with
+ * `code`/`message`, and frees `ic`. */
+void sw__infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const char *message)
+{
+    int status = reply ? SW_CODE_OK : code;
+    gint64 total = g_get_monotonic_time() - ic->start_us;
+    const char *model = ic->req ? ic->req->model_name : NULL;
+    gint64 queue = ic->ran.started_us ? ic->ran.started_us - ic->start_us : 0;
+    gint64 compute = ic->ran.started_us ? ic->ran.finished_us - ic->ran.started_us : 0;
+    sw_metrics_record_request(ic->svc->metrics, model, status, ic->rows, queue, compute, total);
+    sw_metrics_in_flight_add(ic->svc->metrics, -1);
+    if (ic->svc->access_log) {
+        /* Both come from the client: quoted, so they cannot forge fields. */
+        char *id = sw_log_quote(ic->req ? ic->req->id : "");
+        char *quoted_model = sw_log_quote(model ? model : "");
+        sw_log(SW_LOG_INFO,
+               "event=infer id=%s model=%s status=%s rows=%" G_GINT64_FORMAT " queue_us=%" G_GINT64_FORMAT
+               " compute_us=%" G_GINT64_FORMAT " latency_us=%" G_GINT64_FORMAT,
+               id, quoted_model, sw_code_name(status), ic->rows, queue, compute, total);
+        g_free(id);
+        g_free(quoted_model);
+    }
+    sw_call *call = ic->call;
+    if (ic->owner)
+        g_bytes_unref(ic->owner);
+    g_free(ic);
+    /* Last: once the call ends, a draining server may free the service. */
+    if (reply)
+        sw_call_reply_parts(call, reply);
+    else
+        sw_call_fail(call, code, message);
+}
+
+void sw__infer_call_fail_error(infer_call *ic, const GError *error)
+{
+    sw__infer_call_finish(ic, NULL, sw_error_code(error), error->message);
+}
+
+/* Decodes and checks the request: the values to run forward on, or NULL
+ * with an error. Runs before batching, so bad requests never join a batch. */
+static GPtrArray *prepare(infer_call *ic, GError **error)
+{
+    GPtrArray *decoded = sw_oip_decode_inputs(ic->req, ic->owner, error);
+    if (decoded == NULL)
+        return NULL;
+    GPtrArray *prepared = sw_stage_prepare(ic->svc->stage, decoded, &ic->rows, error);
+    g_ptr_array_unref(decoded);
+    if (prepared && ic->svc->max_rows > 0 && ic->rows > ic->svc->max_rows) {
+        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
+                    "the request has %" G_GINT64_FORMAT " rows; this server takes at most %d per request", ic->rows,
+                    ic->svc->max_rows);
+        g_clear_pointer(&prepared, g_ptr_array_unref);
+    }
+    return prepared;
+}
+
+/* Requested outputs apply where the answer is made: at the end. */
+static void answer(infer_call *ic, GPtrArray *outputs)
+{
+    GError *error = NULL;
+    GPtrArray *selected = select_outputs(ic->entry->name, ic->req, outputs, &error);
+    if (selected == NULL) {
+        sw__infer_call_fail_error(ic, error);
+        g_error_free(error);
+        return;
+    }
+    Inference__ModelInferResponse *resp = sw_oip_response_build(ic->entry->name, ic->req->id, selected);
+    GPtrArray *reply = sw_oip_response_pack_parts(resp);
+    sw_oip_response_free(resp);
+    g_ptr_array_unref(selected);
+    sw__infer_call_finish(ic, reply, SW_CODE_OK, NULL);
+    g_ptr_array_unref(reply);
+}
+
+/* What happens once the stage ran: pass the outputs on, or answer. */
+static void stage_done(GPtrArray *outputs, const GError *error, const sw_batch_timing *timing, void *user_data)
+{
+    infer_call *ic = user_data;
+    ic->ran = *timing;
+    if (outputs == NULL)
+        sw__infer_call_fail_error(ic, error);
+    else if (ic->entry == &ic->svc->pipeline_model && ic->svc->next)
+        sw__hop_forward(ic, outputs);
+    else
+        answer(ic, outputs);
+}
+
+static gboolean still_wanted(void *user_data)
+{
+    return !sw_call_is_cancelled(((infer_call *)user_data)->call);
+}
+
+static void run_stage(infer_call *ic, GPtrArray *prepared)
+{
+    GError *error = NULL;
+    if (ic->svc->batcher) {
+        if (!sw_batcher_submit(ic->svc->batcher, prepared, ic->rows, still_wanted, stage_done, ic, &error)) {
+            g_ptr_array_unref(prepared);
+            sw__infer_call_fail_error(ic, error);
+            g_error_free(error);
+        }
+        return;
+    }
+    sw_batch_timing timing = {.started_us = g_get_monotonic_time()};
+    GPtrArray *outputs = sw_stage_run(ic->svc->stage, prepared, &error);
+    timing.finished_us = g_get_monotonic_time();
+    sw_metrics_record_execution(ic->svc->metrics, ic->rows);
+    g_ptr_array_unref(prepared);
+    stage_done(outputs, error, &timing, ic);
+    g_clear_error(&error);
+    if (outputs)
+        g_ptr_array_unref(outputs);
+}
+
+void sw__handle_model_infer(sw_call *call, void *data)
+{
+    infer_call *ic = g_new0(infer_call, 1);
+    ic->call = call;
+    ic->svc = data;
+    ic->start_us = g_get_monotonic_time();
+    sw_metrics_in_flight_add(ic->svc->metrics, 1);
+    GError *error = NULL;
+    Inference__ModelInferRequest *req = sw_oip_unpack_infer_request(sw_call_request(call), &ic->owner, &error);
+    if (req == NULL) {
+        sw__infer_call_fail_error(ic, error);
+        g_error_free(error);
+        return;
+    }
+    ic->req = req;
+    /* Checked once the request is read, so the answer is logged and counted
+     * under its id and model. */
+    if (sw_call_is_cancelled(call)) {
+        sw__infer_call_finish(ic, NULL, SW_CODE_DEADLINE_EXCEEDED,
+                              "the deadline passed or the call was cancelled before it ran");
+        return;
+    }
+    ic->entry = sw__find_model(ic->svc, req->model_name, req->model_version, &error);
+    if (ic->entry && !g_atomic_int_get(&ic->svc->loaded)) {
+        ic->entry = NULL;
+        g_set_error(&error, SW_ERROR, SW_CODE_UNAVAILABLE,
+                    "model '%s' is still loading; ask again when health says SERVING", req->model_name);
+    }
+    GPtrArray *prepared = ic->entry ? prepare(ic, &error) : NULL;
+    if (prepared == NULL) {
+        sw__infer_call_fail_error(ic, error);
+        g_error_free(error);
+        return;
+    }
+    run_stage(ic, prepared);
+}

@@ -1,0 +1,134 @@
+/* The service of one stage: construction, the models it answers for, and
+ * the table of RPCs handed to the server. */
+#include <string.h>
+
+#include "oip_paths.h"
+#include "service_internal.h"
+#include "sw_error.h"
+
+sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, const char *model_base_name,
+                                   sw_channel *next, const sw_oip_service_options *options, GError **error)
+{
+    sw_oip_service *svc = g_new0(sw_oip_service, 1);
+    svc->stage = stage;
+    svc->base_name = g_strdup(model_base_name);
+    svc->next = next;
+    svc->max_rows = options->max_rows;
+    svc->access_log = options->access_log;
+    svc->metrics = options->metrics;
+    g_mutex_init(&svc->watch_lock);
+    svc->watchers = g_ptr_array_new_with_free_func(g_free);
+    if (options->batching.max_batch_size > 0)
+        svc->batcher = sw_batcher_new(stage, &options->batching, svc->metrics);
+    if (options->next_auth_token) {
+        svc->next_metadata[0] = g_strdup("authorization");
+        svc->next_metadata[1] = g_strdup_printf("Bearer %s", options->next_auth_token);
+    }
+    svc->allocations = g_ptr_array_new_with_free_func(g_free);
+    sw__build_model_metadata(svc, &svc->stage_model, stage->model_name, stage->inputs, stage->outputs);
+    /* Every stage that can reach the end answers for the whole pipeline. */
+    if (next || stage->kind == SW_STAGE_POSTPROCESSOR) {
+        GPtrArray *unused = NULL;
+        if (!sw_stage_specs(SW_STAGE_POSTPROCESSOR, export, &unused, &svc->pipeline_outputs, error)) {
+            sw_oip_service_free(svc);
+            return NULL;
+        }
+        g_ptr_array_unref(unused);
+        sw__build_model_metadata(svc, &svc->pipeline_model, svc->base_name, stage->inputs, svc->pipeline_outputs);
+    }
+    return svc;
+}
+
+void sw_oip_service_free(sw_oip_service *svc)
+{
+    if (svc == NULL)
+        return;
+    sw_batcher_free(svc->batcher);
+    sw_oip_service_end_watches(svc);
+    g_ptr_array_unref(svc->watchers);
+    g_mutex_clear(&svc->watch_lock);
+    g_free(svc->base_name);
+    g_free(svc->next_metadata[0]);
+    g_free(svc->next_metadata[1]);
+    if (svc->pipeline_outputs)
+        g_ptr_array_unref(svc->pipeline_outputs);
+    g_ptr_array_unref(svc->allocations);
+    g_free(svc);
+}
+
+gboolean sw__is_serving(sw_oip_service *svc)
+{
+    return g_atomic_int_get(&svc->serving) != 0;
+}
+
+/* Unpacks the request of `call` as `desc`, or fails the call and returns NULL. */
+ProtobufCMessage *sw__unpack_request(sw_call *call, const ProtobufCMessageDescriptor *desc)
+{
+    gsize len = 0;
+    const uint8_t *data = g_bytes_get_data(sw_call_request(call), &len);
+    ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, data);
+    if (msg == NULL) {
+        char *text = g_strdup_printf("the request is not a valid %s message", desc->name);
+        sw_call_fail(call, SW_CODE_INVALID_ARGUMENT, text);
+        g_free(text);
+    }
+    return msg;
+}
+
+/* The model `name`/`version` names, or NULL with a NOT_FOUND error. */
+const model_entry *sw__find_model(sw_oip_service *svc, const char *name, const char *version, GError **error)
+{
+    const model_entry *entry = NULL;
+    if (strcmp(name, svc->stage_model.name) == 0)
+        entry = &svc->stage_model;
+    else if (svc->pipeline_model.name && strcmp(name, svc->pipeline_model.name) == 0)
+        entry = &svc->pipeline_model;
+    if (entry == NULL) {
+        const char *pipeline = svc->pipeline_model.name;
+        g_set_error(error, SW_ERROR, SW_CODE_NOT_FOUND, "model '%s' is not served here; this server serves '%s'%s%s%s",
+                    name, svc->stage_model.name, pipeline ? " and '" : "", pipeline ? pipeline : "",
+                    pipeline ? "'" : "");
+        return NULL;
+    }
+    if (version[0] != '\0' && strcmp(version, SW_MODEL_VERSION) != 0) {
+        g_set_error(error, SW_ERROR, SW_CODE_NOT_FOUND,
+                    "model '%s' has no version '%s'; its only version is '" SW_MODEL_VERSION "'", name, version);
+        return NULL;
+    }
+    return entry;
+}
+
+/* With batching the handler only decodes, validates and queues, which for
+ * a small request costs less than waking a worker to do it; large requests
+ * still go to a worker so decoding them never holds up polling. */
+#define BATCHED_INLINE_MAX_BYTES (64 * 1024)
+
+size_t sw_oip_service_methods(sw_oip_service *svc, sw_method *methods)
+{
+#define SW_INLINE_METHOD(method_path, method_handler, is_open)                                                         \
+    {                                                                                                                  \
+        .path = method_path, .dispatch = SW_DISPATCH_INLINE, .handler = method_handler, .user_data = svc,              \
+        .open = is_open                                                                                                \
+    }
+    const sw_method table[] = {
+        SW_INLINE_METHOD(SW_PATH_SERVER_LIVE, sw__handle_server_live, FALSE),
+        SW_INLINE_METHOD(SW_PATH_SERVER_READY, sw__handle_server_ready, FALSE),
+        SW_INLINE_METHOD(SW_PATH_MODEL_READY, sw__handle_model_ready, FALSE),
+        SW_INLINE_METHOD(SW_PATH_SERVER_METADATA, sw__handle_server_metadata, FALSE),
+        SW_INLINE_METHOD(SW_PATH_MODEL_METADATA, sw__handle_model_metadata, FALSE),
+        {
+            .path = SW_PATH_MODEL_INFER,
+            .dispatch = SW_DISPATCH_WORKER,
+            .handler = sw__handle_model_infer,
+            .user_data = svc,
+            .inline_max_bytes = svc->batcher ? BATCHED_INLINE_MAX_BYTES : 0,
+        },
+        /* Open: Kubernetes probes carry no token. */
+        SW_INLINE_METHOD(SW_PATH_HEALTH_CHECK, sw__handle_health_check, TRUE),
+        SW_INLINE_METHOD(SW_PATH_HEALTH_WATCH, sw__handle_health_watch, TRUE),
+    };
+#undef SW_INLINE_METHOD
+    G_STATIC_ASSERT(G_N_ELEMENTS(table) <= SW_OIP_SERVICE_MAX_METHODS);
+    memcpy(methods, table, sizeof table);
+    return G_N_ELEMENTS(table);
+}

@@ -1,0 +1,59 @@
+/* The Open Inference Protocol and gRPC health services for one stage.
+ *
+ * Binds the OIP RPCs and grpc.health.v1.Health to a loaded sw_stage and
+ * exposes them as a table of sw_method for sw_server. The service borrows
+ * the stage; both must outlive the server that serves them. */
+#ifndef SW_OIP_SERVICE_H
+#define SW_OIP_SERVICE_H
+
+#include <glib.h>
+
+#include "batcher.h"
+#include "channel.h"
+#include "export.h"
+#include "server.h"
+#include "stage.h"
+
+G_BEGIN_DECLS
+
+typedef struct sw_oip_service sw_oip_service;
+
+/* The maximum number of methods sw_oip_service_methods() fills. */
+#define SW_OIP_SERVICE_MAX_METHODS 8
+
+typedef struct sw_oip_service_options {
+    int max_rows;                /* most rows per request; 0 no limit */
+    gboolean access_log;         /* one log line per inference call */
+    const char *next_auth_token; /* bearer token for the next stage; copied */
+    sw_batcher_options batching; /* max_batch_size 0: no batching */
+    sw_metrics *metrics;         /* borrowed; NULL records nothing */
+} sw_oip_service_options;
+
+/* Serves `stage` (its module may still be loading: see
+ * sw_oip_service_set_loaded) as "<base>_<stage>". With `next` (borrowed: a channel to
+ * the next stage), or as the postprocessor, it also serves the pipeline
+ * model "<base>": it runs its stage and passes the outputs on to `next`, or
+ * answers them as the last step. NULL with an error when the export's
+ * output features cannot be served. */
+sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, const char *model_base_name,
+                                   sw_channel *next, const sw_oip_service_options *options, GError **error);
+void sw_oip_service_free(sw_oip_service *service);
+
+/* Fills `methods` (room for SW_OIP_SERVICE_MAX_METHODS) and returns how many. */
+size_t sw_oip_service_methods(sw_oip_service *service, sw_method *methods);
+
+/* Inference calls get UNAVAILABLE until this says the stage's module is
+ * loaded. */
+void sw_oip_service_set_loaded(sw_oip_service *service);
+
+/* Readiness as health and ServerReady report it: FALSE while loading and
+ * while draining. */
+void sw_oip_service_set_serving(sw_oip_service *service, gboolean serving);
+
+/* Ends every open Health/Watch stream (UNAVAILABLE), so that draining does
+ * not wait on them. */
+void sw_oip_service_end_watches(sw_oip_service *service);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,92 @@
+/* What the files of the service layer share: the service object, the
+ * model table, and one inference call's life (infer.c starts and ends it,
+ * hop.c carries it to the next stage). Not for other layers. */
+#ifndef SW_SERVICE_INTERNAL_H
+#define SW_SERVICE_INTERNAL_H
+
+#include "health.pb-c.h"
+#include "inference.pb-c.h"
+#include "oip_service.h"
+
+#define SW_PLATFORM "ludwig_torchscript"
+#define SW_MODEL_VERSION "1"
+
+/* The metadata of one model this service answers for. It never changes:
+ * built once, everything it points to owned by `allocations` or borrowed
+ * from specs that live as long as the service. */
+typedef struct model_entry {
+    const char *name;
+    Inference__ModelMetadataResponse metadata;
+} model_entry;
+
+struct sw_oip_service {
+    sw_stage *stage;
+    char *base_name;
+    sw_channel *next;       /* borrowed; NULL at the end of the pipeline */
+    char *next_metadata[3]; /* authorization for the next stage, NULL-terminated */
+    int max_rows;
+    gboolean access_log;
+    sw_batcher *batcher; /* NULL: every call runs forward alone */
+    sw_metrics *metrics;
+    gint loaded; /* the stage's module is loaded: inference may run */
+    gint serving;
+    GMutex watch_lock;
+    GPtrArray *watchers; /* watcher*: open Health/Watch streams */
+    model_entry stage_model;
+    model_entry pipeline_model;  /* name NULL when this stage does not serve the pipeline */
+    GPtrArray *pipeline_outputs; /* sw_tensor_spec* of the last stage */
+    GPtrArray *allocations;
+};
+
+/* One ModelInfer call from acceptance to its answer, which may come from a
+ * batch executor or from the next stage on other threads. Access logging
+ * (and metrics) hook in at its single end. */
+typedef struct infer_call {
+    sw_call *call;
+    sw_oip_service *svc;
+    const Inference__ModelInferRequest *req; /* kept alive by `owner` */
+    GBytes *owner;
+    const model_entry *entry;
+    int64_t rows;
+    gint64 start_us;
+    sw_batch_timing ran; /* when forward ran for it */
+    gint64 forwarded_us; /* when it went to the next stage */
+} infer_call;
+
+/* Handlers of the RPCs (sw_method_handler), by file: metadata.c,
+ * infer.c, health.c. `data` is the sw_oip_service. */
+void sw__handle_server_live(sw_call *call, void *data);
+void sw__handle_server_ready(sw_call *call, void *data);
+void sw__handle_model_ready(sw_call *call, void *data);
+void sw__handle_server_metadata(sw_call *call, void *data);
+void sw__handle_model_metadata(sw_call *call, void *data);
+void sw__handle_model_infer(sw_call *call, void *data);
+void sw__handle_health_check(sw_call *call, void *data);
+void sw__handle_health_watch(sw_call *call, void *data);
+
+/* Fills `entry` with the ModelMetadata of model `name` (borrowed; lives as
+ * long as the service), allocating from the service. */
+void sw__build_model_metadata(sw_oip_service *svc, model_entry *entry, const char *name, GPtrArray *inputs,
+                              GPtrArray *outputs);
+
+/* Ready to serve: loaded and not draining. */
+gboolean sw__is_serving(sw_oip_service *svc);
+
+/* The request of `call` unpacked as `desc`, or NULL after failing the call
+ * INVALID_ARGUMENT. Free with protobuf_c_message_free_unpacked(). */
+ProtobufCMessage *sw__unpack_request(sw_call *call, const ProtobufCMessageDescriptor *desc);
+
+/* The model `name`/`version` names, or NULL with a NOT_FOUND error. */
+const model_entry *sw__find_model(sw_oip_service *svc, const char *name, const char *version, GError **error);
+
+/* Ends `ic` with the response in `reply` (GBytes parts: OK) or with
+ * `code`/`message`, records it and frees `ic`: the single end of every
+ * inference call. */
+void sw__infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const char *message);
+void sw__infer_call_fail_error(infer_call *ic, const GError *error);
+
+/* Sends the stage's `outputs` (sw_output, borrowed) on to the next stage as
+ * the pipeline model; its answer ends `ic`. */
+void sw__hop_forward(infer_call *ic, GPtrArray *outputs);
+
+#endif
