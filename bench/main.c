@@ -436,7 +436,8 @@ static int sweep(const bench_options *o, const sw_export *export, const bench_in
                : o->target ? o->target
                            : o->in_process);
         bench_report_print_header();
-        bench_limits limits = {o->duration_s, o->requests, o->warmup_s, o->timeout_ms};
+        bench_limits limits = {
+            .duration_s = o->duration_s, .requests = o->requests, .warmup_s = o->warmup_s, .timeout_ms = o->timeout_ms};
         for (guint i = 0; i < levels->len; i++)
             bench_report_add(report, runner_step(&r, g_array_index(levels, int, i), &limits, pids));
         if (o->json_out && !bench_report_write(report, o->json_out, &error)) {

@@ -33,7 +33,7 @@ copy_needed() {
     for lib in $(objdump -p "$file" | awk '/NEEDED/{print $2}'); do
         case $lib in
         libc.so.* | libm.so.* | libdl.so.* | libpthread.so.* | librt.so.* | ld-linux* | libstdc++.so.* | libgcc_s.so.*) continue ;;
-        libstagewise_torch.so | libtorch* | libc10* | libstagewise.so) continue ;;
+        libstagewise_torch.so | libtorch* | libc10* | libstagewise.so*) continue ;;
         esac
         [[ -n ${seen[$lib]:-} ]] && continue
         seen[$lib]=1
@@ -44,7 +44,7 @@ copy_needed() {
     done
 }
 for b in "${BINARIES[@]}"; do copy_needed "$BUILD/$b"; done
-copy_needed "$BUILD/libstagewise.so"
+copy_needed "$BUILD/client/libstagewise.so"
 ln -s libglib-2.0.so.0 "$PACK/lib/libglib-2.0.so" # for linking the shim
 
 cp -r /usr/include/glib-2.0 "$PACK/include/glib-2.0"

@@ -1,6 +1,8 @@
 /* One line per event on stderr: key=value pairs, or one JSON object per line
  * with --log-format json. Messages are written as key=value text by callers
- * (values with spaces in double quotes); the JSON form converts them. */
+ * (values with spaces in double quotes); the JSON form converts them.
+ * sw_log may be called from any thread (each line is one write); configure
+ * once at start-up, before other threads log. */
 #ifndef SW_LOG_H
 #define SW_LOG_H
 

@@ -41,68 +41,91 @@ typedef struct type_table {
     spec_row postprocessed[4];
 } type_table;
 
+/* Table rows by field name, so a field added to spec_row cannot shift the
+ * others. ROW: a feature's raw or preprocessed tensor; KEY: a required
+ * flattened output key; OPT: an optional one; JSON_ROWS: a ragged output. */
 #define ROW(dt, acc, n, ...)                                                                                           \
     {                                                                                                                  \
-        NULL, SW_DTYPE_##dt, acc, n, {__VA_ARGS__}, FALSE, FALSE                                                       \
+        .dtype = SW_DTYPE_##dt, .accepted = (acc), .ndim = (n), .dims = { __VA_ARGS__ }                                \
     }
 #define KEY(k, dt, n, ...)                                                                                             \
     {                                                                                                                  \
-        k, SW_DTYPE_##dt, 0, n, {__VA_ARGS__}, FALSE, FALSE                                                            \
+        .key = (k), .dtype = SW_DTYPE_##dt, .ndim = (n), .dims = { __VA_ARGS__ }                                       \
     }
 #define OPT(k, dt, n, ...)                                                                                             \
     {                                                                                                                  \
-        k, SW_DTYPE_##dt, 0, n, {__VA_ARGS__}, TRUE, FALSE                                                             \
+        .key = (k), .dtype = SW_DTYPE_##dt, .ndim = (n), .dims = {__VA_ARGS__}, .optional = TRUE                       \
     }
 #define JSON_ROWS(k)                                                                                                   \
     {                                                                                                                  \
-        k, SW_DTYPE_BYTES, 0, 1, {0}, TRUE, TRUE                                                                       \
+        .key = (k), .dtype = SW_DTYPE_BYTES, .ndim = 1, .optional = TRUE, .json = TRUE                                 \
     }
 
 /* Keys the postprocessor always reads are required; the rest are optional
  * so that predictors exporting extra or fewer keys still pass. */
 static const type_table type_tables[] = {
-    {"number",
-     ROW(FP32, NUMERIC, 1, 0),
-     ROW(FP32, 0, 1, 0),
-     {KEY("predictions", FP32, 1, 0), OPT("logits", FP32, 1, 0)},
-     {KEY("predictions", FP32, 1, 0)}},
-    {"binary",
-     ROW(BYTES, NUMERIC | B(BYTES), 1, 0),
-     ROW(FP32, 0, 1, 0),
-     {KEY("predictions", BOOL, 1, 0), KEY("probabilities", FP32, 1, 0), OPT("logits", FP32, 1, 0)},
-     {{"predictions", DTYPE_BOOL_OR_STRINGS, 0, 1, {0}, FALSE, FALSE}, KEY("probabilities", FP32, 2, 2)}},
-    {"category",
-     ROW(BYTES, 0, 1, 0),
-     ROW(INT32, INDEXES, 1, 0),
-     {KEY("predictions", INT64, 1, 0), KEY("probabilities", FP32, 2, DIM_VOCAB), OPT("logits", FP32, 2, DIM_VOCAB)},
-     {KEY("predictions", BYTES, 1, 0), KEY("probabilities", FP32, 2, DIM_VOCAB)}},
-    {"set",
-     ROW(BYTES, 0, 1, 0),
-     ROW(FP32, 0, 2, DIM_VOCAB),
-     {KEY("predictions", INT64, 2, DIM_VOCAB), KEY("probabilities", FP32, 2, DIM_VOCAB),
-      OPT("logits", FP32, 2, DIM_VOCAB)},
-     {JSON_ROWS("predictions"), JSON_ROWS("probabilities")}},
-    {"bag", ROW(BYTES, 0, 1, 0), ROW(FP32, 0, 2, DIM_VOCAB), {{0}}, {{0}}},
-    {"text",
-     ROW(BYTES, 0, 1, 0),
-     ROW(INT64, INDEXES, 2, DIM_SEQUENCE),
-     {KEY("predictions", INT64, 2, DIM_SEQUENCE), KEY("probabilities", FP32, 3, DIM_SEQUENCE, DIM_VOCAB),
-      OPT("logits", FP32, 3, DIM_SEQUENCE, DIM_VOCAB)},
-     {JSON_ROWS("predictions"), OPT("probabilities", FP32, 2, DIM_SEQUENCE), OPT("probability", FP32, 1, 0)}},
-    {"sequence",
-     ROW(BYTES, 0, 1, 0),
-     ROW(INT64, INDEXES, 2, DIM_SEQUENCE),
-     {KEY("predictions", INT64, 2, DIM_SEQUENCE), KEY("probabilities", FP32, 3, DIM_SEQUENCE, DIM_VOCAB),
-      OPT("logits", FP32, 3, DIM_SEQUENCE, DIM_VOCAB)},
-     {JSON_ROWS("predictions"), OPT("probabilities", FP32, 2, DIM_SEQUENCE), OPT("probability", FP32, 1, 0)}},
-    {"vector",
-     ROW(FP32, FLOATS | B(BYTES), 2, DIM_VECTOR),
-     ROW(FP32, 0, 2, DIM_VECTOR),
-     {KEY("predictions", FP32, 2, DIM_VECTOR), OPT("logits", FP32, 2, DIM_VECTOR)},
-     {KEY("predictions", FP32, 2, DIM_VECTOR), OPT("logits", FP32, 2, DIM_VECTOR)}},
-    {"timeseries", ROW(BYTES, 0, 1, 0), ROW(FP32, 0, 2, DIM_TIMESERIES), {{0}}, {{0}}},
-    {"date", ROW(INT64, INDEXES | B(BYTES), 2, 9), ROW(INT32, INDEXES, 2, 9), {{0}}, {{0}}},
-    {"h3", ROW(INT64, INDEXES, 1, 0), ROW(UINT8, 0, 2, 19), {{0}}, {{0}}},
+    {.type = "number",
+     .raw = ROW(FP32, NUMERIC, 1, 0),
+     .preprocessed = ROW(FP32, 0, 1, 0),
+     .predicted = {KEY("predictions", FP32, 1, 0), OPT("logits", FP32, 1, 0)},
+     .postprocessed = {KEY("predictions", FP32, 1, 0)}},
+    {.type = "binary",
+     .raw = ROW(BYTES, NUMERIC | B(BYTES), 1, 0),
+     .preprocessed = ROW(FP32, 0, 1, 0),
+     .predicted = {KEY("predictions", BOOL, 1, 0), KEY("probabilities", FP32, 1, 0), OPT("logits", FP32, 1, 0)},
+     .postprocessed = {{.key = "predictions", .dtype = DTYPE_BOOL_OR_STRINGS, .ndim = 1},
+                       KEY("probabilities", FP32, 2, 2)}},
+    {.type = "category",
+     .raw = ROW(BYTES, 0, 1, 0),
+     .preprocessed = ROW(INT32, INDEXES, 1, 0),
+     .predicted = {KEY("predictions", INT64, 1, 0), KEY("probabilities", FP32, 2, DIM_VOCAB),
+                   OPT("logits", FP32, 2, DIM_VOCAB)},
+     .postprocessed = {KEY("predictions", BYTES, 1, 0), KEY("probabilities", FP32, 2, DIM_VOCAB)}},
+    {.type = "set",
+     .raw = ROW(BYTES, 0, 1, 0),
+     .preprocessed = ROW(FP32, 0, 2, DIM_VOCAB),
+     .predicted = {KEY("predictions", INT64, 2, DIM_VOCAB), KEY("probabilities", FP32, 2, DIM_VOCAB),
+                   OPT("logits", FP32, 2, DIM_VOCAB)},
+     .postprocessed = {JSON_ROWS("predictions"), JSON_ROWS("probabilities")}},
+    {.type = "bag",
+     .raw = ROW(BYTES, 0, 1, 0),
+     .preprocessed = ROW(FP32, 0, 2, DIM_VOCAB),
+     .predicted = {{0}},
+     .postprocessed = {{0}}},
+    {.type = "text",
+     .raw = ROW(BYTES, 0, 1, 0),
+     .preprocessed = ROW(INT64, INDEXES, 2, DIM_SEQUENCE),
+     .predicted = {KEY("predictions", INT64, 2, DIM_SEQUENCE), KEY("probabilities", FP32, 3, DIM_SEQUENCE, DIM_VOCAB),
+                   OPT("logits", FP32, 3, DIM_SEQUENCE, DIM_VOCAB)},
+     .postprocessed = {JSON_ROWS("predictions"), OPT("probabilities", FP32, 2, DIM_SEQUENCE),
+                       OPT("probability", FP32, 1, 0)}},
+    {.type = "sequence",
+     .raw = ROW(BYTES, 0, 1, 0),
+     .preprocessed = ROW(INT64, INDEXES, 2, DIM_SEQUENCE),
+     .predicted = {KEY("predictions", INT64, 2, DIM_SEQUENCE), KEY("probabilities", FP32, 3, DIM_SEQUENCE, DIM_VOCAB),
+                   OPT("logits", FP32, 3, DIM_SEQUENCE, DIM_VOCAB)},
+     .postprocessed = {JSON_ROWS("predictions"), OPT("probabilities", FP32, 2, DIM_SEQUENCE),
+                       OPT("probability", FP32, 1, 0)}},
+    {.type = "vector",
+     .raw = ROW(FP32, FLOATS | B(BYTES), 2, DIM_VECTOR),
+     .preprocessed = ROW(FP32, 0, 2, DIM_VECTOR),
+     .predicted = {KEY("predictions", FP32, 2, DIM_VECTOR), OPT("logits", FP32, 2, DIM_VECTOR)},
+     .postprocessed = {KEY("predictions", FP32, 2, DIM_VECTOR), OPT("logits", FP32, 2, DIM_VECTOR)}},
+    {.type = "timeseries",
+     .raw = ROW(BYTES, 0, 1, 0),
+     .preprocessed = ROW(FP32, 0, 2, DIM_TIMESERIES),
+     .predicted = {{0}},
+     .postprocessed = {{0}}},
+    {.type = "date",
+     .raw = ROW(INT64, INDEXES | B(BYTES), 2, 9),
+     .preprocessed = ROW(INT32, INDEXES, 2, 9),
+     .predicted = {{0}},
+     .postprocessed = {{0}}},
+    {.type = "h3",
+     .raw = ROW(INT64, INDEXES, 1, 0),
+     .preprocessed = ROW(UINT8, 0, 2, 19),
+     .predicted = {{0}},
+     .postprocessed = {{0}}},
 };
 
 static const type_table *table_for(const char *type)

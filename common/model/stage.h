@@ -47,7 +47,7 @@ sw_stage *sw_stage_load(sw_stage_kind kind, const sw_export *export, const char 
                         GError **error);
 void sw_stage_free(sw_stage *stage);
 
-/* Checks `decoded` (sw_value from sw_oip_decode_inputs; borrowed) against the
+/* Checks `decoded` (sw_value, one per request input; borrowed) against the
  * stage's inputs and returns the values to call forward with (new array) and
  * the batch size. NULL with an INVALID_ARGUMENT error naming the input and
  * what was expected. */

@@ -5,7 +5,8 @@
  * variable STAGEWISE_NAME (dashes as underscores, upper case) and the key
  * NAME in the [stagewise] group of the GKeyFile given by --config (or
  * STAGEWISE_CONFIG). Flags win over the environment, which wins over the
- * file, which wins over the default. */
+ * file, which wins over the default. Read once, on the main thread, before
+ * anything else starts. */
 #ifndef SW_SETTINGS_H
 #define SW_SETTINGS_H
 

@@ -112,7 +112,7 @@ static grpc_channel_credentials *make_credentials(const sw_channel_options *o, G
                     "a TLS client certificate needs both the certificate chain and the private key");
         return NULL;
     }
-    grpc_ssl_pem_key_cert_pair pair = {o->tls_private_key, o->tls_cert_chain};
+    grpc_ssl_pem_key_cert_pair pair = {.private_key = o->tls_private_key, .cert_chain = o->tls_cert_chain};
     return grpc_ssl_credentials_create_ex(o->tls_root_certs, o->tls_cert_chain ? &pair : NULL, NULL, NULL);
 }
 
@@ -143,7 +143,7 @@ sw_channel *sw_channel_new(const sw_channel_options *o, GError **error)
     args[n++] = sw_grpc_int_arg(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, max_message < 0 ? G_MAXINT : max_message);
     if (o->tls_server_name)
         args[n++] = sw_grpc_string_arg(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, o->tls_server_name);
-    grpc_channel_args channel_args = {n, args};
+    grpc_channel_args channel_args = {.num_args = n, .args = args};
     sw_channel *ch = g_new0(sw_channel, 1);
     ch->target = g_strdup(o->target);
     ch->grpc = grpc_channel_create(o->target, creds, &channel_args);

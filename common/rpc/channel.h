@@ -3,8 +3,12 @@
  * Shared by the pipeline hops between stages and by the client library.
  * A channel load-balances round-robin over every address its target
  * resolves to, and retries a call that failed UNAVAILABLE before any
- * response (a replica went away) on another address. Each channel has one
- * thread that completes its calls; callbacks run there and must not block. */
+ * response (a replica went away) on another address. A channel completes
+ * its calls on a thread of its own, or, when its completion queue is shared
+ * with a server (sw_channel_options.cq), on that server's polling thread;
+ * callbacks run there and must not block.
+ * Thread-safe: calls may start from any thread at once; free the channel
+ * once, after its last call completed. */
 #ifndef SW_CHANNEL_H
 #define SW_CHANNEL_H
 

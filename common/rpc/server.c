@@ -138,7 +138,7 @@ static grpc_server_credentials *server_credentials(const sw_server_options *o)
 {
     if (o->tls_cert_pem == NULL)
         return grpc_insecure_server_credentials_create();
-    grpc_ssl_pem_key_cert_pair pair = {o->tls_key_pem, o->tls_cert_pem};
+    grpc_ssl_pem_key_cert_pair pair = {.private_key = o->tls_key_pem, .cert_chain = o->tls_cert_pem};
     grpc_ssl_client_certificate_request_type request = o->tls_client_ca_pem
                                                            ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                                                            : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
@@ -163,7 +163,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
         args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONNECTION_AGE_MS, options->max_connection_age_ms);
         args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, options->max_connection_age_ms);
     }
-    grpc_channel_args channel_args = {n_args, args};
+    grpc_channel_args channel_args = {.num_args = n_args, .args = args};
     s->max_in_flight = options->max_in_flight;
     s->admit = options->admit;
     s->admit_data = options->admit_data;

@@ -2,7 +2,10 @@
  *
  * Binds the OIP RPCs and grpc.health.v1.Health to a loaded sw_stage and
  * exposes them as a table of sw_method for sw_server. The service borrows
- * the stage; both must outlive the server that serves them. */
+ * the stage; both must outlive the server that serves them.
+ * Threading: handlers run on the server's threads; set_loaded, set_serving
+ * and end_watches may be called from any thread. Files: oip_service.c
+ * (construction, models), metadata.c, infer.c, hop.c, health.c. */
 #ifndef SW_OIP_SERVICE_H
 #define SW_OIP_SERVICE_H
 

@@ -5,7 +5,12 @@
  * a TorchScript exception raised inside `forward`, comes back as a GError in
  * the SW_ERROR domain carrying TorchScript's own message.
  *
- * A module may be called from many threads at once: forward holds no lock. */
+ * A module may be called from many threads at once: forward holds no lock.
+ *
+ * Two backends implement it; a program links one. torch_shim.cpp and
+ * torch_values.cpp wrap libtorch (the servers, the bench); fake_torch.c is
+ * plain C over tiny deterministic modules (the unit tests), so every layer
+ * above this one is tested without libtorch. */
 #ifndef SW_TORCH_SHIM_H
 #define SW_TORCH_SHIM_H
 
@@ -15,8 +20,9 @@
 
 G_BEGIN_DECLS
 
-/* The shim is a shared library built with hidden symbols: only this API is
- * exported, so a shim built against another libtorch drops in. */
+/* The libtorch backend is a shared library built with hidden symbols: only
+ * this API is exported, so one built against another libtorch (a CUDA one)
+ * drops in. */
 #define SW_TORCH_API __attribute__((visibility("default")))
 
 typedef struct sw_torch_module sw_torch_module;

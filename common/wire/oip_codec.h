@@ -5,7 +5,8 @@
  * InferTensorContents, and checks everything the wire can get wrong: unknown
  * datatypes, shapes that disagree with the data, the two forms mixed, BYTES
  * framing that is truncated or overlong. Encoding always produces raw
- * contents, as Triton does. Errors name the tensor and what was expected. */
+ * contents, as Triton does. Errors name the tensor and what was expected.
+ * Every function is reentrant: no state, so any thread may call any of them. */
 #ifndef SW_OIP_CODEC_H
 #define SW_OIP_CODEC_H
 

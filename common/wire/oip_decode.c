@@ -36,20 +36,20 @@ static typed_field typed_field_for(const Inference__InferTensorContents *c, sw_d
 {
     size_t all = c->n_bool_contents + c->n_int_contents + c->n_int64_contents + c->n_uint_contents +
                  c->n_uint64_contents + c->n_fp32_contents + c->n_fp64_contents + c->n_bytes_contents;
-    typed_field f = {NULL, 0, all};
+    typed_field f = {.others = all};
     switch (dtype) {
-    case SW_DTYPE_BOOL: f = (typed_field){"bool_contents", c->n_bool_contents, 0}; break;
+    case SW_DTYPE_BOOL: f = (typed_field){.name = "bool_contents", .count = c->n_bool_contents}; break;
     case SW_DTYPE_INT8:
     case SW_DTYPE_INT16:
-    case SW_DTYPE_INT32: f = (typed_field){"int_contents", c->n_int_contents, 0}; break;
-    case SW_DTYPE_INT64: f = (typed_field){"int64_contents", c->n_int64_contents, 0}; break;
+    case SW_DTYPE_INT32: f = (typed_field){.name = "int_contents", .count = c->n_int_contents}; break;
+    case SW_DTYPE_INT64: f = (typed_field){.name = "int64_contents", .count = c->n_int64_contents}; break;
     case SW_DTYPE_UINT8:
     case SW_DTYPE_UINT16:
-    case SW_DTYPE_UINT32: f = (typed_field){"uint_contents", c->n_uint_contents, 0}; break;
-    case SW_DTYPE_UINT64: f = (typed_field){"uint64_contents", c->n_uint64_contents, 0}; break;
-    case SW_DTYPE_FP32: f = (typed_field){"fp32_contents", c->n_fp32_contents, 0}; break;
-    case SW_DTYPE_FP64: f = (typed_field){"fp64_contents", c->n_fp64_contents, 0}; break;
-    case SW_DTYPE_BYTES: f = (typed_field){"bytes_contents", c->n_bytes_contents, 0}; break;
+    case SW_DTYPE_UINT32: f = (typed_field){.name = "uint_contents", .count = c->n_uint_contents}; break;
+    case SW_DTYPE_UINT64: f = (typed_field){.name = "uint64_contents", .count = c->n_uint64_contents}; break;
+    case SW_DTYPE_FP32: f = (typed_field){.name = "fp32_contents", .count = c->n_fp32_contents}; break;
+    case SW_DTYPE_FP64: f = (typed_field){.name = "fp64_contents", .count = c->n_fp64_contents}; break;
+    case SW_DTYPE_BYTES: f = (typed_field){.name = "bytes_contents", .count = c->n_bytes_contents}; break;
     default: return f;
     }
     f.others = all - f.count;

@@ -13,7 +13,7 @@ rm -rf "$work"
 mkdir -p "$work"
 cmake -S "$src" -B "$work/build" -DSW_BUILD_SERVERS=OFF -DSW_BUILD_TESTS=OFF -DSW_WERROR=ON \
   -DSW_PYTHON=/nonexistent/python3 -DCMAKE_INSTALL_PREFIX="$work/prefix" >"$work/configure.log"
-if grep -qi 'torch' "$work/build/CMakeCache.txt"; then
+if grep -q '^Torch_DIR\|^TORCH_LIBRARY' "$work/build/CMakeCache.txt"; then
   echo "a client-only configure looked for torch" >&2
   exit 1
 fi
