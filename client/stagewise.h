@@ -12,9 +12,12 @@
  *    from and live as long as it; strings passed in are copied.
  *  - Failures return NULL (or -1) and, when `error` is not NULL, a new
  *    stagewise_error the caller frees.
- *  - Bad arguments, bad input and failing servers are reported, never
- *    fatal: the library does not abort or exit on them. It aborts only when
- *    memory runs out (glib's allocator does, as most C libraries that use it).
+ *  - Bad data (rows, feature names, model names, a server's answers) and
+ *    failing or absent servers are reported as errors, never fatal: the
+ *    library does not abort or exit on them. It aborts only when memory runs
+ *    out (glib's allocator does). Handles must be ones the library gave out
+ *    and not yet freed; NULL is accepted only by the *_free functions and
+ *    for `error` arguments.
  *    It never writes to stdout or stderr itself; gRPC core, which it uses,
  *    may log there (set GRPC_VERBOSITY=NONE to silence it).
  *  - Thread safety, per handle type:

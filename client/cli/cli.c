@@ -3,7 +3,10 @@
 
 #include "cli.h"
 
-G_DEFINE_QUARK(stagewise - cli - error - quark, cli_error)
+GQuark cli_error_quark(void)
+{
+    return g_quark_from_static_string("stagewise-cli-error-quark");
+}
 
 void cli_error_take_stagewise(GError **out, stagewise_error *error)
 {

@@ -2,7 +2,10 @@
 
 #include <string.h>
 
-G_DEFINE_QUARK(stagewise - table - error - quark, sw_table_error)
+GQuark sw_table_error_quark(void)
+{
+    return g_quark_from_static_string("stagewise-table-error-quark");
+}
 
 /* Marks a name that more than one column has, in `index`. */
 #define AMBIGUOUS G_MAXSIZE

@@ -28,10 +28,13 @@ void sw_log_init_from_env(void)
 
 gboolean sw_log_configure(const char *level, const char *format)
 {
-    if (level && !level_from_name(level, &min_level))
+    /* Both checked before either applies: a refused call changes nothing. */
+    sw_log_level new_level = min_level;
+    if (level && !level_from_name(level, &new_level))
         return FALSE;
     if (format && strcmp(format, "json") != 0 && strcmp(format, "kv") != 0)
         return FALSE;
+    min_level = new_level;
     if (format)
         json_format = strcmp(format, "json") == 0;
     return TRUE;

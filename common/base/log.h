@@ -19,7 +19,8 @@ typedef enum sw_log_level {
 
 /* From STAGEWISE_LOG_LEVEL, before settings are read. */
 void sw_log_init_from_env(void);
-/* "debug", "info", "warn", "error"; "kv" or "json". FALSE on unknown names. */
+/* "debug", "info", "warn", "error"; "kv" or "json"; NULL keeps the current
+ * one. FALSE on unknown names, and then nothing changes. */
 gboolean sw_log_configure(const char *level, const char *format);
 void sw_log(sw_log_level level, const char *format, ...) G_GNUC_PRINTF(2, 3);
 

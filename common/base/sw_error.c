@@ -1,6 +1,11 @@
 #include "sw_error.h"
 
-G_DEFINE_QUARK(stagewise - error - quark, sw_error)
+/* Spelled out rather than G_DEFINE_QUARK(stagewise-error-quark, ...), whose
+ * name clang-format would space into "stagewise - error - quark". */
+GQuark sw_error_quark(void)
+{
+    return g_quark_from_static_string("stagewise-error-quark");
+}
 
 #define SW_CODE_NAME_ENTRY(name, number) [number] = #name,
 static const char *const code_names[] = {SW_CODE_MAP(SW_CODE_NAME_ENTRY)};

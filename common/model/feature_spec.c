@@ -198,7 +198,7 @@ static gboolean add_feature_specs(sw_stage_kind kind, gboolean input_side, const
     const type_table *t = table_for(f->type);
     gboolean is_input_feature = (kind == SW_STAGE_PREPROCESSOR) || (kind == SW_STAGE_PREDICTOR && input_side);
     const spec_row *keyed = NULL;
-    if (!is_input_feature)
+    if (t && !is_input_feature) /* t->... on a NULL t is undefined even unread */
         keyed = (kind == SW_STAGE_POSTPROCESSOR && !input_side) ? t->postprocessed : t->predicted;
     if (t == NULL || (keyed && keyed[0].key == NULL)) {
         g_set_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION,

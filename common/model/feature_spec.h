@@ -54,7 +54,8 @@ gboolean sw_stage_specs(sw_stage_kind kind, const sw_export *export, GPtrArray *
 /* The spec called `name` in `specs`, or NULL. */
 const sw_tensor_spec *sw_spec_find(GPtrArray *specs, const char *name);
 
-/* "BYTES [-1]" or "FP32 or FP64 [-1,4]": newly allocated, for messages. */
+/* "BYTES with shape [-1]" or "FP32, FP64 with shape [-1,4]": the accepted
+ * datatypes and the shape; newly allocated, for messages. */
 char *sw_spec_describe(const sw_tensor_spec *spec);
 
 G_END_DECLS

@@ -11,14 +11,17 @@ struct sw_auth {
 char *sw_auth_read_token(const char *path, GError **error)
 {
     char *text = NULL;
+    gsize length = 0;
     GError *local = NULL;
-    if (!g_file_get_contents(path, &text, NULL, &local)) {
+    if (!g_file_get_contents(path, &text, &length, &local)) {
         g_set_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION, "token file: %s", local->message);
         g_error_free(local);
         return NULL;
     }
+    /* A NUL inside would silently cut the token short. */
+    gboolean has_nul = strlen(text) != length;
     g_strstrip(text);
-    if (text[0] == '\0' || strpbrk(text, "\r\n") != NULL) {
+    if (has_nul || text[0] == '\0' || strpbrk(text, "\r\n") != NULL) {
         g_set_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION, "token file %s must hold one non-empty line", path);
         g_free(text);
         return NULL;

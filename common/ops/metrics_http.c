@@ -46,7 +46,9 @@ static gboolean parse_listen(const char *listen, struct sockaddr_in *addr, GErro
     const char *colon = strrchr(listen, ':');
     char *host = colon ? g_strndup(listen, (gsize)(colon - listen)) : NULL;
     char *end = NULL;
-    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    /* Digits only: strtol alone would take "HOST:" as port 0 (any port,
+     * which no scraper could find) and skip blanks or a sign. */
+    long port = colon && g_ascii_isdigit(colon[1]) ? strtol(colon + 1, &end, 10) : -1;
     memset(addr, 0, sizeof *addr);
     addr->sin_family = AF_INET;
     addr->sin_port = htons((uint16_t)port);

@@ -91,12 +91,15 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = code;
     ops[n++].data.send_status_from_server.status_details = message ? &c->status_details : NULL;
+    /* Before the reply can reach the client: a client that waits for each
+     * reply before its next call must not find this call holding the slot. */
+    if (c->counted)
+        sw__server_release_slot(s);
     sw__call_start_batch(c, ops, n, &c->send_tag);
-    gboolean counted = c->counted;
     sw__call_unref(c); /* the handler's reference */
     /* Last, touching neither the call nor anything of the handler's: a
      * draining server goes on to free them once no call is active. */
-    sw__server_call_ended(s, counted);
+    sw__server_call_ended(s);
 }
 
 /* `message` packed into a new byte buffer of one slice. */

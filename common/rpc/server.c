@@ -39,10 +39,13 @@ static void post_request(sw_server *s, const registered_method *m)
         sw__call_unref(c); /* no event will come for this tag */
 }
 
-void sw__server_call_ended(sw_server *s, gboolean counted)
+void sw__server_release_slot(sw_server *s)
 {
-    if (counted)
-        g_atomic_int_dec_and_test(&s->in_flight);
+    g_atomic_int_dec_and_test(&s->in_flight);
+}
+
+void sw__server_call_ended(sw_server *s)
+{
     g_mutex_lock(&s->lock);
     if (--s->active == 0)
         g_cond_broadcast(&s->shutdown_done_cond);

@@ -90,8 +90,11 @@ void sw__call_unref(sw_call *call);
 gboolean sw__call_start_batch(sw_call *call, const grpc_op *ops, size_t n, sw_call_tag *t);
 /* Starts the RECV_CLOSE_ON_SERVER batch that reports cancellation. */
 void sw__call_watch_close(sw_call *call);
-/* Told by call.c when a handler ended a call: frees its in-flight slot and
- * wakes a drain waiting for the last call. Touches nothing of the call's. */
-void sw__server_call_ended(sw_server *server, gboolean counted);
+/* Frees the in-flight slot of a call that held one (`counted`), as its
+ * reply is about to be sent. */
+void sw__server_release_slot(sw_server *server);
+/* Told by call.c when a handler ended a call: wakes a drain waiting for the
+ * last call. Touches nothing of the call's. */
+void sw__server_call_ended(sw_server *server);
 
 #endif

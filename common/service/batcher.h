@@ -3,9 +3,12 @@
  * get their own rows of the outputs back.
  *
  * Requests arrive already validated (sw_stage_prepare), so a bad request
- * never joins, let alone fails, a batch. A batch closes when it holds
- * `max_batch_size` rows or its oldest request has waited
- * `max_queue_delay_us`. Requests whose inputs differ in names, datatypes or
+ * never joins, let alone fails, a batch. A batch forms when the queue holds
+ * `max_batch_size` rows (counting every waiting request, compatible or
+ * not: checking compatibility on every arrival would cost more than an
+ * early batch) or its oldest request has waited `max_queue_delay_us`; it
+ * takes the oldest request and every later one that fits beside it, up to
+ * `max_batch_size` rows. Requests whose inputs differ in names, datatypes or
  * non-batch dimensions go in different batches. A request that is no longer
  * wanted when its batch forms (deadline passed, client gone) is answered
  * without computing it. */

@@ -69,7 +69,8 @@ void sw__handle_health_watch(sw_call *call, void *data);
 void sw__build_model_metadata(sw_oip_service *svc, model_entry *entry, const char *name, GPtrArray *inputs,
                               GPtrArray *outputs);
 
-/* Ready to serve: loaded and not draining. */
+/* The readiness flag of sw_oip_service_set_serving(): service_main sets it
+ * once the module is loaded and clears it when draining. */
 gboolean sw__is_serving(sw_oip_service *svc);
 
 /* The request of `call` unpacked as `desc`, or NULL after failing the call

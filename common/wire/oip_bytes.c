@@ -18,7 +18,7 @@ sw_tensor *sw_oip_parse_raw_bytes(GBytes *raw, int ndim, const int64_t *shape, c
      * before allocating offsets for them. */
     if ((uint64_t)n > size / 4 + 1 && n > 0) {
         INVALID(error,
-                "input '%s': BYTES framing truncated: shape needs %" G_GINT64_FORMAT
+                "%s: BYTES framing truncated: shape needs %" G_GINT64_FORMAT
                 " elements but raw contents hold %zu bytes",
                 what, n, (size_t)size);
         return NULL;
@@ -30,7 +30,7 @@ sw_tensor *sw_oip_parse_raw_bytes(GBytes *raw, int ndim, const int64_t *shape, c
     for (int64_t i = 0; i < n; i++) {
         if (size - pos < 4) {
             INVALID(error,
-                    "input '%s': BYTES framing truncated at element %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
+                    "%s: BYTES framing truncated at element %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
                     ": no room for its 4-byte length",
                     what, i, n);
             goto fail;
@@ -40,8 +40,7 @@ sw_tensor *sw_oip_parse_raw_bytes(GBytes *raw, int ndim, const int64_t *shape, c
         pos += 4;
         if (len > size - pos) {
             INVALID(error,
-                    "input '%s': BYTES framing truncated at element %" G_GINT64_FORMAT
-                    ": length %u but only %zu bytes remain",
+                    "%s: BYTES framing truncated at element %" G_GINT64_FORMAT ": length %u but only %zu bytes remain",
                     what, i, len, size - pos);
             goto fail;
         }
@@ -51,9 +50,8 @@ sw_tensor *sw_oip_parse_raw_bytes(GBytes *raw, int ndim, const int64_t *shape, c
     }
     if (pos != size) {
         INVALID(error,
-                "input '%s': BYTES framing overlong: %zu bytes left after the %" G_GINT64_FORMAT
-                " elements of the shape",
-                what, size - pos, n);
+                "%s: BYTES framing overlong: %zu bytes left after the %" G_GINT64_FORMAT " elements of the shape", what,
+                size - pos, n);
         goto fail;
     }
     offsets[n] = payloads->len;

@@ -41,8 +41,10 @@ Inference__ModelInferRequest *sw_oip_unpack_infer_request(GBytes *message, GByte
 GPtrArray *sw_oip_decode_outputs(const Inference__ModelInferResponse *response, GError **error);
 
 /* Parses raw BYTES framing (4-byte little-endian length, then the bytes, per
- * element) of exactly `n_elements` elements. Returns a new tensor of `shape`
- * that references `raw` (no copy), or NULL with an error naming `what`. */
+ * element) of exactly the elements of `shape`. Returns a new tensor of
+ * `shape` over a copy of the payloads (the length prefixes dropped), or NULL
+ * with an INVALID_ARGUMENT error whose message starts with `what`
+ * ("input 'x'"). */
 sw_tensor *sw_oip_parse_raw_bytes(GBytes *raw, int ndim, const int64_t *shape, const char *what, GError **error);
 
 /* The raw wire form of a tensor: numeric contents as they are (a new

@@ -156,7 +156,9 @@ static sw_tensor *decode_raw(const Inference__ModelInferRequest__InferInputTenso
     GBytes *bytes = bytes_borrowing(raw->data, raw->len, owner);
     sw_tensor *t = NULL;
     if (dtype == SW_DTYPE_BYTES) {
-        t = sw_oip_parse_raw_bytes(bytes, ndim, shape, in->name, error);
+        char *what = g_strdup_printf("input '%s'", in->name);
+        t = sw_oip_parse_raw_bytes(bytes, ndim, shape, what, error);
+        g_free(what);
     } else if ((uint64_t)n > SIZE_MAX / sw_dtype_size(dtype) || (size_t)n * sw_dtype_size(dtype) != raw->len) {
         char *s = sw_shape_to_string(ndim, shape);
         INVALID(error, "input '%s': %s shape %s needs %" G_GUINT64_FORMAT " bytes of raw contents, got %zu", in->name,
@@ -244,6 +246,14 @@ fail:
     return NULL;
 }
 
+/* Shape and framing checks report INVALID_ARGUMENT, the caller's fault when
+ * decoding a request; in a reply the fault is the server's. */
+static void reply_is_at_fault(GError **error)
+{
+    if (error && *error)
+        (*error)->code = SW_CODE_INTERNAL;
+}
+
 GPtrArray *sw_oip_decode_outputs(const Inference__ModelInferResponse *response, GError **error)
 {
     if (response->n_raw_output_contents != response->n_outputs) {
@@ -256,24 +266,29 @@ GPtrArray *sw_oip_decode_outputs(const Inference__ModelInferResponse *response, 
         const Inference__ModelInferResponse__InferOutputTensor *t = response->outputs[i];
         sw_dtype dtype = sw_dtype_from_name(t->datatype);
         int64_t count = 0;
-        if (dtype == SW_DTYPE_INVALID || !sw_shape_element_count((int)t->n_shape, t->shape, t->name, &count, error)) {
+        char *what = g_strdup_printf("output '%s'", t->name);
+        if (dtype == SW_DTYPE_INVALID || !sw_shape_element_count((int)t->n_shape, t->shape, what, &count, error)) {
             if (dtype == SW_DTYPE_INVALID)
                 g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "output '%s': unknown datatype '%s'", t->name,
                             t->datatype);
+            reply_is_at_fault(error);
+            g_free(what);
             g_ptr_array_unref(outputs);
             return NULL;
         }
         GBytes *raw = g_bytes_new(response->raw_output_contents[i].data, response->raw_output_contents[i].len);
         sw_tensor *tensor = NULL;
         if (dtype == SW_DTYPE_BYTES)
-            tensor = sw_oip_parse_raw_bytes(raw, (int)t->n_shape, t->shape, t->name, error);
+            tensor = sw_oip_parse_raw_bytes(raw, (int)t->n_shape, t->shape, what, error);
         else if ((uint64_t)count <= SIZE_MAX / sw_dtype_size(dtype) &&
                  (size_t)count * sw_dtype_size(dtype) == g_bytes_get_size(raw))
             tensor = sw_tensor_new(dtype, (int)t->n_shape, t->shape, raw);
         else
             g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "output '%s': raw contents do not match its shape", t->name);
         g_bytes_unref(raw);
+        g_free(what);
         if (tensor == NULL) {
+            reply_is_at_fault(error);
             g_ptr_array_unref(outputs);
             return NULL;
         }

@@ -51,9 +51,9 @@ static void test_error_code(void)
     expect_code(SW_ERROR, SW_CODE_OK, SW_CODE_INTERNAL);
     expect_code(SW_ERROR, SW_CODE_COUNT, SW_CODE_INTERNAL);
     expect_code(SW_ERROR, -3, SW_CODE_INTERNAL);
-    /* Other domains' codes mean other things: G_IO_ERROR_NOT_FOUND is 1,
-     * which would read as CANCELLED. */
-    expect_code(G_IO_ERROR, G_IO_ERROR_NOT_FOUND, SW_CODE_INTERNAL);
+    /* Other domains' codes mean other things: G_KEY_FILE_ERROR_NOT_FOUND
+     * is 4, which would read as DEADLINE_EXCEEDED. */
+    expect_code(G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_NOT_FOUND, SW_CODE_INTERNAL);
     expect_code(G_FILE_ERROR, SW_CODE_INVALID_ARGUMENT, SW_CODE_INTERNAL);
     expect_code(g_quark_from_static_string("elsewhere"), SW_CODE_NOT_FOUND, SW_CODE_INTERNAL);
 }

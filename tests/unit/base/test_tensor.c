@@ -359,11 +359,16 @@ static void test_append_floats_shortest(void)
     expect_f32(3.4028235e38f, "3.4028235e+38");
     expect_f32(1e-7f, "1e-07");
     expect_f32(-0.25f, "-0.25");
+    /* Six digits are enough here, while seven would show float noise. */
+    expect_f32(0.000976565f, "0.000976565");
 
     expect_f64(0.1, "0.1");
     expect_f64(0.1 + 0.2, "0.30000000000000004");
     expect_f64(1.0 / 3.0, "0.3333333333333333");
     expect_f64(2.0, "2");
+    /* Fifteen digits are enough here; sixteen give 0.07000000000000001. */
+    expect_f64(0.07, "0.07");
+    expect_f64(0.009, "0.009");
     expect_f64(1e300, "1e+300");
     expect_f64(123456789012345.6, "123456789012345.6");
     /* A double that happens to hold a float's value prints all its digits:

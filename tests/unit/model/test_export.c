@@ -240,10 +240,9 @@ static void test_predictor_choice(void)
     check_predictor_choice((const char *const[]){"inference_predictor-cuda.pt", NULL}, "cuda");
     check_predictor_choice((const char *const[]){"inference_predictor-cuda:0.pt", NULL}, "cuda:0");
     /* cpu wins whatever else is there and whatever the names sort as. */
-    check_predictor_choice(
-        (const char *const[]){"inference_predictor-cuda.pt", "inference_predictor-cpu.pt", "inference_predictor-a.pt",
-                              NULL},
-        "cpu");
+    check_predictor_choice((const char *const[]){"inference_predictor-cuda.pt", "inference_predictor-cpu.pt",
+                                                 "inference_predictor-a.pt", NULL},
+                           "cpu");
     /* Without cpu: the first in name order, not in directory order. */
     check_predictor_choice(
         (const char *const[]){"inference_predictor-cuda:1.pt", "inference_predictor-cuda:0.pt", NULL}, "cuda:0");
