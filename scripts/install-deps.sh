@@ -8,7 +8,7 @@ packages=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libtorch-dev libglib2.0-dev libjson-glib-dev libcsv-dev libmicrohttpd-dev
   python3-torch python3-numpy python3-grpcio python3-grpc-tools
-  openssl iproute2 clang-format
+  openssl iproute2 clang-format podman debootstrap
 )
 # Node runs the JavaScript client test; any Node >= 18 will do.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

@@ -62,6 +62,7 @@ static sw_channel *open_next(const sw_settings *s, grpc_completion_queue *cq, GE
         sw_channel_options o = {.target = s->next,
                                 .max_message_bytes = s->max_message_mb * 1024 * 1024,
                                 .tls_root_certs = ca,
+                                .keepalive_ms = 1000,
                                 .tls_cert_chain = cert,
                                 .tls_private_key = key,
                                 .cq = cq};

@@ -91,15 +91,18 @@ static gpointer complete_loop(gpointer data)
     }
 }
 
-/* Round robin over every resolved address; a call that fails UNAVAILABLE
- * before any response is retried, and round robin puts the retry on another
- * replica. */
+/* Round robin over every resolved address; a call that no server answered
+ * is retried, and round robin puts the retry on another replica. gRPC
+ * retries only calls that got no response headers yet, and stagewise
+ * servers send headers with the answer, so a retried call never ran to
+ * completion anywhere. CANCELLED is in the list for the calls a server that
+ * starts shutting down cancels unstarted (gRPC core's "zombie" calls). */
 static char *service_config(int max_attempts)
 {
     return g_strdup_printf("{\"loadBalancingConfig\":[{\"round_robin\":{}}],"
                            "\"methodConfig\":[{\"name\":[{}],\"retryPolicy\":{\"maxAttempts\":%d,"
                            "\"initialBackoff\":\"0.01s\",\"maxBackoff\":\"0.2s\",\"backoffMultiplier\":2,"
-                           "\"retryableStatusCodes\":[\"UNAVAILABLE\"]}}]}",
+                           "\"retryableStatusCodes\":[\"UNAVAILABLE\",\"CANCELLED\"]}}]}",
                            max_attempts);
 }
 
@@ -131,7 +134,7 @@ sw_channel *sw_channel_new(const sw_channel_options *o, GError **error)
     }
     int max_message = o->max_message_bytes == 0 ? 256 * 1024 * 1024 : o->max_message_bytes;
     char *config = service_config(o->max_attempts > 0 ? MIN(o->max_attempts, 5) : 5);
-    grpc_arg args[7];
+    grpc_arg args[14];
     size_t n = 0;
     args[n++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_message);
     args[n++] = sw_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max_message);
@@ -141,6 +144,17 @@ sw_channel *sw_channel_new(const sw_channel_options *o, GError **error)
     /* A call is retried only while its request fits the retry buffer
      * (256 KiB by default): let every request that may be sent be retried. */
     args[n++] = sw_grpc_int_arg(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, max_message < 0 ? G_MAXINT : max_message);
+    /* gRPC's default backoff grows to two minutes: a replica back after an
+     * outage would wait that long for traffic. */
+    args[n++] = sw_grpc_int_arg(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args[n++] = sw_grpc_int_arg(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args[n++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    if (o->keepalive_ms > 0) {
+        args[n++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, o->keepalive_ms);
+        args[n++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, o->keepalive_ms);
+        args[n++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+        args[n++] = sw_grpc_int_arg(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    }
     if (o->tls_server_name)
         args[n++] = sw_grpc_string_arg(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, o->tls_server_name);
     grpc_channel_args channel_args = {.num_args = n, .args = args};

@@ -2,8 +2,13 @@
  *
  * Shared by the pipeline hops between stages and by the client library.
  * A channel load-balances round-robin over every address its target
- * resolves to, and retries a call that failed UNAVAILABLE before any
- * response (a replica went away) on another address. A channel completes
+ * resolves to, and retries on another address a call that no server
+ * answered: UNAVAILABLE (a replica went away), or CANCELLED before any
+ * response (a draining server gives that to calls it took but never
+ * started). Retrying is safe because inference is a pure function of its
+ * request. Reconnecting after a failure waits 0.1 s to 1 s, not gRPC's
+ * default of up to 2 minutes, so a restarted replica gets traffic back
+ * within a second. A channel completes
  * its calls on a thread of its own, or, when its completion queue is shared
  * with a server (sw_channel_options.cq), on that server's polling thread;
  * callbacks run there and must not block.
@@ -26,7 +31,14 @@ typedef struct sw_channel sw_channel;
 typedef struct sw_channel_options {
     const char *target;    /* "host:port", "ipv4:a:p,b:q", "dns:///name:port", "unix:path" */
     int max_message_bytes; /* receive and send limit; 0 = 256 MiB, -1 = unlimited */
-    int max_attempts;      /* attempts per call on UNAVAILABLE; 0 = 5 */
+    int max_attempts;      /* attempts per call that no server answered; 0 = 5 */
+    /* Pings on the connection every this many ms, even when idle, and drops
+     * it when a ping goes unanswered for as long: a dead link or host is
+     * noticed within about twice this, and its calls retried elsewhere.
+     * 0: no pings. Only towards servers that accept pings this often
+     * (stagewise servers accept one a second); others may close the
+     * connection for "too many pings". */
+    int keepalive_ms;
     /* TLS: all NULL is plaintext. PEM contents, not paths. */
     const char *tls_root_certs;
     const char *tls_cert_chain;

@@ -154,10 +154,15 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     g_mutex_init(&s->lock);
     g_cond_init(&s->shutdown_done_cond);
     s->shutdown_tag = (shutdown_tag){.base = {.func = shutdown_done}, .server = s};
-    grpc_arg args[6];
+    grpc_arg args[8];
     size_t n_args = 0;
     args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_message_bytes);
     args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, options->max_message_bytes);
+    /* Next-hop channels ping every second (sw_channel_options.keepalive_ms)
+     * to notice a dead link quickly; accept that rather than closing the
+     * connection for "too many pings". */
+    args[n_args++] = sw_grpc_int_arg(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
+    args[n_args++] = sw_grpc_int_arg(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
     if (options->keepalive_time_ms > 0)
         args[n_args++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, options->keepalive_time_ms);
     if (options->keepalive_timeout_ms > 0)
@@ -226,18 +231,49 @@ static gboolean wait_shutdown(sw_server *s, gint64 until)
     return done;
 }
 
+/* How long no call may be in flight before a draining server stops waiting
+ * for clients to close their connections: long enough for an accept that
+ * already completed to reach the polling thread and be counted. */
+#define IDLE_SETTLE_US 100000
+
+/* Waits until the calls in flight have ended: TRUE once gRPC reports the
+ * shutdown done or no handler has held a call for IDLE_SETTLE_US (idle
+ * connections would otherwise hold the shutdown until their clients leave),
+ * FALSE when `until` passes with calls still in flight. */
+static gboolean wait_drained(sw_server *s, gint64 until)
+{
+    gint64 idle_since = 0;
+    g_mutex_lock(&s->lock);
+    for (;;) {
+        gint64 now = g_get_monotonic_time();
+        if (s->active == 0) {
+            idle_since = idle_since ? idle_since : now;
+            if (s->shutdown_done || now - idle_since >= IDLE_SETTLE_US)
+                break;
+        } else {
+            idle_since = 0;
+        }
+        if (now >= until) {
+            g_mutex_unlock(&s->lock);
+            return FALSE;
+        }
+        g_cond_wait_until(&s->shutdown_done_cond, &s->lock, MIN(until, now + IDLE_SETTLE_US / 4));
+    }
+    g_mutex_unlock(&s->lock);
+    return TRUE;
+}
+
 gboolean sw_server_shutdown(sw_server *s, int drain_timeout_ms)
 {
     if (!s->started)
         return FALSE;
     g_atomic_int_set(&s->shutting_down, 1);
     grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
-    gboolean cancelled = FALSE;
-    if (!wait_shutdown(s, g_get_monotonic_time() + (gint64)drain_timeout_ms * 1000)) {
-        cancelled = TRUE;
-        grpc_server_cancel_all_calls(s->grpc);
-        wait_shutdown(s, G_MAXINT64);
-    }
+    gboolean cancelled = !wait_drained(s, g_get_monotonic_time() + (gint64)drain_timeout_ms * 1000);
+    /* Cancels what is left and closes every connection, idle ones included,
+     * so the shutdown completes now rather than when clients hang up. */
+    grpc_server_cancel_all_calls(s->grpc);
+    wait_shutdown(s, G_MAXINT64);
     /* Workers may still be finishing cancelled calls; they need the poller. */
     sw_worker_pool_free(s->workers);
     s->workers = NULL;

@@ -86,9 +86,10 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
 int sw_server_port(const sw_server *server);
 void sw_server_start(sw_server *server);
 /* Stops accepting calls and lets the ones in flight finish; after
- * `drain_timeout_ms` the rest are cancelled. TRUE when the drain timed out
- * and calls were cancelled, FALSE when every call finished in time (or the
- * server never started). Blocks until every call is done and every thread
+ * `drain_timeout_ms` the rest are cancelled. Connections are closed once no
+ * call is in flight, so idle clients do not hold the shutdown. TRUE when the
+ * drain timed out and calls were cancelled, FALSE when every call finished
+ * in time (or the server never started). Blocks until every call is done and every thread
  * has stopped. Call from one thread, not from a handler. */
 gboolean sw_server_shutdown(sw_server *server, int drain_timeout_ms);
 /* Frees a server that is shut down (or was never started). */
