@@ -4,10 +4,11 @@
 #   localhost/stagewise-{preprocessor,predictor,postprocessor}:VERSION
 #                                          a stage server each, from one runtime layer
 #   localhost/stagewise-client:VERSION     the `stagewise` CLI and libstagewise
-# and prints each image's size. Layers are cached in podman's store between runs:
-# the base is made once, the package layer of the build stage is reused while
-# the Containerfile's package list is unchanged, and only the compile and the
-# runtime layers are redone when the sources change.
+# and prints each image's size. Between runs podman's store keeps the base and
+# localhost/stagewise-build-deps:bookworm (the build stage's packages, rebuilt
+# only when the Containerfile's package list changes), so a source change
+# redoes only the compile and the runtime layers; older intermediate layers
+# are pruned.
 # Usage: deploy/images/build-images.sh            (as root; installs podman and debootstrap if missing)
 # Environment: SW_PODMAN_ROOT (podman's store; default its own), SW_IMAGE_VERSION (default from the header).
 set -euo pipefail
@@ -52,10 +53,16 @@ build() {
     --build-arg BASE="$base" --volume /var/cache/apt/archives:/var/cache/apt/archives \
     -f deploy/images/Containerfile "$root" >&2
 }
+build build-deps localhost/stagewise-build-deps:bookworm
 for stage in preprocessor predictor postprocessor; do
   build "$stage" "localhost/stagewise-$stage:$version"
 done
 build client "localhost/stagewise-client:$version"
+
+# podman's vfs store copies every layer whole, so the previous builds'
+# intermediate layers (gigabytes each) go; the base, the build packages and
+# the images are tagged and stay.
+"${podman[@]}" image prune -f >/dev/null
 
 echo
 printf '%-48s %s\n' IMAGE SIZE

@@ -62,7 +62,8 @@ chmod 1777 "$work"
 port=""
 start_stage() {
   local stage=$1; shift
-  run_in "$stage_root" "/usr/local/bin/stagewise-$stage" --model-dir /models/export --listen 127.0.0.1:0 "$@" \
+  run_in "$stage_root" "/usr/local/bin/stagewise-$stage" --model-dir /models/export --name example \
+    --listen 127.0.0.1:0 "$@" \
     >"$work/$stage.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 600); do
