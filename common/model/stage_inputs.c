@@ -2,6 +2,7 @@
  * into what forward takes (sw_stage_prepare). */
 #include <string.h>
 
+#include "clip.h"
 #include "date_parse.h"
 #include "stage.h"
 #include "sw_error.h"
@@ -110,8 +111,8 @@ static gboolean check_unknown_input(const sw_stage *stage, const sw_value *in, G
         const sw_tensor_spec *s = g_ptr_array_index(stage->inputs, i);
         g_string_append_printf(names, "%s'%s'", i ? ", " : "", s->name);
     }
-    INVALID(error, "input '%s' is not an input feature of model %s (expected %s)", in->name, stage->model_name,
-            names->str);
+    INVALID(error, "input '" SW_CLIP_FMT "' is not an input feature of model %s (expected %s)", SW_CLIP(in->name),
+            stage->model_name, names->str);
     g_string_free(names, TRUE);
     return FALSE;
 }
@@ -120,15 +121,15 @@ static gboolean check_batch(const sw_value *in, int64_t *batch, const char **fir
 {
     int64_t b = in->tensor->ndim > 0 ? in->tensor->shape[0] : -1;
     if (b <= 0) {
-        INVALID(error, "input '%s': the batch dimension (the first) must be at least 1, got %s", in->name,
-                b == 0 ? "an empty batch" : "a scalar");
+        INVALID(error, "input '" SW_CLIP_FMT "': the batch dimension (the first) must be at least 1, got %s",
+                SW_CLIP(in->name), b == 0 ? "an empty batch" : "a scalar");
         return FALSE;
     }
     if (*batch >= 0 && b != *batch) {
         INVALID(error,
-                "input '%s' has %" G_GINT64_FORMAT " rows but input '%s' has %" G_GINT64_FORMAT
-                "; all inputs must share the batch size",
-                in->name, b, *first, *batch);
+                "input '" SW_CLIP_FMT "' has %" G_GINT64_FORMAT " rows but input '" SW_CLIP_FMT
+                "' has %" G_GINT64_FORMAT "; all inputs must share the batch size",
+                SW_CLIP(in->name), b, SW_CLIP(*first), *batch);
         return FALSE;
     }
     *batch = b;

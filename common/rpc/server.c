@@ -7,6 +7,7 @@
 #include <grpc/support/time.h>
 #include <string.h>
 
+#include "clip.h"
 #include "grpc_args.h"
 #include "server_internal.h"
 #include "sw_error.h"
@@ -72,7 +73,7 @@ static void on_accept(sw_server *s, sw_call *c, int success)
     sw__call_watch_close(c);
     if (c->method == NULL) {
         char *path = grpc_slice_to_c_string(c->details.method);
-        char *msg = g_strdup_printf("method %s is not served here", path);
+        char *msg = g_strdup_printf("method " SW_CLIP_FMT " is not served here", SW_CLIP(path));
         sw_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, msg);
         g_free(msg);
         gpr_free(path);

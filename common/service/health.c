@@ -2,6 +2,7 @@
  * as loading finishes and draining starts. */
 #include <string.h>
 
+#include "clip.h"
 #include "oip_paths.h"
 #include "service_internal.h"
 #include "sw_error.h"
@@ -109,7 +110,7 @@ void sw__handle_health_check(sw_call *call, void *data)
     if (req == NULL)
         return;
     if (!known_service(req->service)) {
-        char *text = g_strdup_printf("unknown service '%s'", req->service);
+        char *text = g_strdup_printf("unknown service '" SW_CLIP_FMT "'", SW_CLIP(req->service));
         sw_call_fail(call, SW_CODE_NOT_FOUND, text);
         g_free(text);
     } else {

@@ -2,6 +2,7 @@
  * the stage (alone or in a batch) and, for the pipeline model, the hop. */
 #include <string.h>
 
+#include "clip.h"
 #include "log.h"
 #include "oip_codec.h"
 #include "service_internal.h"
@@ -29,8 +30,8 @@ static GPtrArray *select_outputs(const char *model_name, const Inference__ModelI
                 g_string_append_printf(names, "%s'%s'", j ? ", " : "",
                                        ((sw_output *)g_ptr_array_index(outputs, j))->name);
             g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
-                        "requested output '%s' is not an output of model %s (outputs: %s)", want, model_name,
-                        names->str);
+                        "requested output '" SW_CLIP_FMT "' is not an output of model %s (outputs: %s)", SW_CLIP(want),
+                        model_name, names->str);
             g_string_free(names, TRUE);
             g_ptr_array_unref(selected);
             return NULL;
@@ -38,6 +39,15 @@ static GPtrArray *select_outputs(const char *model_name, const Inference__ModelI
         g_ptr_array_add(selected, found);
     }
     return selected;
+}
+
+/* `text` from a client as one bounded, quoted log value. Newly allocated. */
+static char *quote_clipped(const char *text)
+{
+    char *clipped = g_strdup_printf(SW_CLIP_FMT, SW_CLIP(text));
+    char *quoted = sw_log_quote(clipped);
+    g_free(clipped);
+    return quoted;
 }
 
 /* Ends the call with the response in `reply` (GBytes parts: OK) or with
@@ -52,9 +62,10 @@ void sw__infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const cha
     sw_metrics_record_request(ic->svc->metrics, model, status, ic->rows, queue, compute, total);
     sw_metrics_in_flight_add(ic->svc->metrics, -1);
     if (ic->svc->access_log) {
-        /* Both come from the client: quoted, so they cannot forge fields. */
-        char *id = sw_log_quote(ic->req ? ic->req->id : "");
-        char *quoted_model = sw_log_quote(model ? model : "");
+        /* Both come from the client: clipped, and quoted so they cannot forge
+         * fields. */
+        char *id = quote_clipped(ic->req ? ic->req->id : "");
+        char *quoted_model = quote_clipped(model ? model : "");
         sw_log(SW_LOG_INFO,
                "event=infer id=%s model=%s status=%s rows=%" G_GINT64_FORMAT " queue_us=%" G_GINT64_FORMAT
                " compute_us=%" G_GINT64_FORMAT " latency_us=%" G_GINT64_FORMAT,
@@ -80,8 +91,28 @@ void sw__infer_call_fail_error(infer_call *ic, const GError *error)
 
 /* Decodes and checks the request: the values to run forward on, or NULL
  * with an error. Runs before batching, so bad requests never join a batch. */
+/* The row limit, from the declared shapes alone: checked before anything is
+ * decoded (dates parsed, BYTES framing walked), so a request over the limit
+ * costs nothing but its unpacking. */
+static gboolean check_declared_rows(const infer_call *ic, GError **error)
+{
+    int max_rows = ic->svc->max_rows;
+    for (size_t i = 0; max_rows > 0 && i < ic->req->n_inputs; i++) {
+        const Inference__ModelInferRequest__InferInputTensor *in = ic->req->inputs[i];
+        if (in->n_shape > 0 && in->shape[0] > max_rows) {
+            g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
+                        "the request has %" G_GINT64_FORMAT " rows; this server takes at most %d per request",
+                        in->shape[0], max_rows);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 static GPtrArray *prepare(infer_call *ic, GError **error)
 {
+    if (!check_declared_rows(ic, error))
+        return NULL;
     GPtrArray *decoded = sw_oip_decode_inputs(ic->req, ic->owner, error);
     if (decoded == NULL)
         return NULL;

@@ -2,6 +2,7 @@
  * the table of RPCs handed to the server. */
 #include <string.h>
 
+#include "clip.h"
 #include "oip_paths.h"
 #include "service_internal.h"
 #include "sw_error.h"
@@ -85,14 +86,16 @@ const model_entry *sw__find_model(sw_oip_service *svc, const char *name, const c
         entry = &svc->pipeline_model;
     if (entry == NULL) {
         const char *pipeline = svc->pipeline_model.name;
-        g_set_error(error, SW_ERROR, SW_CODE_NOT_FOUND, "model '%s' is not served here; this server serves '%s'%s%s%s",
-                    name, svc->stage_model.name, pipeline ? " and '" : "", pipeline ? pipeline : "",
-                    pipeline ? "'" : "");
+        g_set_error(error, SW_ERROR, SW_CODE_NOT_FOUND,
+                    "model '" SW_CLIP_FMT "' is not served here; this server serves '%s'%s%s%s", SW_CLIP(name),
+                    svc->stage_model.name, pipeline ? " and '" : "", pipeline ? pipeline : "", pipeline ? "'" : "");
         return NULL;
     }
     if (version[0] != '\0' && strcmp(version, SW_MODEL_VERSION) != 0) {
         g_set_error(error, SW_ERROR, SW_CODE_NOT_FOUND,
-                    "model '%s' has no version '%s'; its only version is '" SW_MODEL_VERSION "'", name, version);
+                    "model '" SW_CLIP_FMT "' has no version '" SW_CLIP_FMT "'; its only version is '" SW_MODEL_VERSION
+                    "'",
+                    SW_CLIP(name), SW_CLIP(version));
         return NULL;
     }
     return entry;

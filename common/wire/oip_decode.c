@@ -1,6 +1,7 @@
 /* OIP input tensors (raw or typed contents) into sw_value. */
 #include <string.h>
 
+#include "clip.h"
 #include "oip_codec.h"
 #include "sw_error.h"
 
@@ -73,8 +74,8 @@ static gboolean narrow_ints(const Inference__ModelInferRequest__InferInputTensor
         default: lo = 0, hi = UINT16_MAX; break;
         }
         if (v < lo || v > hi) {
-            INVALID(error, "input '%s': value %" G_GINT64_FORMAT " at element %zu does not fit %s", in->name, v, i,
-                    sw_dtype_name(dtype));
+            INVALID(error, "input '" SW_CLIP_FMT "': value %" G_GINT64_FORMAT " at element %zu does not fit %s",
+                    SW_CLIP(in->name), v, i, sw_dtype_name(dtype));
             return FALSE;
         }
         switch (dtype) {
@@ -91,22 +92,23 @@ static sw_tensor *decode_typed(const Inference__ModelInferRequest__InferInputTen
                                const int64_t *shape, int64_t n, GError **error)
 {
     if (dtype == SW_DTYPE_FP16 || dtype == SW_DTYPE_BF16) {
-        INVALID(error, "input '%s': %s travels only in raw_input_contents, not typed contents", in->name,
-                sw_dtype_name(dtype));
+        INVALID(error, "input '" SW_CLIP_FMT "': %s travels only in raw_input_contents, not typed contents",
+                SW_CLIP(in->name), sw_dtype_name(dtype));
         return NULL;
     }
     static const Inference__InferTensorContents no_contents = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
     const Inference__InferTensorContents *c = in->contents ? in->contents : &no_contents;
     typed_field f = typed_field_for(c, dtype);
     if (f.others > 0) {
-        INVALID(error, "input '%s': datatype %s travels in %s, but contents hold %zu values in other fields", in->name,
-                sw_dtype_name(dtype), f.name, f.others);
+        INVALID(error,
+                "input '" SW_CLIP_FMT "': datatype %s travels in %s, but contents hold %zu values in other fields",
+                SW_CLIP(in->name), sw_dtype_name(dtype), f.name, f.others);
         return NULL;
     }
     if ((int64_t)f.count != n) {
         char *s = sw_shape_to_string(ndim, shape);
-        INVALID(error, "input '%s': shape %s needs %" G_GINT64_FORMAT " values in %s, got %zu", in->name, s, n, f.name,
-                f.count);
+        INVALID(error, "input '" SW_CLIP_FMT "': shape %s needs %" G_GINT64_FORMAT " values in %s, got %zu",
+                SW_CLIP(in->name), s, n, f.name, f.count);
         g_free(s);
         return NULL;
     }
@@ -156,13 +158,14 @@ static sw_tensor *decode_raw(const Inference__ModelInferRequest__InferInputTenso
     GBytes *bytes = bytes_borrowing(raw->data, raw->len, owner);
     sw_tensor *t = NULL;
     if (dtype == SW_DTYPE_BYTES) {
-        char *what = g_strdup_printf("input '%s'", in->name);
+        char *what = g_strdup_printf("input '" SW_CLIP_FMT "'", SW_CLIP(in->name));
         t = sw_oip_parse_raw_bytes(bytes, ndim, shape, what, error);
         g_free(what);
     } else if ((uint64_t)n > SIZE_MAX / sw_dtype_size(dtype) || (size_t)n * sw_dtype_size(dtype) != raw->len) {
         char *s = sw_shape_to_string(ndim, shape);
-        INVALID(error, "input '%s': %s shape %s needs %" G_GUINT64_FORMAT " bytes of raw contents, got %zu", in->name,
-                sw_dtype_name(dtype), s, (guint64)n * sw_dtype_size(dtype), raw->len);
+        INVALID(error,
+                "input '" SW_CLIP_FMT "': %s shape %s needs %" G_GUINT64_FORMAT " bytes of raw contents, got %zu",
+                SW_CLIP(in->name), sw_dtype_name(dtype), s, (guint64)n * sw_dtype_size(dtype), raw->len);
         g_free(s);
     } else {
         t = sw_tensor_new(dtype, ndim, shape, bytes);
@@ -181,19 +184,21 @@ static sw_value *decode_input(const Inference__ModelInferRequest *request, size_
     sw_dtype dtype = sw_dtype_from_name(in->datatype);
     if (dtype == SW_DTYPE_INVALID) {
         INVALID(error,
-                "input '%s': unknown datatype '%s' (expected one of BOOL, UINT8, UINT16, UINT32, "
+                "input '" SW_CLIP_FMT "': unknown datatype '" SW_CLIP_FMT
+                "' (expected one of BOOL, UINT8, UINT16, UINT32, "
                 "UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES)",
-                in->name, in->datatype);
+                SW_CLIP(in->name), SW_CLIP(in->datatype));
         return NULL;
     }
     if (in->n_shape > SW_MAX_DIMS) {
-        INVALID(error, "input '%s': %zu dimensions, at most %d are supported", in->name, in->n_shape, SW_MAX_DIMS);
+        INVALID(error, "input '" SW_CLIP_FMT "': %zu dimensions, at most %d are supported", SW_CLIP(in->name),
+                in->n_shape, SW_MAX_DIMS);
         return NULL;
     }
     int ndim = (int)in->n_shape;
     const int64_t *shape = in->shape;
     int64_t n = 0;
-    char *what = g_strdup_printf("input '%s'", in->name);
+    char *what = g_strdup_printf("input '" SW_CLIP_FMT "'", SW_CLIP(in->name));
     gboolean shape_ok = sw_shape_element_count(ndim, shape, what, &n, error);
     g_free(what);
     if (!shape_ok)
@@ -219,9 +224,9 @@ GPtrArray *sw_oip_decode_inputs(const Inference__ModelInferRequest *request, GBy
         for (size_t i = 0; i < request->n_inputs; i++) {
             if (!contents_empty(request->inputs[i]->contents)) {
                 INVALID(error,
-                        "input '%s': has typed contents while the request uses raw_input_contents; "
+                        "input '" SW_CLIP_FMT "': has typed contents while the request uses raw_input_contents; "
                         "use one form for all inputs",
-                        request->inputs[i]->name);
+                        SW_CLIP(request->inputs[i]->name));
                 return NULL;
             }
         }
@@ -234,7 +239,7 @@ GPtrArray *sw_oip_decode_inputs(const Inference__ModelInferRequest *request, GBy
             goto fail;
         g_ptr_array_add(values, v);
         if (!g_hash_table_add(seen, v->name)) {
-            INVALID(error, "input '%s' appears more than once", v->name);
+            INVALID(error, "input '" SW_CLIP_FMT "' appears more than once", SW_CLIP(v->name));
             goto fail;
         }
     }
@@ -266,11 +271,12 @@ GPtrArray *sw_oip_decode_outputs(const Inference__ModelInferResponse *response, 
         const Inference__ModelInferResponse__InferOutputTensor *t = response->outputs[i];
         sw_dtype dtype = sw_dtype_from_name(t->datatype);
         int64_t count = 0;
-        char *what = g_strdup_printf("output '%s'", t->name);
+        char *what = g_strdup_printf("output '" SW_CLIP_FMT "'", SW_CLIP(t->name));
         if (dtype == SW_DTYPE_INVALID || !sw_shape_element_count((int)t->n_shape, t->shape, what, &count, error)) {
             if (dtype == SW_DTYPE_INVALID)
-                g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "output '%s': unknown datatype '%s'", t->name,
-                            t->datatype);
+                g_set_error(error, SW_ERROR, SW_CODE_INTERNAL,
+                            "output '" SW_CLIP_FMT "': unknown datatype '" SW_CLIP_FMT "'", SW_CLIP(t->name),
+                            SW_CLIP(t->datatype));
             reply_is_at_fault(error);
             g_free(what);
             g_ptr_array_unref(outputs);
@@ -284,7 +290,8 @@ GPtrArray *sw_oip_decode_outputs(const Inference__ModelInferResponse *response, 
                  (size_t)count * sw_dtype_size(dtype) == g_bytes_get_size(raw))
             tensor = sw_tensor_new(dtype, (int)t->n_shape, t->shape, raw);
         else
-            g_set_error(error, SW_ERROR, SW_CODE_INTERNAL, "output '%s': raw contents do not match its shape", t->name);
+            g_set_error(error, SW_ERROR, SW_CODE_INTERNAL,
+                        "output '" SW_CLIP_FMT "': raw contents do not match its shape", SW_CLIP(t->name));
         g_bytes_unref(raw);
         g_free(what);
         if (tensor == NULL) {

@@ -70,6 +70,13 @@ class Network:
     def __init__(self):
         self.namespaces = []
         self.switch = f"{TAG}-switch"
+        try:
+            self._build()
+        except Exception:
+            self.close()  # whatever was made before the failure
+            raise
+
+    def _build(self):
         self._add_namespace(self.switch)
         sh("ip", "-n", self.switch, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", self.switch, "link", "set", "br0", "up")

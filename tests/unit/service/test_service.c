@@ -4,6 +4,8 @@
 #include <grpc/grpc.h>
 #include <string.h>
 
+#include "clip.h"
+
 #include "channel.h"
 #include "fake_torch.h"
 #include "metrics.h"
@@ -582,6 +584,16 @@ static void test_bad_requests_are_invalid(void)
 
     infer_fails(s, infer_request("m_predictor", NULL, "x", predictor_inputs(3, 1), NULL), SW_CODE_INVALID_ARGUMENT,
                 "the request has 3 rows; this server takes at most 2 per request");
+    /* Refused from the declared shape, before its contents are looked at:
+     * 5 million rows declared over the bytes of one. */
+    inputs = without(predictor_inputs(1, 1), "age");
+    float one_age = 40;
+    int64_t many[1] = {5000000};
+    add_tensor(inputs, "age", SW_DTYPE_FP32, 1, one, &one_age);
+    sw_output *age = g_ptr_array_index(inputs, inputs->len - 1);
+    age->tensor->shape[0] = many[0];
+    infer_fails(s, infer_request("m_predictor", NULL, "x", inputs, NULL), SW_CODE_INVALID_ARGUMENT,
+                "the request has 5000000 rows; this server takes at most 2 per request");
     /* At the limit is fine. */
     GPtrArray *outputs =
         infer_ok(s, infer_request("m_predictor", NULL, "y", predictor_inputs(2, 1), NULL), "m_predictor", "y");
@@ -603,6 +615,36 @@ static void test_bad_requests_are_invalid(void)
 
     /* None of them reached the module but the good one. */
     g_assert_cmpint(sw_fake_torch_forward_calls(s->stage->instances[0]), ==, 1);
+    stage_server_stop(s);
+}
+
+/* A client's 20 KB names come back clipped: every status stays far below
+ * gRPC's 8 KiB header limit, so the client hears the real status rather
+ * than RESOURCE_EXHAUSTED, and is told the name was cut. */
+static void test_long_client_names_are_clipped(void)
+{
+    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
+    char *long_name = g_strnfill(20000, 'n');
+    struct {
+        GBytes *request;
+        int code;
+    } cases[3];
+    cases[0].request = infer_request(long_name, NULL, "x", predictor_inputs(1, 1), NULL);
+    cases[0].code = SW_CODE_NOT_FOUND;
+    cases[1].request = infer_request("m_predictor", long_name, "x", predictor_inputs(1, 1), NULL);
+    cases[1].code = SW_CODE_NOT_FOUND;
+    const char *const wanted[] = {long_name, NULL};
+    cases[2].request = infer_request("m_predictor", NULL, "x", predictor_inputs(1, 1), wanted);
+    cases[2].code = SW_CODE_INVALID_ARGUMENT;
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        GError *error = NULL;
+        g_assert_null(call_bytes(s, SW_PATH_MODEL_INFER, cases[i].request, &error));
+        assert_error(error, cases[i].code, SW_CLIP_MARK);
+        g_assert_cmpuint(strlen(error->message), <, 1024);
+        g_error_free(error);
+        g_bytes_unref(cases[i].request);
+    }
+    g_free(long_name);
     stage_server_stop(s);
 }
 
@@ -813,6 +855,7 @@ int main(int argc, char **argv)
     g_test_add_func("/service/requested-outputs-select-and-order", test_requested_outputs_select_and_order);
     g_test_add_func("/service/bad-requests-are-invalid", test_bad_requests_are_invalid);
     g_test_add_func("/service/module-failure-is-invalid", test_module_failure_is_invalid);
+    g_test_add_func("/service/long-client-names-are-clipped", test_long_client_names_are_clipped);
     g_test_add_func("/service/pipeline-model-needs-a-next-stage", test_pipeline_model_needs_a_next_stage);
     g_test_add_func("/service/concurrent-calls-are-batched", test_concurrent_calls_are_batched);
     g_test_add_func("/service/full-batch-queue-refuses-calls", test_full_batch_queue_refuses_calls);
