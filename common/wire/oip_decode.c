@@ -128,7 +128,10 @@ static sw_tensor *decode_typed(const Inference__ModelInferRequest__InferInputTen
     size_t nbytes = (size_t)n * sw_dtype_size(dtype);
     void *buf = g_malloc(nbytes ? nbytes : 1);
     gboolean ok = TRUE;
-    switch (dtype) {
+    /* With no elements the typed field is absent (NULL): nothing to copy,
+     * and memcpy from NULL is undefined even for 0 bytes. */
+    switch (nbytes ? dtype : SW_DTYPE_INVALID) {
+    case SW_DTYPE_INVALID: break;
     case SW_DTYPE_BOOL:
         for (int64_t i = 0; i < n; i++)
             ((uint8_t *)buf)[i] = c->bool_contents[i] ? 1 : 0;
@@ -163,9 +166,13 @@ static sw_tensor *decode_raw(const Inference__ModelInferRequest__InferInputTenso
         g_free(what);
     } else if ((uint64_t)n > SIZE_MAX / sw_dtype_size(dtype) || (size_t)n * sw_dtype_size(dtype) != raw->len) {
         char *s = sw_shape_to_string(ndim, shape);
-        INVALID(error,
-                "input '" SW_CLIP_FMT "': %s shape %s needs %" G_GUINT64_FORMAT " bytes of raw contents, got %zu",
-                SW_CLIP(in->name), sw_dtype_name(dtype), s, (guint64)n * sw_dtype_size(dtype), raw->len);
+        guint64 need = 0;
+        char *need_text = g_uint64_checked_mul(&need, (guint64)n, sw_dtype_size(dtype))
+                              ? g_strdup_printf("%" G_GUINT64_FORMAT, need)
+                              : g_strdup("more than 2^64");
+        INVALID(error, "input '" SW_CLIP_FMT "': %s shape %s needs %s bytes of raw contents, got %zu",
+                SW_CLIP(in->name), sw_dtype_name(dtype), s, need_text, raw->len);
+        g_free(need_text);
         g_free(s);
     } else {
         t = sw_tensor_new(dtype, ndim, shape, bytes);

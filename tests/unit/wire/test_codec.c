@@ -227,6 +227,29 @@ static void test_errors_name_the_input(void)
     expect_invalid(&f, "more than once");
 }
 
+/* Edges of shapes: zero elements in typed contents (the typed field is then
+ * absent), and a shape whose byte size does not fit 64 bits. */
+static void test_shape_edges(void)
+{
+    fixture f;
+    fixture_init(&f, 1);
+    set_input(&f, 0, "empty", "FP32", 2, (int64_t)1, (int64_t)0);
+    f.inputs[0].contents = &f.contents[0];
+    GError *error = NULL;
+    GPtrArray *values = decode(&f, &error);
+    g_assert_no_error(error);
+    const sw_value *v = g_ptr_array_index(values, 0);
+    g_assert_cmpint(sw_tensor_element_count(v->tensor), ==, 0);
+    g_ptr_array_unref(values);
+
+    fixture_init(&f, 1);
+    set_input(&f, 0, "huge", "FP64", 2, (int64_t)1 << 61, (int64_t)2);
+    static const double one = 1;
+    use_raw(&f, 0, &one, sizeof one);
+    /* 2^62 doubles are 2^65 bytes: the message must not wrap to "0 bytes". */
+    expect_invalid(&f, "needs more than 2^64 bytes of raw contents, got 8");
+}
+
 static sw_tensor *ragged_row(const char *a, const char *b)
 {
     const char *items[2] = {a, b};
@@ -366,8 +389,11 @@ static void test_unpack_keeps_raw_in_place(void)
     g_bytes_unref(owner);
     g_bytes_unref(packed);
     /* The decoded tensor keeps the message alive by itself. */
-    const double *d = sw_tensor_data(((sw_value *)g_ptr_array_index(values, 0))->tensor, NULL);
-    g_assert_cmpfloat(d[3], ==, 4.0);
+    const guint8 *d = sw_tensor_data(((sw_value *)g_ptr_array_index(values, 0))->tensor, NULL);
+    /* In place means wherever the field sits in the message: not aligned. */
+    double fourth;
+    memcpy(&fourth, d + 3 * sizeof fourth, sizeof fourth);
+    g_assert_cmpfloat(fourth, ==, 4.0);
     g_ptr_array_unref(values);
     g_ptr_array_unref(inputs);
 
@@ -386,6 +412,7 @@ int main(int argc, char **argv)
     g_test_add_func("/codec/typed-each-datatype", test_typed_each_datatype);
     g_test_add_func("/codec/raw-bytes-framing", test_raw_bytes_framing);
     g_test_add_func("/codec/errors-name-the-input", test_errors_name_the_input);
+    g_test_add_func("/codec/shape-edges", test_shape_edges);
     g_test_add_func("/codec/ragged-json-rows", test_ragged_outputs_become_json_rows);
     g_test_add_func("/codec/response-round-trip", test_response_round_trip);
     g_test_add_func("/codec/pack-parts-read-back", test_pack_parts_reads_back);
