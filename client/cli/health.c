@@ -26,8 +26,13 @@ int cli_health_main(int argc, char **argv)
     cli_connection c = {0};
     char *service = NULL;
     const GOptionEntry entries[] = {
-        {"service", 's', 0, G_OPTION_ARG_STRING, &service, "service to check (default: the whole server)", "S"},
-        {NULL, 0, 0, 0, NULL, NULL, NULL},
+        {.long_name = "service",
+         .short_name = 's',
+         .arg = G_OPTION_ARG_STRING,
+         .arg_data = &service,
+         .description = "service to check (default: the whole server)",
+         .arg_description = "S"},
+        {.long_name = NULL, .arg = 0, .arg_data = NULL, .description = NULL},
     };
     GOptionContext *ctx = g_option_context_new(NULL);
     g_option_context_set_summary(ctx, "Prints SERVING or NOT_SERVING; exits 0 only when serving.");

@@ -36,8 +36,13 @@ int cli_metadata_main(int argc, char **argv)
     cli_connection c = {0};
     char *model = NULL;
     const GOptionEntry entries[] = {
-        {"model", 'm', 0, G_OPTION_ARG_STRING, &model, "model name (NAME, NAME_preprocessor, ...); required", "NAME"},
-        {NULL, 0, 0, 0, NULL, NULL, NULL},
+        {.long_name = "model",
+         .short_name = 'm',
+         .arg = G_OPTION_ARG_STRING,
+         .arg_data = &model,
+         .description = "model name (NAME, NAME_preprocessor, ...); required",
+         .arg_description = "NAME"},
+        {.long_name = NULL, .arg = 0, .arg_data = NULL, .description = NULL},
     };
     GOptionContext *ctx = g_option_context_new(NULL);
     g_option_context_set_summary(ctx, "Prints a model's metadata (inputs, outputs, properties) as JSON.");
