@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -172,6 +173,25 @@ static void service_stop(service *svc)
     g_free(svc->tls_client_ca);
 }
 
+/* Raises the soft limit on open files to the hard one and returns it. Each
+ * client connection is a descriptor, and gRPC core 1.51 never retries
+ * accept() after EMFILE: a server that runs out stops accepting anyone,
+ * for good. Distributions start processes at a soft limit of 1024 with a
+ * far higher hard limit. */
+static rlim_t raise_open_file_limit(void)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return 0;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlim_t wanted = limit.rlim_max;
+        limit.rlim_cur = wanted;
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+            getrlimit(RLIMIT_NOFILE, &limit);
+    }
+    return limit.rlim_cur;
+}
+
 /* A second signal while draining means "now". */
 static gpointer exit_on_second_signal(gpointer data)
 {
@@ -198,14 +218,16 @@ static gboolean load_while_serving(service *svc, int instances, GError **error)
     return TRUE;
 }
 
-static void serve_until_signal(service *svc, const sw_settings *s, sigset_t *signals)
+static void serve_until_signal(service *svc, const sw_settings *s, sigset_t *signals, rlim_t open_files)
 {
     sw_oip_service_set_serving(svc->oip, TRUE);
-    sw_log(SW_LOG_INFO, "event=listening model=%s device=%s port=%d metrics_port=%d threads=%d tls=%s auth=%s next=%s",
+    sw_log(SW_LOG_INFO,
+           "event=listening model=%s device=%s port=%d metrics_port=%d threads=%d tls=%s auth=%s next=%s "
+           "max_open_files=%llu",
            svc->stage->model_name, svc->stage->device, sw_server_port(svc->server),
            svc->metrics_http ? sw_metrics_http_port(svc->metrics_http) : 0, s->threads,
            s->tls_cert ? (s->tls_client_ca ? "mutual" : "on") : "off", svc->auth ? "bearer" : "off",
-           s->next ? s->next : "none");
+           s->next ? s->next : "none", (unsigned long long)open_files);
     int sig = 0;
     sigwait(signals, &sig);
     /* Probes see NOT_SERVING at once, so traffic moves away while calls in
@@ -228,6 +250,7 @@ int sw_service_main(sw_stage_kind kind, int argc, char **argv)
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     sw_log_init_from_env();
+    rlim_t open_files = raise_open_file_limit();
 
     sw_settings settings;
     GError *error = NULL;
@@ -246,7 +269,7 @@ int sw_service_main(sw_stage_kind kind, int argc, char **argv)
     service svc = {0};
     int rc = 0;
     if (service_start(&svc, kind, &settings, &error) && load_while_serving(&svc, settings.instances, &error)) {
-        serve_until_signal(&svc, &settings, &signals);
+        serve_until_signal(&svc, &settings, &signals, open_files);
     } else {
         sw_log(SW_LOG_ERROR, "event=start_failed model_dir=\"%s\" error=\"%s\"", settings.model_dir, error->message);
         g_error_free(error);

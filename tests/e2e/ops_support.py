@@ -63,7 +63,8 @@ class Server:
     read exactly what the server logged; the listening line is found in kv or JSON form."""
 
     def __init__(self, stage: str, args: Optional[List[str]] = None, env: Optional[Dict[str, str]] = None,
-                 model_dir: str = EXAMPLE_DIR, listen: str = "127.0.0.1:0", start_timeout: float = 60):
+                 model_dir: str = EXAMPLE_DIR, listen: str = "127.0.0.1:0", start_timeout: float = 60,
+                 preexec_fn=None):
         self.stage = stage
         fd, self.stderr_path = tempfile.mkstemp(prefix=f"sw-ops-{stage}-", suffix=".err")
         os.close(fd)
@@ -79,7 +80,8 @@ class Server:
         self.proc = None
         try:
             with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
-                self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=clean_env(env))
+                self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=clean_env(env),
+                                             preexec_fn=preexec_fn)
             self.port, self.metrics_port, self.listening = self._wait_listening(start_timeout)
         except BaseException:
             self.cleanup()  # the log is in the exception's message

@@ -14,8 +14,10 @@ from outside without a slow model; the NOT_SERVING transition is tested on SIGTE
 import json
 import os
 import re
+import resource
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -594,6 +596,29 @@ class AuthTest(OpsCase):
 # ---------------------------------------------------------------------------------------------
 
 class LimitsTest(OpsCase):
+    def test_open_file_limit_is_raised_at_start(self):
+        """Started with a soft limit of 64 open files, a server still takes 100 idle
+        connections and then a health check: it raised its soft limit to the hard one (gRPC
+        core stops accepting for good after one EMFILE)."""
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard != resource.RLIM_INFINITY and hard < 512:
+            self.skipTest(f"the hard open-file limit here is only {hard}")
+        s = self.start("postprocessor",
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard)))
+        if hard != resource.RLIM_INFINITY:
+            self.assertEqual(int(s.listening["max_open_files"]), hard, s.listening)
+        socks = []
+        try:
+            for _ in range(100):
+                socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=10))
+            time.sleep(0.5)  # let the server accept them all
+            with s.channel() as ch:
+                reply = oip.health_pb2_grpc.HealthStub(ch).Check(HealthRequest(service=""), timeout=10)
+            self.assertEqual(reply.status, H.SERVING)
+        finally:
+            for sock in socks:
+                sock.close()
+
     def test_max_rows_and_max_message_size(self):
         s = self.start("predictor", ["--max-rows", "5", "--max-message-mb", "1"])
         with s.channel() as ch:
