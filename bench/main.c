@@ -56,10 +56,11 @@ typedef struct bench_options {
     gboolean codec;
 } bench_options;
 
-static gboolean parse_options(int *argc, char ***argv, bench_options *o)
+/* Options choosing what is sent or run (the requests, their source, the
+ * topology), writing into `o`: a new NULL-terminated array; g_free it. */
+static GOptionEntry *request_option_entries(bench_options *o)
 {
-    *o = (bench_options){.rows_per_request = 1, .duration_s = 5.0, .warmup_s = 1.0, .timeout_ms = 60000};
-    GOptionEntry entries[] = {
+    const GOptionEntry entries[] = {
         {.long_name = "target",
          .arg = G_OPTION_ARG_STRING,
          .arg_data = &o->target,
@@ -117,6 +118,15 @@ static gboolean parse_options(int *argc, char ***argv, bench_options *o)
          .arg_data = &o->staged,
          .description = "three calls per request: preprocessor, predictor, postprocessor targets",
          .arg_description = "PRE,PRED,POST"},
+        {NULL},
+    };
+    return g_memdup2(entries, sizeof entries);
+}
+
+/* Options shaping the load and its report, writing into `o`: as above. */
+static GOptionEntry *load_option_entries(bench_options *o)
+{
+    const GOptionEntry entries[] = {
         {.long_name = "rows-per-request",
          .arg = G_OPTION_ARG_INT,
          .arg_data = &o->rows_per_request,
@@ -172,13 +182,21 @@ static gboolean parse_options(int *argc, char ***argv, bench_options *o)
          .arg_data = &o->label,
          .description = "free text recorded in the JSON",
          .arg_description = "TEXT"},
-        {.long_name = NULL, .arg = 0, .arg_data = NULL, .description = NULL},
+        {NULL},
     };
+    return g_memdup2(entries, sizeof entries);
+}
+
+static gboolean parse_options(int *argc, char ***argv, bench_options *o)
+{
+    *o = (bench_options){.rows_per_request = 1, .duration_s = 5.0, .warmup_s = 1.0, .timeout_ms = 60000};
+    GOptionEntry *requests = request_option_entries(o), *load = load_option_entries(o);
     GOptionContext *ctx = g_option_context_new(NULL);
     g_option_context_set_summary(ctx, "Load generator for Open Inference Protocol servers (perf_analyzer style), "
                                       "and the in-process floor of a Ludwig export.");
     g_option_context_set_description(ctx, USAGE_EXAMPLES);
-    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_option_context_add_main_entries(ctx, requests, NULL);
+    g_option_context_add_main_entries(ctx, load, NULL);
     GError *error = NULL;
     gboolean ok = g_option_context_parse(ctx, argc, argv, &error);
     if (!ok) {
@@ -186,6 +204,8 @@ static gboolean parse_options(int *argc, char ***argv, bench_options *o)
         g_error_free(error);
     }
     g_option_context_free(ctx);
+    g_free(requests);
+    g_free(load);
     return ok;
 }
 
