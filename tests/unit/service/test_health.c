@@ -10,6 +10,7 @@
 
 #include "byte_buffer.h"
 #include "channel.h"
+#include "harness.h"
 #include "health.pb-c.h"
 #include "oip_codec.h"
 #include "oip_paths.h"
@@ -17,22 +18,11 @@
 #include "sw_error.h"
 #include "unit_support.h"
 
-#define CALL_TIMEOUT_US (5 * G_USEC_PER_SEC)
 #define WAIT_S 5
 
 #define SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
 #define NOT_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
 #define SERVICE_UNKNOWN GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
-
-typedef struct stage_server {
-    char *dir;
-    sw_export *export;
-    sw_stage *stage;
-    sw_oip_service *oip;
-    sw_server *server;
-    sw_channel *client;
-    char *target;
-} stage_server;
 
 static gboolean refuse_all(sw_call *call, void *data)
 {
@@ -40,55 +30,12 @@ static gboolean refuse_all(sw_call *call, void *data)
     return FALSE;
 }
 
-/* A loaded predictor, not yet serving. */
-static stage_server *stage_server_start(gboolean refuse)
+/* A loaded predictor, not yet serving; with `refuse`, admission refuses
+ * every call that is not open. */
+static stage_server *serve_predictor(gboolean refuse)
 {
-    stage_server *s = g_new0(stage_server, 1);
-    s->dir = sw_test_dir_new();
-    sw_test_write_export(s->dir, NULL, "op=echo", NULL);
-    GError *error = NULL;
-    s->export = sw_export_load(s->dir, &error);
-    g_assert_no_error(error);
-    s->stage = sw_stage_new(SW_STAGE_PREDICTOR, s->export, "m", NULL, &error);
-    g_assert_no_error(error);
-    sw_oip_service_options options = {0};
-    s->oip = sw_oip_service_new(s->stage, s->export, "m", NULL, &options, &error);
-    g_assert_no_error(error);
-    sw_method methods[SW_OIP_SERVICE_MAX_METHODS];
-    size_t n = sw_oip_service_methods(s->oip, methods);
-    sw_server_options so = {.listen = "127.0.0.1:0",
-                            .worker_threads = 1,
-                            .max_message_bytes = 4 * 1024 * 1024,
-                            .admit = refuse ? refuse_all : NULL};
-    s->server = sw_server_new(&so, methods, n, &error);
-    g_assert_no_error(error);
-    sw_server_start(s->server);
-    g_assert_true(sw_stage_load_module(s->stage, 1, &error));
-    g_assert_no_error(error);
-    sw_oip_service_set_loaded(s->oip);
-    s->target = g_strdup_printf("127.0.0.1:%d", sw_server_port(s->server));
-    sw_channel_options co = {.target = s->target, .max_attempts = 2};
-    s->client = sw_channel_new(&co, &error);
-    g_assert_no_error(error);
-    return s;
-}
-
-/* The server is already shut down when `shut_down`. */
-static void stage_server_stop(stage_server *s, gboolean shut_down)
-{
-    if (!shut_down) {
-        sw_oip_service_set_serving(s->oip, FALSE);
-        sw_oip_service_end_watches(s->oip);
-        g_assert_false(sw_server_shutdown(s->server, 5000));
-    }
-    sw_channel_free(s->client);
-    sw_server_free(s->server);
-    sw_oip_service_free(s->oip);
-    sw_stage_free(s->stage);
-    sw_export_free(s->export);
-    sw_test_dir_remove(s->dir);
-    g_free(s->target);
-    g_free(s);
+    server_setup setup = {.kind = SW_STAGE_PREDICTOR, .module = "op=echo", .admit = refuse ? refuse_all : NULL};
+    return stage_server_start(&setup);
 }
 
 /* Check of `service`: its status, or -1 with `error`. */
@@ -111,18 +58,9 @@ static int health_check(stage_server *s, const char *service, GError **error)
     return status;
 }
 
-static void assert_error(GError *error, int code, const char *substring)
-{
-    g_assert_nonnull(error);
-    if (error->code != code)
-        g_error("expected %s, got %s: %s", sw_code_name(code), sw_code_name(error->code), error->message);
-    if (substring && strstr(error->message, substring) == NULL)
-        g_error("message '%s' lacks '%s'", error->message, substring);
-}
-
 static void test_check_follows_serving(void)
 {
-    stage_server *s = stage_server_start(FALSE);
+    stage_server *s = serve_predictor(FALSE);
     GError *error = NULL;
     g_assert_cmpint(health_check(s, "", &error), ==, NOT_SERVING);
     g_assert_cmpint(health_check(s, SW_OIP_SERVICE, &error), ==, NOT_SERVING);
@@ -138,13 +76,13 @@ static void test_check_follows_serving(void)
     g_assert_cmpint(health_check(s, "inference.Other", &error), ==, -1);
     assert_error(error, SW_CODE_NOT_FOUND, "unknown service 'inference.Other'");
     g_clear_error(&error);
-    stage_server_stop(s, FALSE);
+    stage_server_stop(s);
 }
 
 /* Probes carry no token: health answers where admission refuses the rest. */
 static void test_health_is_open(void)
 {
-    stage_server *s = stage_server_start(TRUE);
+    stage_server *s = serve_predictor(TRUE);
     sw_oip_service_set_serving(s->oip, TRUE);
     GError *error = NULL;
     g_assert_cmpint(health_check(s, "", &error), ==, SERVING);
@@ -158,7 +96,7 @@ static void test_health_is_open(void)
     assert_error(error, SW_CODE_UNAUTHENTICATED, NULL);
     g_clear_error(&error);
     g_bytes_unref(request);
-    stage_server_stop(s, FALSE);
+    stage_server_stop(s);
 }
 
 /* --- Watch, as a raw gRPC client call --- */
@@ -332,7 +270,7 @@ static void assert_ended(watch *w, grpc_status_code code, const char *substring)
 
 static void test_watch_follows_serving(void)
 {
-    stage_server *s = stage_server_start(FALSE);
+    stage_server *s = serve_predictor(FALSE);
     watch *all = watch_start(s->target, "");
     watch *oip = watch_start(s->target, SW_OIP_SERVICE);
     watch *unknown = watch_start(s->target, "inference.Other");
@@ -377,14 +315,14 @@ static void test_watch_follows_serving(void)
     watch_free(oip);
     watch_free(late);
     watch_free(unknown);
-    stage_server_stop(s, FALSE);
+    stage_server_stop(s);
 }
 
 /* A watch the client cancels ends on the server too: a drain does not
  * wait for it, and later changes do not go to it. */
 static void test_cancelled_watch_ends(void)
 {
-    stage_server *s = stage_server_start(FALSE);
+    stage_server *s = serve_predictor(FALSE);
     watch *w = watch_start(s->target, "");
     g_assert_cmpint(watch_next(w), ==, NOT_SERVING);
     grpc_call_cancel(w->call, NULL);
@@ -393,14 +331,15 @@ static void test_cancelled_watch_ends(void)
     sw_oip_service_set_serving(s->oip, TRUE);
     /* Without end_watches: only the cancellation can have ended it. */
     g_assert_false(sw_server_shutdown(s->server, 3000));
-    stage_server_stop(s, TRUE);
+    s->shut_down = TRUE;
+    stage_server_stop(s);
 }
 
 /* Without end_watches a drain waits for open watches until it times out
  * and cancels them; the service survives that too. */
 static void test_drain_cancels_open_watches(void)
 {
-    stage_server *s = stage_server_start(FALSE);
+    stage_server *s = serve_predictor(FALSE);
     watch *w = watch_start(s->target, "");
     g_assert_cmpint(watch_next(w), ==, NOT_SERVING);
     g_assert_true(sw_server_shutdown(s->server, 100));
@@ -412,7 +351,8 @@ static void test_drain_cancels_open_watches(void)
     /* The cancelled watch is gone: nothing is sent on a freed call. */
     sw_oip_service_set_serving(s->oip, TRUE);
     sw_oip_service_end_watches(s->oip);
-    stage_server_stop(s, TRUE);
+    s->shut_down = TRUE;
+    stage_server_stop(s);
 }
 
 int main(int argc, char **argv)

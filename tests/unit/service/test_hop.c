@@ -10,34 +10,13 @@
 
 #include "channel.h"
 #include "fake_torch.h"
+#include "harness.h"
 #include "metrics.h"
 #include "oip_codec.h"
 #include "oip_paths.h"
 #include "oip_service.h"
 #include "sw_error.h"
 #include "unit_support.h"
-
-#define CALL_TIMEOUT_US (5 * G_USEC_PER_SEC)
-
-typedef struct stage_server {
-    char *dir;
-    sw_export *export;
-    sw_stage *stage;
-    sw_oip_service *oip;
-    sw_server *server;
-    sw_channel *client; /* the test's channel to this server */
-    char *target;
-    gboolean stopped;
-} stage_server;
-
-typedef struct server_setup {
-    sw_stage_kind kind;
-    const char *module;
-    const char *name;  /* the Ludwig model name it serves under */
-    sw_channel *next;  /* borrowed */
-    const char *token; /* the bearer token this server demands, or NULL */
-    sw_oip_service_options options;
-} server_setup;
 
 /* Lets through calls carrying "authorization: Bearer <data>". */
 static gboolean admit_bearer(sw_call *call, void *data)
@@ -50,66 +29,6 @@ static gboolean admit_bearer(sw_call *call, void *data)
     if (!ok)
         sw_call_fail(call, SW_CODE_UNAUTHENTICATED, "a valid bearer token is required");
     return ok;
-}
-
-static stage_server *stage_server_start(const server_setup *setup)
-{
-    stage_server *s = g_new0(stage_server, 1);
-    s->dir = sw_test_dir_new();
-    sw_test_write_export(s->dir, setup->module, setup->module, setup->module);
-    GError *error = NULL;
-    s->export = sw_export_load(s->dir, &error);
-    g_assert_no_error(error);
-    s->stage = sw_stage_new(setup->kind, s->export, setup->name, NULL, &error);
-    g_assert_no_error(error);
-    s->oip = sw_oip_service_new(s->stage, s->export, setup->name, setup->next, &setup->options, &error);
-    g_assert_no_error(error);
-    sw_method methods[SW_OIP_SERVICE_MAX_METHODS];
-    size_t n = sw_oip_service_methods(s->oip, methods);
-    sw_server_options so = {.listen = "127.0.0.1:0",
-                            .worker_threads = 2,
-                            .max_message_bytes = 4 * 1024 * 1024,
-                            .admit = setup->token ? admit_bearer : NULL,
-                            .admit_data = (void *)setup->token};
-    s->server = sw_server_new(&so, methods, n, &error);
-    g_assert_no_error(error);
-    sw_server_start(s->server);
-    g_assert_true(sw_stage_load_module(s->stage, 1, &error));
-    g_assert_no_error(error);
-    sw_oip_service_set_loaded(s->oip);
-    sw_oip_service_set_serving(s->oip, TRUE);
-    s->target = g_strdup_printf("127.0.0.1:%d", sw_server_port(s->server));
-    /* Two attempts: the fewest a retry policy allows, so an UNAVAILABLE
-     * answer comes back without several rounds of backoff. */
-    sw_channel_options co = {.target = s->target, .max_attempts = 2};
-    s->client = sw_channel_new(&co, &error);
-    g_assert_no_error(error);
-    return s;
-}
-
-/* Stops serving, in service_main's order, but keeps the stage for the
- * test to look at. */
-static void stage_server_halt(stage_server *s)
-{
-    if (s->stopped)
-        return;
-    s->stopped = TRUE;
-    sw_oip_service_set_serving(s->oip, FALSE);
-    sw_oip_service_end_watches(s->oip);
-    g_assert_false(sw_server_shutdown(s->server, 5000));
-    sw_server_free(s->server);
-    sw_oip_service_free(s->oip);
-}
-
-static void stage_server_stop(stage_server *s)
-{
-    stage_server_halt(s);
-    sw_channel_free(s->client);
-    sw_stage_free(s->stage);
-    sw_export_free(s->export);
-    sw_test_dir_remove(s->dir);
-    g_free(s->target);
-    g_free(s);
 }
 
 static sw_channel *channel_to(const char *target)
@@ -127,18 +46,6 @@ static int forward_calls(const stage_server *s)
 }
 
 /* --- requests --- */
-
-static void add_tensor(GPtrArray *inputs, const char *name, sw_dtype dtype, int ndim, const int64_t *shape,
-                       const void *data)
-{
-    sw_output *o = g_new0(sw_output, 1);
-    o->name = g_strdup(name);
-    int64_t n = 1;
-    for (int d = 0; d < ndim; d++)
-        n *= shape[d];
-    o->tensor = sw_tensor_new_copy(dtype, ndim, shape, data, (size_t)n * sw_dtype_size(dtype));
-    g_ptr_array_add(inputs, o);
-}
 
 static void add_strings(GPtrArray *inputs, const char *name, const char *const *strings, size_t n)
 {
@@ -171,31 +78,6 @@ static GPtrArray *pipeline_inputs(float score, gboolean with_label)
     }
     add_tensor(inputs, "score::predictions", SW_DTYPE_FP32, 1, one, &score);
     return inputs;
-}
-
-/* A packed request of `model` over `inputs` (consumed), asking for the
- * outputs in `wanted` (NULL-terminated; NULL: all). */
-static GBytes *infer_request(const char *model, const char *id, GPtrArray *inputs, const char *const *wanted)
-{
-    Inference__ModelInferRequest *req = sw_oip_request_build(model, id, inputs, NULL);
-    size_t n_wanted = wanted ? g_strv_length((char **)wanted) : 0;
-    Inference__ModelInferRequest__InferRequestedOutputTensor *outs =
-        g_new0(Inference__ModelInferRequest__InferRequestedOutputTensor, n_wanted + 1);
-    Inference__ModelInferRequest__InferRequestedOutputTensor **ptrs =
-        g_new0(Inference__ModelInferRequest__InferRequestedOutputTensor *, n_wanted + 1);
-    for (size_t i = 0; i < n_wanted; i++) {
-        inference__model_infer_request__infer_requested_output_tensor__init(&outs[i]);
-        outs[i].name = (char *)wanted[i];
-        ptrs[i] = &outs[i];
-    }
-    req->n_outputs = n_wanted;
-    req->outputs = ptrs;
-    GBytes *packed = sw_protobuf_pack(&req->base);
-    sw_oip_request_free(req);
-    g_free(ptrs);
-    g_free(outs);
-    g_ptr_array_unref(inputs);
-    return packed;
 }
 
 static GPtrArray *infer_ok(stage_server *s, GBytes *request, const char *model, const char *id)
@@ -232,17 +114,6 @@ static void infer_fails(stage_server *s, GBytes *request, int code, const char *
     g_error_free(error);
 }
 
-static const sw_output *output_named(GPtrArray *outputs, const char *name)
-{
-    for (guint i = 0; i < outputs->len; i++) {
-        const sw_output *o = g_ptr_array_index(outputs, i);
-        if (strcmp(o->name, name) == 0)
-            return o;
-    }
-    g_error("no output '%s'", name);
-    return NULL;
-}
-
 static float first_float(GPtrArray *outputs, const char *name)
 {
     const sw_output *o = output_named(outputs, name);
@@ -254,11 +125,13 @@ static float first_float(GPtrArray *outputs, const char *name)
 
 static void test_pipeline_answer_comes_from_the_next_stage(void)
 {
-    server_setup post_setup = {.kind = SW_STAGE_POSTPROCESSOR, .module = "op=scale\nfactor=10", .name = "m"};
+    server_setup post_setup = {
+        .serving = TRUE, .kind = SW_STAGE_POSTPROCESSOR, .module = "op=scale\nfactor=10", .name = "m"};
     stage_server *post = stage_server_start(&post_setup);
     sw_channel *next = channel_to(post->target);
     sw_metrics *metrics = sw_metrics_new((const char *const[]){"m_predictor", "m", NULL});
-    server_setup pred_setup = {.kind = SW_STAGE_PREDICTOR,
+    server_setup pred_setup = {.serving = TRUE,
+                               .kind = SW_STAGE_PREDICTOR,
                                .module = "op=scale\nfactor=2",
                                .name = "m",
                                .next = next,
@@ -266,7 +139,8 @@ static void test_pipeline_answer_comes_from_the_next_stage(void)
     stage_server *pred = stage_server_start(&pred_setup);
 
     /* Both scaled it: it went through the predictor and then the postprocessor. */
-    GPtrArray *outputs = infer_ok(pred, infer_request("m", "trip", pipeline_inputs(1.5f, TRUE), NULL), "m", "trip");
+    GPtrArray *outputs =
+        infer_ok(pred, infer_request("m", NULL, "trip", pipeline_inputs(1.5f, TRUE), NULL), "m", "trip");
     g_assert_cmpfloat(first_float(outputs, "score::predictions"), ==, 30.0f);
     g_assert_cmpfloat(first_float(outputs, "age"), ==, 600.0f);
     const sw_output *label = output_named(outputs, "label::predictions");
@@ -279,7 +153,7 @@ static void test_pipeline_answer_comes_from_the_next_stage(void)
 
     /* Requested outputs travel with the hop and apply where the answer is made. */
     static const char *const wanted[] = {"score::predictions", "label::predictions", NULL};
-    outputs = infer_ok(pred, infer_request("m", "two", pipeline_inputs(2.0f, TRUE), wanted), "m", "two");
+    outputs = infer_ok(pred, infer_request("m", NULL, "two", pipeline_inputs(2.0f, TRUE), wanted), "m", "two");
     g_assert_cmpuint(outputs->len, ==, 2);
     g_assert_cmpstr(((sw_output *)g_ptr_array_index(outputs, 0))->name, ==, "score::predictions");
     g_assert_cmpstr(((sw_output *)g_ptr_array_index(outputs, 1))->name, ==, "label::predictions");
@@ -287,14 +161,14 @@ static void test_pipeline_answer_comes_from_the_next_stage(void)
     g_ptr_array_unref(outputs);
 
     /* The stage model alone does not hop. */
-    outputs =
-        infer_ok(pred, infer_request("m_predictor", "one", pipeline_inputs(1.0f, TRUE), NULL), "m_predictor", "one");
+    outputs = infer_ok(pred, infer_request("m_predictor", NULL, "one", pipeline_inputs(1.0f, TRUE), NULL),
+                       "m_predictor", "one");
     g_assert_cmpfloat(first_float(outputs, "score::predictions"), ==, 2.0f);
     g_ptr_array_unref(outputs);
     g_assert_cmpint(forward_calls(post), ==, 2);
 
     /* The last stage answers the pipeline model itself. */
-    outputs = infer_ok(post, infer_request("m", "end", pipeline_inputs(1.0f, TRUE), NULL), "m", "end");
+    outputs = infer_ok(post, infer_request("m", NULL, "end", pipeline_inputs(1.0f, TRUE), NULL), "m", "end");
     g_assert_cmpfloat(first_float(outputs, "score::predictions"), ==, 10.0f);
     g_ptr_array_unref(outputs);
 
@@ -314,10 +188,11 @@ static void test_pipeline_answer_comes_from_the_next_stage(void)
 
 static void test_pipeline_metadata_names_the_next_stage(void)
 {
-    server_setup post_setup = {.kind = SW_STAGE_POSTPROCESSOR, .module = "op=echo", .name = "m"};
+    server_setup post_setup = {.serving = TRUE, .kind = SW_STAGE_POSTPROCESSOR, .module = "op=echo", .name = "m"};
     stage_server *post = stage_server_start(&post_setup);
     sw_channel *next = channel_to(post->target);
-    server_setup pred_setup = {.kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
+    server_setup pred_setup = {
+        .serving = TRUE, .kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
     stage_server *pred = stage_server_start(&pred_setup);
 
     Inference__ModelMetadataRequest req = INFERENCE__MODEL_METADATA_REQUEST__INIT;
@@ -360,17 +235,21 @@ static void test_pipeline_metadata_names_the_next_stage(void)
 /* What the next stage says is wrong with the request reaches the caller as is. */
 static void test_next_stage_failures_pass_through(void)
 {
-    server_setup post_setup = {.kind = SW_STAGE_POSTPROCESSOR, .module = "op=fail\nerror=KeyError: x", .name = "m"};
+    server_setup post_setup = {
+        .serving = TRUE, .kind = SW_STAGE_POSTPROCESSOR, .module = "op=fail\nerror=KeyError: x", .name = "m"};
     stage_server *post = stage_server_start(&post_setup);
     sw_channel *next = channel_to(post->target);
-    server_setup pred_setup = {.kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
+    server_setup pred_setup = {
+        .serving = TRUE, .kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
     stage_server *pred = stage_server_start(&pred_setup);
 
     char *where = g_strdup_printf("postprocessor at %s: INVALID_ARGUMENT: ", post->target);
     const char *const failed[] = {where, "m_postprocessor: forward failed: KeyError: x", NULL};
-    infer_fails(pred, infer_request("m", "f", pipeline_inputs(1.0f, TRUE), NULL), SW_CODE_INVALID_ARGUMENT, failed);
+    infer_fails(pred, infer_request("m", NULL, "f", pipeline_inputs(1.0f, TRUE), NULL), SW_CODE_INVALID_ARGUMENT,
+                failed);
     const char *const missing[] = {where, "input 'label::predictions' (category feature) is missing", NULL};
-    infer_fails(pred, infer_request("m", "g", pipeline_inputs(1.0f, FALSE), NULL), SW_CODE_INVALID_ARGUMENT, missing);
+    infer_fails(pred, infer_request("m", NULL, "g", pipeline_inputs(1.0f, FALSE), NULL), SW_CODE_INVALID_ARGUMENT,
+                missing);
     g_free(where);
     g_assert_cmpint(forward_calls(pred), ==, 2);
     g_assert_cmpint(forward_calls(post), ==, 1);
@@ -384,15 +263,16 @@ static void test_next_stage_failures_pass_through(void)
  * the wrong next stage: the caller asked for a model that exists. */
 static void test_next_stage_not_found_is_internal(void)
 {
-    server_setup post_setup = {.kind = SW_STAGE_POSTPROCESSOR, .module = "op=echo", .name = "other"};
+    server_setup post_setup = {.serving = TRUE, .kind = SW_STAGE_POSTPROCESSOR, .module = "op=echo", .name = "other"};
     stage_server *post = stage_server_start(&post_setup);
     sw_channel *next = channel_to(post->target);
-    server_setup pred_setup = {.kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
+    server_setup pred_setup = {
+        .serving = TRUE, .kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
     stage_server *pred = stage_server_start(&pred_setup);
 
     char *where = g_strdup_printf("postprocessor at %s: NOT_FOUND: ", post->target);
     const char *const expected[] = {where, "model 'm' is not served here", NULL};
-    infer_fails(pred, infer_request("m", "x", pipeline_inputs(1.0f, TRUE), NULL), SW_CODE_INTERNAL, expected);
+    infer_fails(pred, infer_request("m", NULL, "x", pipeline_inputs(1.0f, TRUE), NULL), SW_CODE_INTERNAL, expected);
     g_free(where);
 
     stage_server_stop(pred);
@@ -404,24 +284,31 @@ static void test_next_stage_not_found_is_internal(void)
  * refuses, which is this server's fault: INTERNAL, not UNAUTHENTICATED. */
 static void test_next_stage_token(void)
 {
-    server_setup post_setup = {.kind = SW_STAGE_POSTPROCESSOR, .module = "op=echo", .name = "m", .token = "s3cret"};
+    server_setup post_setup = {.serving = TRUE,
+                               .kind = SW_STAGE_POSTPROCESSOR,
+                               .module = "op=echo",
+                               .name = "m",
+                               .admit = admit_bearer,
+                               .admit_data = (void *)"s3cret"};
     stage_server *post = stage_server_start(&post_setup);
     sw_channel *next = channel_to(post->target);
-    server_setup with_setup = {.kind = SW_STAGE_PREDICTOR,
+    server_setup with_setup = {.serving = TRUE,
+                               .kind = SW_STAGE_PREDICTOR,
                                .module = "op=echo",
                                .name = "m",
                                .next = next,
                                .options = {.next_auth_token = "s3cret"}};
     stage_server *with = stage_server_start(&with_setup);
-    server_setup without_setup = {.kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
+    server_setup without_setup = {
+        .serving = TRUE, .kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
     stage_server *without = stage_server_start(&without_setup);
 
-    GPtrArray *outputs = infer_ok(with, infer_request("m", "t", pipeline_inputs(4.0f, TRUE), NULL), "m", "t");
+    GPtrArray *outputs = infer_ok(with, infer_request("m", NULL, "t", pipeline_inputs(4.0f, TRUE), NULL), "m", "t");
     g_assert_cmpfloat(first_float(outputs, "score::predictions"), ==, 4.0f);
     g_ptr_array_unref(outputs);
     char *where = g_strdup_printf("postprocessor at %s: UNAUTHENTICATED: ", post->target);
     const char *const expected[] = {where, "a valid bearer token is required", NULL};
-    infer_fails(without, infer_request("m", "u", pipeline_inputs(4.0f, TRUE), NULL), SW_CODE_INTERNAL, expected);
+    infer_fails(without, infer_request("m", NULL, "u", pipeline_inputs(4.0f, TRUE), NULL), SW_CODE_INTERNAL, expected);
     g_free(where);
     g_assert_cmpint(forward_calls(post), ==, 1);
 
@@ -454,12 +341,16 @@ static void test_unreachable_next_stage_is_unavailable(void)
     char *target = g_strdup_printf("127.0.0.1:%d", refusing_port(&fd));
     sw_channel *next = channel_to(target);
     sw_metrics *metrics = sw_metrics_new((const char *const[]){"m_predictor", "m", NULL});
-    server_setup pred_setup = {
-        .kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next, .options = {.metrics = metrics}};
+    server_setup pred_setup = {.serving = TRUE,
+                               .kind = SW_STAGE_PREDICTOR,
+                               .module = "op=echo",
+                               .name = "m",
+                               .next = next,
+                               .options = {.metrics = metrics}};
     stage_server *pred = stage_server_start(&pred_setup);
     char *where = g_strdup_printf("postprocessor at %s: UNAVAILABLE", target);
     const char *const expected[] = {where, NULL};
-    infer_fails(pred, infer_request("m", "x", pipeline_inputs(1.0f, TRUE), NULL), SW_CODE_UNAVAILABLE, expected);
+    infer_fails(pred, infer_request("m", NULL, "x", pipeline_inputs(1.0f, TRUE), NULL), SW_CODE_UNAVAILABLE, expected);
     g_free(where);
     /* Counted under the next stage's target. */
     char *text = sw_metrics_render(metrics);
@@ -479,11 +370,12 @@ static void test_unreachable_next_stage_is_unavailable(void)
     add_strings(raw, "color", color, 1);
     add_strings(raw, "review", review, 1);
     add_strings(raw, "when", when, 1);
-    server_setup pre_setup = {.kind = SW_STAGE_PREPROCESSOR, .module = "op=echo", .name = "m", .next = next};
+    server_setup pre_setup = {
+        .serving = TRUE, .kind = SW_STAGE_PREPROCESSOR, .module = "op=echo", .name = "m", .next = next};
     stage_server *pre = stage_server_start(&pre_setup);
     where = g_strdup_printf("predictor at %s: UNAVAILABLE", target);
     const char *const expected_pre[] = {where, NULL};
-    infer_fails(pre, infer_request("m", "y", raw, NULL), SW_CODE_UNAVAILABLE, expected_pre);
+    infer_fails(pre, infer_request("m", NULL, "y", raw, NULL), SW_CODE_UNAVAILABLE, expected_pre);
     g_free(where);
     g_assert_cmpint(forward_calls(pre), >=, 1);
     stage_server_stop(pre);
@@ -497,18 +389,19 @@ static void test_unreachable_next_stage_is_unavailable(void)
 /* The next stage going away after serving: the hop fails UNAVAILABLE. */
 static void test_stopped_next_stage_is_unavailable(void)
 {
-    server_setup post_setup = {.kind = SW_STAGE_POSTPROCESSOR, .module = "op=echo", .name = "m"};
+    server_setup post_setup = {.serving = TRUE, .kind = SW_STAGE_POSTPROCESSOR, .module = "op=echo", .name = "m"};
     stage_server *post = stage_server_start(&post_setup);
     sw_channel *next = channel_to(post->target);
-    server_setup pred_setup = {.kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
+    server_setup pred_setup = {
+        .serving = TRUE, .kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
     stage_server *pred = stage_server_start(&pred_setup);
 
-    GPtrArray *outputs = infer_ok(pred, infer_request("m", "a", pipeline_inputs(1.0f, TRUE), NULL), "m", "a");
+    GPtrArray *outputs = infer_ok(pred, infer_request("m", NULL, "a", pipeline_inputs(1.0f, TRUE), NULL), "m", "a");
     g_ptr_array_unref(outputs);
     stage_server_halt(post);
     char *where = g_strdup_printf("postprocessor at %s: UNAVAILABLE", post->target);
     const char *const expected[] = {where, NULL};
-    infer_fails(pred, infer_request("m", "b", pipeline_inputs(1.0f, TRUE), NULL), SW_CODE_UNAVAILABLE, expected);
+    infer_fails(pred, infer_request("m", NULL, "b", pipeline_inputs(1.0f, TRUE), NULL), SW_CODE_UNAVAILABLE, expected);
     g_free(where);
 
     stage_server_stop(pred);

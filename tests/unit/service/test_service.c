@@ -8,6 +8,7 @@
 
 #include "channel.h"
 #include "fake_torch.h"
+#include "harness.h"
 #include "metrics.h"
 #include "oip_codec.h"
 #include "oip_paths.h"
@@ -15,77 +16,7 @@
 #include "sw_error.h"
 #include "unit_support.h"
 
-#define CALL_TIMEOUT_US (5 * G_USEC_PER_SEC)
 #define WAIT_US (10 * G_USEC_PER_SEC)
-
-/* A stage served as service_main serves it, plus a client channel to it. */
-typedef struct stage_server {
-    char *dir;
-    sw_export *export;
-    sw_stage *stage;
-    sw_oip_service *oip;
-    sw_server *server;
-    sw_channel *client;
-} stage_server;
-
-/* Serves stage `kind` of model "m" whose modules are `module`. With `load`
- * the module is loaded and the service told so, but it is not yet
- * serving: health and readiness follow set_serving alone. */
-static stage_server *stage_server_start(sw_stage_kind kind, const char *module, gboolean load,
-                                        const sw_oip_service_options *options)
-{
-    stage_server *s = g_new0(stage_server, 1);
-    s->dir = sw_test_dir_new();
-    sw_test_write_export(s->dir, module, module, module);
-    GError *error = NULL;
-    s->export = sw_export_load(s->dir, &error);
-    g_assert_no_error(error);
-    s->stage = sw_stage_new(kind, s->export, "m", NULL, &error);
-    g_assert_no_error(error);
-    sw_oip_service_options defaults = {0};
-    s->oip = sw_oip_service_new(s->stage, s->export, "m", NULL, options ? options : &defaults, &error);
-    g_assert_no_error(error);
-    sw_method methods[SW_OIP_SERVICE_MAX_METHODS];
-    size_t n = sw_oip_service_methods(s->oip, methods);
-    g_assert_cmpuint(n, <=, SW_OIP_SERVICE_MAX_METHODS);
-    sw_server_options so = {.listen = "127.0.0.1:0", .worker_threads = 2, .max_message_bytes = 4 * 1024 * 1024};
-    s->server = sw_server_new(&so, methods, n, &error);
-    g_assert_no_error(error);
-    sw_server_start(s->server);
-    if (load) {
-        g_assert_true(sw_stage_load_module(s->stage, 1, &error));
-        g_assert_no_error(error);
-        sw_oip_service_set_loaded(s->oip);
-    }
-    char *target = g_strdup_printf("127.0.0.1:%d", sw_server_port(s->server));
-    /* Two attempts: the fewest a retry policy allows, so an UNAVAILABLE
-     * answer comes back without several rounds of backoff. */
-    sw_channel_options co = {.target = target, .max_attempts = 2};
-    s->client = sw_channel_new(&co, &error);
-    g_assert_no_error(error);
-    g_free(target);
-    return s;
-}
-
-/* In service_main's order. */
-static void stage_server_stop(stage_server *s)
-{
-    sw_oip_service_set_serving(s->oip, FALSE);
-    sw_oip_service_end_watches(s->oip);
-    sw_channel_free(s->client);
-    g_assert_false(sw_server_shutdown(s->server, 5000));
-    sw_server_free(s->server);
-    sw_oip_service_free(s->oip);
-    sw_stage_free(s->stage);
-    sw_export_free(s->export);
-    sw_test_dir_remove(s->dir);
-    g_free(s);
-}
-
-static GBytes *call_bytes(stage_server *s, const char *path, GBytes *request, GError **error)
-{
-    return sw_channel_call(s->client, path, request, CALL_TIMEOUT_US, NULL, error);
-}
 
 /* Calls `path` with `message` and unpacks the answer as `desc`; NULL with
  * the call's error. */
@@ -93,7 +24,7 @@ static ProtobufCMessage *call_message(stage_server *s, const char *path, const P
                                       const ProtobufCMessageDescriptor *desc, GError **error)
 {
     GBytes *request = sw_protobuf_pack(message);
-    GBytes *response = call_bytes(s, path, request, error);
+    GBytes *response = stage_server_call(s, path, request, error);
     g_bytes_unref(request);
     if (response == NULL)
         return NULL;
@@ -105,28 +36,18 @@ static ProtobufCMessage *call_message(stage_server *s, const char *path, const P
     return m;
 }
 
-static void assert_error(GError *error, int code, const char *substring)
+/* Serves stage `kind` of model "m" whose modules are `module`. With `load`
+ * the module is loaded and the service told so, but it is not yet
+ * serving: health and readiness follow set_serving alone. */
+static stage_server *serve(sw_stage_kind kind, const char *module, gboolean load, const sw_oip_service_options *options)
 {
-    g_assert_nonnull(error);
-    if (error->code != code)
-        g_error("expected %s, got %s: %s", sw_code_name(code), sw_code_name(error->code), error->message);
-    if (substring && strstr(error->message, substring) == NULL)
-        g_error("message '%s' lacks '%s'", error->message, substring);
+    server_setup setup = {.kind = kind, .module = module, .not_loaded = !load};
+    if (options)
+        setup.options = *options;
+    return stage_server_start(&setup);
 }
 
 /* --- requests --- */
-
-static void add_tensor(GPtrArray *inputs, const char *name, sw_dtype dtype, int ndim, const int64_t *shape,
-                       const void *data)
-{
-    sw_output *o = g_new0(sw_output, 1);
-    o->name = g_strdup(name);
-    int64_t n = 1;
-    for (int d = 0; d < ndim; d++)
-        n *= shape[d];
-    o->tensor = sw_tensor_new_copy(dtype, ndim, shape, data, (size_t)n * sw_dtype_size(dtype));
-    g_ptr_array_add(inputs, o);
-}
 
 /* The four inputs of the predictor, `rows` rows: age holds age0, age0 + 1, ... */
 static GPtrArray *predictor_inputs(int rows, float age0)
@@ -162,33 +83,6 @@ static GPtrArray *without(GPtrArray *inputs, const char *name)
     return inputs;
 }
 
-/* A packed ModelInferRequest of `model` over `inputs` (consumed), asking
- * for the outputs in `wanted` (NULL-terminated; NULL: all). */
-static GBytes *infer_request(const char *model, const char *version, const char *id, GPtrArray *inputs,
-                             const char *const *wanted)
-{
-    Inference__ModelInferRequest *req = sw_oip_request_build(model, id, inputs, NULL);
-    req->model_version = (char *)(version ? version : "");
-    size_t n_wanted = wanted ? g_strv_length((char **)wanted) : 0;
-    Inference__ModelInferRequest__InferRequestedOutputTensor *outs =
-        g_new0(Inference__ModelInferRequest__InferRequestedOutputTensor, n_wanted + 1);
-    Inference__ModelInferRequest__InferRequestedOutputTensor **ptrs =
-        g_new0(Inference__ModelInferRequest__InferRequestedOutputTensor *, n_wanted + 1);
-    for (size_t i = 0; i < n_wanted; i++) {
-        inference__model_infer_request__infer_requested_output_tensor__init(&outs[i]);
-        outs[i].name = (char *)wanted[i];
-        ptrs[i] = &outs[i];
-    }
-    req->n_outputs = n_wanted;
-    req->outputs = ptrs;
-    GBytes *packed = sw_protobuf_pack(&req->base);
-    sw_oip_request_free(req);
-    g_free(ptrs);
-    g_free(outs);
-    g_ptr_array_unref(inputs);
-    return packed;
-}
-
 /* The outputs of a packed ModelInferResponse, after checking its model and id. */
 static GPtrArray *response_outputs(GBytes *response, const char *model, const char *id)
 {
@@ -208,7 +102,7 @@ static GPtrArray *response_outputs(GBytes *response, const char *model, const ch
 static GPtrArray *infer_ok(stage_server *s, GBytes *request, const char *model, const char *id)
 {
     GError *error = NULL;
-    GBytes *response = call_bytes(s, SW_PATH_MODEL_INFER, request, &error);
+    GBytes *response = stage_server_call(s, SW_PATH_MODEL_INFER, request, &error);
     g_assert_no_error(error);
     g_bytes_unref(request);
     GPtrArray *outputs = response_outputs(response, model, id);
@@ -219,22 +113,11 @@ static GPtrArray *infer_ok(stage_server *s, GBytes *request, const char *model, 
 static void infer_fails(stage_server *s, GBytes *request, int code, const char *substring)
 {
     GError *error = NULL;
-    GBytes *response = call_bytes(s, SW_PATH_MODEL_INFER, request, &error);
+    GBytes *response = stage_server_call(s, SW_PATH_MODEL_INFER, request, &error);
     g_assert_null(response);
     assert_error(error, code, substring);
     g_error_free(error);
     g_bytes_unref(request);
-}
-
-static const sw_output *output_named(GPtrArray *outputs, const char *name)
-{
-    for (guint i = 0; i < outputs->len; i++) {
-        const sw_output *o = g_ptr_array_index(outputs, i);
-        if (strcmp(o->name, name) == 0)
-            return o;
-    }
-    g_error("no output '%s'", name);
-    return NULL;
 }
 
 /* --- readiness and metadata --- */
@@ -268,7 +151,7 @@ static int model_ready(stage_server *s, const char *name, const char *version, G
 
 static void test_live_and_ready_follow_serving(void)
 {
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", FALSE, NULL);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", FALSE, NULL);
     Inference__ServerLiveRequest live_req = INFERENCE__SERVER_LIVE_REQUEST__INIT;
     GError *error = NULL;
     Inference__ServerLiveResponse *live = (Inference__ServerLiveResponse *)call_message(
@@ -312,7 +195,7 @@ static void test_live_and_ready_follow_serving(void)
 
 static void test_server_metadata(void)
 {
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
     Inference__ServerMetadataRequest req = INFERENCE__SERVER_METADATA_REQUEST__INIT;
     GError *error = NULL;
     Inference__ServerMetadataResponse *resp = (Inference__ServerMetadataResponse *)call_message(
@@ -364,7 +247,7 @@ static void assert_tensors(Inference__ModelMetadataResponse__TensorMetadata **go
 
 static void test_model_metadata_of_the_stage(void)
 {
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
     GError *error = NULL;
     Inference__ModelMetadataResponse *m = model_metadata(s, "m_predictor", "", &error);
     g_assert_no_error(error);
@@ -495,7 +378,7 @@ static void test_model_metadata_of_ragged_outputs(void)
 
 static void test_infer_waits_for_the_module(void)
 {
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", FALSE, NULL);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", FALSE, NULL);
     infer_fails(s, infer_request("m_predictor", NULL, "a", predictor_inputs(1, 1), NULL), SW_CODE_UNAVAILABLE,
                 "model 'm_predictor' is still loading");
     /* Even the wrong model is answered as not found first. */
@@ -514,7 +397,7 @@ static void test_infer_waits_for_the_module(void)
 
 static void test_infer_runs_the_stage(void)
 {
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=scale\nfactor=2", TRUE, NULL);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=scale\nfactor=2", TRUE, NULL);
     GPtrArray *outputs =
         infer_ok(s, infer_request("m_predictor", "1", "req-7", predictor_inputs(3, 10), NULL), "m_predictor", "req-7");
     /* Every output, in the module's order. */
@@ -540,7 +423,7 @@ static void test_infer_runs_the_stage(void)
 
 static void test_requested_outputs_select_and_order(void)
 {
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
     static const char *const wanted[] = {"when", "age", NULL};
     GPtrArray *outputs =
         infer_ok(s, infer_request("m_predictor", NULL, "x", predictor_inputs(2, 5), wanted), "m_predictor", "x");
@@ -561,7 +444,7 @@ static void test_requested_outputs_select_and_order(void)
 static void test_bad_requests_are_invalid(void)
 {
     sw_oip_service_options options = {.max_rows = 2};
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", TRUE, &options);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", TRUE, &options);
 
     /* age as INT32 instead of a float. */
     GPtrArray *inputs = without(predictor_inputs(1, 1), "age");
@@ -605,10 +488,10 @@ static void test_bad_requests_are_invalid(void)
     infer_fails(s, request, SW_CODE_INVALID_ARGUMENT, NULL);
     request = g_bytes_new_static(garbage, sizeof garbage);
     GError *error = NULL;
-    g_assert_null(call_bytes(s, SW_PATH_MODEL_METADATA, request, &error));
+    g_assert_null(stage_server_call(s, SW_PATH_MODEL_METADATA, request, &error));
     assert_error(error, SW_CODE_INVALID_ARGUMENT, "not a valid");
     g_clear_error(&error);
-    g_assert_null(call_bytes(s, SW_PATH_MODEL_READY, request, &error));
+    g_assert_null(stage_server_call(s, SW_PATH_MODEL_READY, request, &error));
     assert_error(error, SW_CODE_INVALID_ARGUMENT, "not a valid");
     g_clear_error(&error);
     g_bytes_unref(request);
@@ -623,7 +506,7 @@ static void test_bad_requests_are_invalid(void)
  * than RESOURCE_EXHAUSTED, and is told the name was cut. */
 static void test_long_client_names_are_clipped(void)
 {
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
     char *long_name = g_strnfill(20000, 'n');
     struct {
         GBytes *request;
@@ -638,7 +521,7 @@ static void test_long_client_names_are_clipped(void)
     cases[2].code = SW_CODE_INVALID_ARGUMENT;
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         GError *error = NULL;
-        g_assert_null(call_bytes(s, SW_PATH_MODEL_INFER, cases[i].request, &error));
+        g_assert_null(stage_server_call(s, SW_PATH_MODEL_INFER, cases[i].request, &error));
         assert_error(error, cases[i].code, SW_CLIP_MARK);
         g_assert_cmpuint(strlen(error->message), <, 1024);
         g_error_free(error);
@@ -650,7 +533,7 @@ static void test_long_client_names_are_clipped(void)
 
 static void test_module_failure_is_invalid(void)
 {
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=fail\nerror=ValueError: bad row", TRUE, NULL);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=fail\nerror=ValueError: bad row", TRUE, NULL);
     infer_fails(s, infer_request("m_predictor", NULL, "x", predictor_inputs(1, 1), NULL), SW_CODE_INVALID_ARGUMENT,
                 "m_predictor: forward failed: ValueError: bad row");
     stage_server_stop(s);
@@ -659,7 +542,7 @@ static void test_module_failure_is_invalid(void)
 /* A predictor without a next stage answers only for itself. */
 static void test_pipeline_model_needs_a_next_stage(void)
 {
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", TRUE, NULL);
     infer_fails(s, infer_request("m", NULL, "x", predictor_inputs(1, 1), NULL), SW_CODE_NOT_FOUND,
                 "model 'm' is not served here; this server serves 'm_predictor'");
     infer_fails(s, infer_request("m_predictor", "3", "x", predictor_inputs(1, 1), NULL), SW_CODE_NOT_FOUND,
@@ -734,8 +617,7 @@ static void test_concurrent_calls_are_batched(void)
         .batching = {.max_batch_size = 8, .max_queue_delay_us = 2000, .max_queue_size = 64, .executors = 1},
         .metrics = metrics,
     };
-    stage_server *s =
-        stage_server_start(SW_STAGE_PREDICTOR, "op=echo\nrows_output=rows\nsleep_us=20000", TRUE, &options);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo\nrows_output=rows\nsleep_us=20000", TRUE, &options);
     enum { N = 12 };
     async_result results[N];
     call_all_at_once(s, results, N);
@@ -781,7 +663,7 @@ static void test_full_batch_queue_refuses_calls(void)
     sw_oip_service_options options = {
         .batching = {.max_batch_size = 1, .max_queue_delay_us = 0, .max_queue_size = 1, .executors = 1}};
     /* Forward is slow enough that every call arrives while the first runs. */
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo\nsleep_us=300000", TRUE, &options);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo\nsleep_us=300000", TRUE, &options);
     enum { N = 4 };
     async_result results[N];
     call_all_at_once(s, results, N);
@@ -806,7 +688,7 @@ static void test_batched_bad_request_is_invalid(void)
 {
     sw_oip_service_options options = {
         .batching = {.max_batch_size = 4, .max_queue_delay_us = 2000, .max_queue_size = 4, .executors = 1}};
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", TRUE, &options);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", TRUE, &options);
     infer_fails(s, infer_request("m_predictor", NULL, "x", without(predictor_inputs(1, 1), "age"), NULL),
                 SW_CODE_INVALID_ARGUMENT, "input 'age' (number feature) is missing");
     g_assert_cmpint(sw_fake_torch_forward_calls(s->stage->instances[0]), ==, 0);
@@ -821,7 +703,7 @@ static void test_metrics_count_each_answer(void)
 {
     sw_metrics *metrics = sw_metrics_new((const char *const[]){"m_predictor", NULL});
     sw_oip_service_options options = {.metrics = metrics};
-    stage_server *s = stage_server_start(SW_STAGE_PREDICTOR, "op=echo", TRUE, &options);
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", TRUE, &options);
     GPtrArray *outputs =
         infer_ok(s, infer_request("m_predictor", NULL, "a", predictor_inputs(3, 1), NULL), "m_predictor", "a");
     g_ptr_array_unref(outputs);
