@@ -124,6 +124,7 @@ class Host:
     def __init__(self, net, host):
         self.net, self.host, self.stage = net, host, HOSTS[host][1]
         self.proc = None
+        self.starts = 0  # listening lines seen in the log, which every start appends to
         self.log_path = os.path.join(tempfile.gettempdir(), f"{TAG}-{host}.log")
 
     def start(self):
@@ -147,8 +148,6 @@ class Host:
                 raise RuntimeError(f"{self.host} exited {self.proc.returncode}: {open(self.log_path).read()}")
             time.sleep(0.05)
         raise RuntimeError(f"{self.host} did not start")
-
-    starts = 0
 
     def kill(self):
         self.proc.kill()
