@@ -84,8 +84,7 @@ void assert_error(const GError *error, int code, const char *substring)
         g_error("message '%s' lacks '%s'", error->message, substring);
 }
 
-void add_tensor(GPtrArray *inputs, const char *name, sw_dtype dtype, int ndim, const int64_t *shape,
-                const void *data)
+void add_tensor(GPtrArray *inputs, const char *name, sw_dtype dtype, int ndim, const int64_t *shape, const void *data)
 {
     sw_output *o = g_new0(sw_output, 1);
     o->name = g_strdup(name);

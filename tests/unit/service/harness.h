@@ -1,8 +1,8 @@
 /* What the service tests share: one stage served in this process as
  * service_main serves it (export, stage, service, server on 127.0.0.1:0),
  * a channel to it, and request builders. Built into every unit_service_*
- * test (tests/CMakeLists.txt links unit/<layer>/harness.c where a layer has
- * one). Every helper aborts the test on unexpected failure. */
+ * test (tests/CMakeLists.txt links a layer's harness.c into its tests).
+ * Every helper aborts the test on unexpected failure. */
 #ifndef SW_SERVICE_HARNESS_H
 #define SW_SERVICE_HARNESS_H
 
@@ -31,14 +31,14 @@ typedef struct stage_server {
 
 typedef struct server_setup {
     sw_stage_kind kind;
-    const char *module;           /* the fake module's [module] body, for every stage */
-    const char *name;             /* the Ludwig model name; NULL: "m" */
-    sw_channel *next;             /* borrowed */
+    const char *module; /* the fake module's [module] body, for every stage */
+    const char *name;   /* the Ludwig model name; NULL: "m" */
+    sw_channel *next;   /* borrowed */
     sw_oip_service_options options;
-    sw_admit_func admit;          /* NULL: everyone */
+    sw_admit_func admit; /* NULL: everyone */
     void *admit_data;
-    gboolean not_loaded;          /* leave the module unloaded (inference UNAVAILABLE) */
-    gboolean serving;             /* report SERVING at once */
+    gboolean not_loaded; /* leave the module unloaded (inference UNAVAILABLE) */
+    gboolean serving;    /* report SERVING at once */
 } server_setup;
 
 stage_server *stage_server_start(const server_setup *setup);
@@ -55,8 +55,7 @@ GBytes *stage_server_call(stage_server *s, const char *path, GBytes *request, GE
 void assert_error(const GError *error, int code, const char *substring);
 
 /* Appends an output-shaped tensor (copied from `data`) to `inputs`. */
-void add_tensor(GPtrArray *inputs, const char *name, sw_dtype dtype, int ndim, const int64_t *shape,
-                const void *data);
+void add_tensor(GPtrArray *inputs, const char *name, sw_dtype dtype, int ndim, const int64_t *shape, const void *data);
 /* A packed ModelInferRequest of `model` (`version` NULL: none) over `inputs`
  * (consumed), asking for the outputs in `wanted` (NULL-terminated; NULL: all). */
 GBytes *infer_request(const char *model, const char *version, const char *id, GPtrArray *inputs,
