@@ -28,6 +28,8 @@ typedef struct sw_settings {
     int drain_timeout_s;
     int max_rows;
     int max_concurrent;
+    int max_request_memory_mb;
+    int max_streams_per_connection;
     int keepalive_time_s;
     int keepalive_timeout_s;
     int max_connection_age_s;

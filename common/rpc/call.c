@@ -40,13 +40,14 @@ void sw__call_unref(sw_call *c)
     g_free(c);
 }
 
-sw_call *sw__call_new(sw_server *s, const registered_method *m, sw_completion_func accept)
+sw_call *sw__call_new(sw_server *s, const registered_method *m, sw_completion_func accept, sw_completion_func receive)
 {
     sw_call *c = g_new0(sw_call, 1);
     c->server = s;
     c->method = m;
     c->refs = 1;
     c->accept_tag = (sw_call_tag){.base = {.func = accept}, .call = c};
+    c->recv_tag = (sw_call_tag){.base = {.func = receive}, .call = c};
     c->close_tag = (sw_call_tag){.base = {.func = close_done}, .call = c};
     c->send_tag = (sw_call_tag){.base = {.func = send_done}, .call = c};
     c->stream_tag = (sw_call_tag){.base = {.func = stream_done}, .call = c};
@@ -93,8 +94,7 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
     ops[n++].data.send_status_from_server.status_details = message ? &c->status_details : NULL;
     /* Before the reply can reach the client: a client that waits for each
      * reply before its next call must not find this call holding the slot. */
-    if (c->counted)
-        sw__server_release_slot(s);
+    sw__server_release_call(s, c);
     sw__call_start_batch(c, ops, n, &c->send_tag);
     sw__call_unref(c); /* the handler's reference */
     /* Last, touching neither the call nor anything of the handler's: a
@@ -233,8 +233,12 @@ static void on_close(sw_call *c)
 
 GBytes *sw_call_request(sw_call *c)
 {
-    if (c->request == NULL)
+    if (c->request == NULL) {
         c->request = sw_byte_buffer_to_bytes(c->payload);
+        /* A large message arrives in many slices, which the request copies
+         * into one: drop them now, not when the call ends. */
+        g_clear_pointer(&c->payload, grpc_byte_buffer_destroy);
+    }
     return c->request;
 }
 

@@ -22,27 +22,43 @@ SW_CODE_MAP(SW_CODE_CHECK_GRPC)
 #define POSTED_PER_METHOD 16
 
 static void accept_done(sw_completion *done, int success);
+static void receive_done(sw_completion *done, int success);
 static void shutdown_done(sw_completion *done, int success);
+
+/* Worker methods receive their request themselves, once the call is
+ * admitted: a call refused for the in-flight limit costs no buffering. */
+static gboolean receives_itself(const registered_method *m)
+{
+    return m && m->method.dispatch == SW_DISPATCH_WORKER;
+}
 
 /* Posts one request slot for `m` (NULL: unregistered methods). */
 static void post_request(sw_server *s, const registered_method *m)
 {
     if (g_atomic_int_get(&s->shutting_down))
         return;
-    sw_call *c = sw__call_new(s, m, accept_done);
+    sw_call *c = sw__call_new(s, m, accept_done, receive_done);
     grpc_call_error err;
     if (m)
-        err = grpc_server_request_registered_call(s->grpc, m->handle, &c->call, &c->deadline, &c->metadata, &c->payload,
-                                                  s->cq, s->cq, &c->accept_tag);
+        err =
+            grpc_server_request_registered_call(s->grpc, m->handle, &c->call, &c->deadline, &c->metadata,
+                                                receives_itself(m) ? NULL : &c->payload, s->cq, s->cq, &c->accept_tag);
     else
         err = grpc_server_request_call(s->grpc, &c->call, &c->details, &c->metadata, s->cq, s->cq, &c->accept_tag);
     if (err != GRPC_CALL_OK)
         sw__call_unref(c); /* no event will come for this tag */
 }
 
-void sw__server_release_slot(sw_server *s)
+void sw__server_release_call(sw_server *s, sw_call *c)
 {
-    g_atomic_int_dec_and_test(&s->in_flight);
+    if (c->counted) {
+        c->counted = FALSE;
+        g_atomic_int_dec_and_test(&s->in_flight);
+    }
+    if (c->held_bytes) {
+        atomic_fetch_sub(&s->request_bytes_held, c->held_bytes);
+        c->held_bytes = 0;
+    }
 }
 
 void sw__server_call_ended(sw_server *s)
@@ -58,6 +74,73 @@ static void run_on_worker(void *item, void *user_data)
     (void)user_data;
     sw_call *c = item;
     c->method->method.handler(c, c->method->method.user_data);
+}
+
+static void refuse(sw_server *s, sw_call *c, int code, const char *message)
+{
+    sw_call_fail(c, code, message);
+    if (s->on_refused)
+        s->on_refused(code, s->on_refused_data);
+}
+
+static size_t payload_bytes(const sw_call *c)
+{
+    return c->payload ? grpc_byte_buffer_length(c->payload) : 0;
+}
+
+/* Takes `c`'s share of the request memory budget: FALSE (nothing taken)
+ * when its request would take the server past it. */
+static gboolean hold_request_bytes(sw_server *s, sw_call *c)
+{
+    size_t bytes = payload_bytes(c);
+    if (s->request_budget_bytes == 0 || bytes == 0)
+        return TRUE;
+    size_t before = atomic_fetch_add(&s->request_bytes_held, bytes);
+    if (before + bytes > s->request_budget_bytes) {
+        atomic_fetch_sub(&s->request_bytes_held, bytes);
+        return FALSE;
+    }
+    c->held_bytes = bytes;
+    return TRUE;
+}
+
+/* A worker method's call once its request arrived: within the memory
+ * budget, run inline when small enough, else on a worker. */
+static void dispatch_received(sw_server *s, sw_call *c)
+{
+    if (!hold_request_bytes(s, c)) {
+        char *msg = g_strdup_printf("the server is at its memory budget for requests in flight (%zu bytes); this "
+                                    "request is %zu bytes: retry later or send smaller requests",
+                                    s->request_budget_bytes, payload_bytes(c));
+        refuse(s, c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        g_free(msg);
+        return;
+    }
+    size_t inline_max = c->method->method.inline_max_bytes;
+    if (inline_max > 0 && payload_bytes(c) <= inline_max) {
+        c->method->method.handler(c, c->method->method.user_data);
+        return;
+    }
+    sw_worker_pool_push(s->workers, c);
+}
+
+static void receive_done(sw_completion *done, int success)
+{
+    (void)success; /* a call that ended before its message has none: the handler sees it cancelled */
+    sw_call *c = ((sw_call_tag *)done)->call;
+    dispatch_received(c->server, c);
+    sw__call_unref(c); /* the receiving batch's reference */
+}
+
+/* Starts receiving the request of an admitted worker call. */
+static void receive_request(sw_server *s, sw_call *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->payload;
+    if (!sw__call_start_batch(c, &op, 1, &c->recv_tag))
+        refuse(s, c, GRPC_STATUS_INTERNAL, "the request message could not be received");
 }
 
 static void on_accept(sw_server *s, sw_call *c, int success)
@@ -85,26 +168,28 @@ static void on_accept(sw_server *s, sw_call *c, int success)
         return;
     }
     if (c->method->method.dispatch == SW_DISPATCH_INLINE) {
+        /* Inline work is bounded: nothing these methods take is this large. */
+        if (payload_bytes(c) > SW_INLINE_REQUEST_MAX_BYTES) {
+            char *msg = g_strdup_printf("the request is %zu bytes; this method takes at most %d", payload_bytes(c),
+                                        SW_INLINE_REQUEST_MAX_BYTES);
+            refuse(s, c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+            g_free(msg);
+            return;
+        }
         c->method->method.handler(c, c->method->method.user_data);
         return;
     }
-    /* Refuse at once rather than queue without bound. */
+    /* Refuse at once, before the request is read, rather than queue
+     * without bound. */
     if (s->max_in_flight > 0 && g_atomic_int_add(&s->in_flight, 1) >= s->max_in_flight) {
         g_atomic_int_dec_and_test(&s->in_flight);
         char *msg = g_strdup_printf("the server is at its limit of %d concurrent inference calls", s->max_in_flight);
-        sw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        refuse(s, c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
         g_free(msg);
-        if (s->on_refused)
-            s->on_refused(GRPC_STATUS_RESOURCE_EXHAUSTED, s->on_refused_data);
         return;
     }
     c->counted = s->max_in_flight > 0;
-    size_t inline_max = c->method->method.inline_max_bytes;
-    if (inline_max > 0 && (c->payload == NULL || grpc_byte_buffer_length(c->payload) <= inline_max)) {
-        c->method->method.handler(c, c->method->method.user_data);
-        return;
-    }
-    sw_worker_pool_push(s->workers, c);
+    receive_request(s, c);
 }
 
 static void accept_done(sw_completion *done, int success)
@@ -155,7 +240,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     g_mutex_init(&s->lock);
     g_cond_init(&s->shutdown_done_cond);
     s->shutdown_tag = (shutdown_tag){.base = {.func = shutdown_done}, .server = s};
-    grpc_arg args[8];
+    grpc_arg args[10];
     size_t n_args = 0;
     args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_message_bytes);
     args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, options->max_message_bytes);
@@ -168,17 +253,28 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
         args[n_args++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, options->keepalive_time_ms);
     if (options->keepalive_timeout_ms > 0)
         args[n_args++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options->keepalive_timeout_ms);
+    if (options->max_streams_per_connection > 0)
+        args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONCURRENT_STREAMS, options->max_streams_per_connection);
     if (options->max_connection_age_ms > 0) {
         args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONNECTION_AGE_MS, options->max_connection_age_ms);
         args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, options->max_connection_age_ms);
     }
+    grpc_resource_quota *quota = NULL;
+    if (options->transport_quota_bytes > 0) {
+        quota = grpc_resource_quota_create("sw-transport");
+        grpc_resource_quota_resize(quota, options->transport_quota_bytes);
+        args[n_args++] = sw_grpc_resource_quota_arg(quota);
+    }
     grpc_channel_args channel_args = {.num_args = n_args, .args = args};
     s->max_in_flight = options->max_in_flight;
+    s->request_budget_bytes = options->request_budget_bytes;
     s->admit = options->admit;
     s->admit_data = options->admit_data;
     s->on_refused = options->on_refused;
     s->on_refused_data = options->on_refused_data;
     s->grpc = grpc_server_create(&channel_args, NULL);
+    if (quota)
+        grpc_resource_quota_unref(quota);
     s->owns_cq = options->cq == NULL;
     s->cq = s->owns_cq ? grpc_completion_queue_create_for_next(NULL) : options->cq;
     grpc_server_register_completion_queue(s->grpc, s->cq, NULL);
@@ -186,8 +282,9 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     s->methods = g_new0(registered_method, n_methods);
     for (size_t i = 0; i < n_methods; i++) {
         s->methods[i].method = methods[i];
-        s->methods[i].handle =
-            grpc_server_register_method(s->grpc, methods[i].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        s->methods[i].handle = grpc_server_register_method(
+            s->grpc, methods[i].path, NULL,
+            receives_itself(&s->methods[i]) ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     }
     grpc_server_credentials *creds = server_credentials(options);
     s->port = grpc_server_add_http2_port(s->grpc, options->listen, creds);

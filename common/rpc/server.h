@@ -8,6 +8,12 @@
  * inference never blocks polling. Calls to methods no handler serves get
  * UNIMPLEMENTED rather than hanging.
  *
+ * What one client can make the server hold is bounded before the work
+ * starts: worker calls are counted against `max_in_flight` before their
+ * request is read, then against the request memory budget once it is; the
+ * polling thread handles no request larger than SW_INLINE_REQUEST_MAX_BYTES
+ * (inline methods) or `inline_max_bytes` (worker methods).
+ *
  * A handler ends every call it is given exactly once, with sw_call_reply() or
  * sw_call_fail(); after that it must not touch the call. */
 #ifndef SW_SERVER_H
@@ -27,6 +33,10 @@ typedef struct sw_call sw_call;
 
 typedef void (*sw_method_handler)(sw_call *call, void *user_data);
 
+/* The largest request an inline method takes; larger ones get
+ * RESOURCE_EXHAUSTED, so no client can hold the polling thread with one. */
+#define SW_INLINE_REQUEST_MAX_BYTES 65536
+
 typedef enum sw_dispatch {
     SW_DISPATCH_INLINE, /* on the polling thread: must not block */
     SW_DISPATCH_WORKER, /* on a worker thread */
@@ -40,7 +50,9 @@ typedef struct sw_method {
     gboolean open; /* skips the admission check (health probes) */
     /* SW_DISPATCH_WORKER only: a request of at most this many bytes runs on
      * the polling thread instead, saving a thread hand-off, so the handler
-     * must not block on it (queueing it for a batch is fine). 0: never. */
+     * must not block on it (queueing it for a batch is fine), and this
+     * bounds the polling thread's work for one call: keep it to a few KiB.
+     * 0: never. */
     size_t inline_max_bytes;
 } sw_method;
 
@@ -50,13 +62,23 @@ typedef struct sw_method {
 typedef gboolean (*sw_admit_func)(sw_call *call, void *user_data);
 
 typedef struct sw_server_options {
-    const char *listen;        /* "HOST:PORT" (port 0 picks a free one) or "unix:PATH" */
-    int worker_threads;        /* >= 1 */
-    int max_message_bytes;     /* receive and send limit; -1 unlimited */
-    int max_in_flight;         /* worker calls queued or running; more get RESOURCE_EXHAUSTED; 0 no limit */
-    int keepalive_time_ms;     /* 0: gRPC's default */
-    int keepalive_timeout_ms;  /* 0: gRPC's default */
-    int max_connection_age_ms; /* 0: connections live forever */
+    const char *listen;    /* "HOST:PORT" (port 0 picks a free one) or "unix:PATH" */
+    int worker_threads;    /* >= 1 */
+    int max_message_bytes; /* receive and send limit; -1 unlimited */
+    int max_in_flight;     /* worker calls queued or running; more get RESOURCE_EXHAUSTED unread; 0 no limit */
+    /* Bytes of worker-call requests held at once (received and not yet
+     * answered); a request that would exceed it gets RESOURCE_EXHAUSTED
+     * before any handler sees it. 0: no budget. */
+    size_t request_budget_bytes;
+    /* gRPC's resource quota: the memory its transport may hold, messages
+     * still arriving included. Past it gRPC resets streams with
+     * ENHANCE_YOUR_CALM, which clients read as RESOURCE_EXHAUSTED. Tens of
+     * MiB at least: gRPC needs room for its own buffers. 0: no quota. */
+    size_t transport_quota_bytes;
+    int max_streams_per_connection; /* concurrent calls on one connection; 0: gRPC's default (no limit) */
+    int keepalive_time_ms;          /* 0: gRPC's default */
+    int keepalive_timeout_ms;       /* 0: gRPC's default */
+    int max_connection_age_ms;      /* 0: connections live forever */
     /* TLS: PEM text. With cert and key the port is TLS only; with a client
      * CA too, clients must present a certificate it signed. */
     const char *tls_cert_pem;

@@ -4,6 +4,7 @@
 #define SW_SERVER_INTERNAL_H
 
 #include <grpc/grpc.h>
+#include <stdatomic.h>
 
 #include "completion.h"
 #include "server.h"
@@ -37,8 +38,9 @@ struct sw_call {
     gint refs;
     int cancelled; /* written by RECV_CLOSE_ON_SERVER */
     gboolean ended;
-    gboolean counted; /* holds one of the server's in-flight slots */
-    sw_call_tag accept_tag, close_tag, send_tag, stream_tag;
+    gboolean counted;  /* holds one of the server's in-flight slots */
+    size_t held_bytes; /* of the server's request memory budget */
+    sw_call_tag accept_tag, recv_tag, close_tag, send_tag, stream_tag;
     /* Server streaming: messages wait in `outbox` while one is being sent,
      * and the status waits for them. */
     GMutex stream_lock;
@@ -67,6 +69,8 @@ struct sw_server {
     sw_worker_pool *workers;
     int max_in_flight;
     gint in_flight;
+    size_t request_budget_bytes; /* 0: no budget */
+    atomic_size_t request_bytes_held;
     sw_admit_func admit;
     void *admit_data;
     void (*on_refused)(int code, void *user_data);
@@ -81,8 +85,10 @@ struct sw_server {
 };
 
 /* A new call for one request slot of `m` (NULL: unregistered methods),
- * holding one reference; `accept` finishes its accept tag. */
-sw_call *sw__call_new(sw_server *server, const registered_method *m, sw_completion_func accept);
+ * holding one reference; `accept` finishes its accept tag and `receive`
+ * the tag of the request message, for methods that receive it themselves. */
+sw_call *sw__call_new(sw_server *server, const registered_method *m, sw_completion_func accept,
+                      sw_completion_func receive);
 /* Drops one reference; the last frees the call. */
 void sw__call_unref(sw_call *call);
 /* Starts a batch holding a reference for it. FALSE when it could not start:
@@ -90,9 +96,10 @@ void sw__call_unref(sw_call *call);
 gboolean sw__call_start_batch(sw_call *call, const grpc_op *ops, size_t n, sw_call_tag *t);
 /* Starts the RECV_CLOSE_ON_SERVER batch that reports cancellation. */
 void sw__call_watch_close(sw_call *call);
-/* Frees the in-flight slot of a call that held one (`counted`), as its
- * reply is about to be sent. */
-void sw__server_release_slot(sw_server *server);
+/* Frees what a call held of the server's limits: its in-flight slot
+ * (`counted`) and its share of the request memory budget (`held_bytes`),
+ * as its reply is about to be sent. */
+void sw__server_release_call(sw_server *server, sw_call *call);
 /* Told by call.c when a handler ended a call: wakes a drain waiting for the
  * last call. Touches nothing of the call's. */
 void sw__server_call_ended(sw_server *server);

@@ -105,6 +105,8 @@ static void test_defaults(void)
     g_assert_cmpint(s.drain_timeout_s, ==, 30);
     g_assert_cmpint(s.max_rows, ==, 0);
     g_assert_cmpint(s.max_concurrent, ==, 0);
+    g_assert_cmpint(s.max_request_memory_mb, ==, 1024);
+    g_assert_cmpint(s.max_streams_per_connection, ==, 512);
     g_assert_cmpint(s.keepalive_time_s, ==, 60);
     g_assert_cmpint(s.keepalive_timeout_s, ==, 20);
     g_assert_cmpint(s.max_connection_age_s, ==, 0);
