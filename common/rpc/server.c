@@ -1,6 +1,7 @@
 /* The server: binding, posting request slots, polling, dispatching
  * accepted calls to handlers (inline or on the worker pool), draining. */
 #include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/status.h>
 #include <grpc/support/alloc.h>
@@ -126,9 +127,13 @@ static void dispatch_received(sw_server *s, sw_call *c)
 
 static void receive_done(sw_completion *done, int success)
 {
-    (void)success; /* a call that ended before its message has none: the handler sees it cancelled */
     sw_call *c = ((sw_call_tag *)done)->call;
-    dispatch_received(c->server, c);
+    if (!success || (c->payload == NULL && sw_call_is_cancelled(c))) {
+        /* Gone before its request arrived: nothing for a handler to see. */
+        sw_call_fail(c, GRPC_STATUS_CANCELLED, "the call ended before its request arrived");
+    } else {
+        dispatch_received(c->server, c);
+    }
     sw__call_unref(c); /* the receiving batch's reference */
 }
 
@@ -234,6 +239,40 @@ static grpc_server_credentials *server_credentials(const sw_server_options *o)
     return grpc_ssl_server_credentials_create_ex(o->tls_client_ca_pem, &pair, 1, request, NULL);
 }
 
+static void add_connection(int fd, void *user_data)
+{
+    sw_server *s = user_data;
+    grpc_server_add_channel_from_fd(s->grpc, fd, s->fd_credentials);
+}
+
+/* Plaintext TCP ports get our listener (listener.h says why); TLS and
+ * unix sockets gRPC's, which is the only one that speaks TLS. */
+static gboolean listen_on(sw_server *s, const sw_server_options *o, GError **error)
+{
+    if (o->tls_cert_pem == NULL && sw_listener_serves(o->listen)) {
+        sw_listener_options lo = {
+            .address = o->listen,
+            .reserve_fds = o->reserve_fds,
+            .on_accept = add_connection,
+            .user_data = s,
+        };
+        s->listener = sw_listener_new(&lo, error);
+        if (s->listener == NULL)
+            return FALSE;
+        s->fd_credentials = grpc_insecure_server_credentials_create();
+        s->port = sw_listener_port(s->listener);
+        return TRUE;
+    }
+    grpc_server_credentials *creds = server_credentials(o);
+    s->port = grpc_server_add_http2_port(s->grpc, o->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (s->port <= 0) {
+        g_set_error(error, SW_ERROR, SW_CODE_UNAVAILABLE, "cannot listen on %s", o->listen);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 sw_server *sw_server_new(const sw_server_options *options, const sw_method *methods, size_t n_methods, GError **error)
 {
     sw_server *s = g_new0(sw_server, 1);
@@ -286,11 +325,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
             s->grpc, methods[i].path, NULL,
             receives_itself(&s->methods[i]) ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     }
-    grpc_server_credentials *creds = server_credentials(options);
-    s->port = grpc_server_add_http2_port(s->grpc, options->listen, creds);
-    grpc_server_credentials_release(creds);
-    if (s->port <= 0) {
-        g_set_error(error, SW_ERROR, SW_CODE_UNAVAILABLE, "cannot listen on %s", options->listen);
+    if (!listen_on(s, options, error)) {
         sw_server_free(s);
         return NULL;
     }
@@ -306,6 +341,8 @@ int sw_server_port(const sw_server *s)
 void sw_server_start(sw_server *s)
 {
     grpc_server_start(s->grpc);
+    if (s->listener)
+        sw_listener_start(s->listener);
     s->started = TRUE;
     s->poller = g_thread_new("sw-poll", poll_loop, s);
     for (size_t i = 0; i < s->n_methods; i++)
@@ -366,6 +403,8 @@ gboolean sw_server_shutdown(sw_server *s, int drain_timeout_ms)
     if (!s->started)
         return FALSE;
     g_atomic_int_set(&s->shutting_down, 1);
+    /* No connection may reach gRPC once it shuts down. */
+    g_clear_pointer(&s->listener, sw_listener_free);
     grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
     gboolean cancelled = !wait_drained(s, g_get_monotonic_time() + (gint64)drain_timeout_ms * 1000);
     /* Cancels what is left and closes every connection, idle ones included,
@@ -403,6 +442,9 @@ void sw_server_free(sw_server *s)
     }
     if (s->cq && s->owns_cq)
         grpc_completion_queue_destroy(s->cq);
+    sw_listener_free(s->listener);
+    if (s->fd_credentials)
+        grpc_server_credentials_release(s->fd_credentials);
     g_free(s->methods);
     g_mutex_clear(&s->lock);
     g_cond_clear(&s->shutdown_done_cond);

@@ -76,9 +76,13 @@ typedef struct sw_server_options {
      * MiB at least: gRPC needs room for its own buffers. 0: no quota. */
     size_t transport_quota_bytes;
     int max_streams_per_connection; /* concurrent calls on one connection; 0: gRPC's default (no limit) */
-    int keepalive_time_ms;          /* 0: gRPC's default */
-    int keepalive_timeout_ms;       /* 0: gRPC's default */
-    int max_connection_age_ms;      /* 0: connections live forever */
+    /* Plaintext TCP ports: descriptors kept free for all but client
+     * connections; past that new connections are closed at once
+     * (listener.h). 0: the listener's default. */
+    int reserve_fds;
+    int keepalive_time_ms;     /* 0: gRPC's default */
+    int keepalive_timeout_ms;  /* 0: gRPC's default */
+    int max_connection_age_ms; /* 0: connections live forever */
     /* TLS: PEM text. With cert and key the port is TLS only; with a client
      * CA too, clients must present a certificate it signed. */
     const char *tls_cert_pem;

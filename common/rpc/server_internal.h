@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "completion.h"
+#include "listener.h"
 #include "server.h"
 #include "worker_pool.h"
 
@@ -65,6 +66,8 @@ struct sw_server {
     registered_method *methods;
     size_t n_methods;
     int port;
+    sw_listener *listener; /* plaintext TCP ports: ours rather than gRPC's */
+    grpc_server_credentials *fd_credentials;
     GThread *poller;
     sw_worker_pool *workers;
     int max_in_flight;
