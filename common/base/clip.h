@@ -24,4 +24,15 @@ size_t sw_clip_length(const char *text);
 /* SW_CLIP_MARK when `text` is cut, else "". A static string. */
 const char *sw_clip_mark(const char *text);
 
+/* `len` bytes of client data (a BYTES element: any bytes, NUL included) as
+ * printable text: valid UTF-8 kept, control characters, backslashes and
+ * bytes that are not UTF-8 written as \xNN, at most SW_CLIP_BYTES of it,
+ * then SW_CLIP_MARK when cut. Newly allocated. */
+char *sw_clip_escaped(const char *data, size_t len);
+
+/* `text` fit to be a gRPC status message: at most `max_bytes` (cut on a
+ * character boundary and marked with SW_CLIP_MARK), and valid UTF-8, as the
+ * protocol requires (bytes that are not become U+FFFD). Newly allocated. */
+char *sw_clip_status(const char *text, size_t max_bytes);
+
 #endif

@@ -52,14 +52,23 @@ gboolean sw_shape_element_count(int ndim, const int64_t *shape, const char *what
                     ndim, SW_MAX_DIMS);
         return FALSE;
     }
-    int64_t n = 1;
+    gboolean empty = FALSE;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
             g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
                         "%s: dimension %d is negative (%" G_GINT64_FORMAT ")", what, i, shape[i]);
             return FALSE;
         }
-        if (shape[i] != 0 && n > INT64_MAX / shape[i]) {
+        empty = empty || shape[i] == 0;
+    }
+    /* A zero anywhere makes the product 0, however large the rest. */
+    if (empty) {
+        *count = 0;
+        return TRUE;
+    }
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (n > INT64_MAX / shape[i]) {
             g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s: shape has too many elements", what);
             return FALSE;
         }
@@ -184,7 +193,9 @@ double sw_tensor_element_as_double(const sw_tensor *t, int64_t i)
 {
     const void *data = g_bytes_get_data(t->data, NULL);
     switch (t->dtype) {
-    case SW_DTYPE_BOOL: return ((const uint8_t *)data)[i];
+    /* Any nonzero byte is true (as sw_tensor_append_element prints it): a
+     * boolean reads as 0 or 1 whatever byte a sender used. */
+    case SW_DTYPE_BOOL: return ((const uint8_t *)data)[i] ? 1 : 0;
     case SW_DTYPE_UINT8: return ((const uint8_t *)data)[i];
     case SW_DTYPE_UINT16: return ((const uint16_t *)data)[i];
     case SW_DTYPE_UINT32: return ((const uint32_t *)data)[i];

@@ -65,11 +65,13 @@ static sw_tensor *date_strings_to_vectors(const sw_tensor_spec *spec, const sw_t
             memcpy(row, fill, sizeof fill);
             continue;
         }
+        char *shown = sw_clip_escaped(text, len);
         INVALID(error,
-                "input '%s' row %" G_GINT64_FORMAT ": cannot read date '%.*s'%s%s%s, and the feature has no "
+                "input '%s' row %" G_GINT64_FORMAT ": cannot read date '%s'%s%s%s, and the feature has no "
                 "fill value",
-                spec->name, r, (int)MIN(len, 64), text, spec->datetime_format ? " with format '" : "",
+                spec->name, r, shown, spec->datetime_format ? " with format '" : "",
                 spec->datetime_format ? spec->datetime_format : "", spec->datetime_format ? "' or as ISO 8601" : "");
+        g_free(shown);
         g_free(out);
         return NULL;
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "byte_buffer.h"
+#include "clip.h"
 #include "server_internal.h"
 #include "sw_error.h"
 
@@ -77,8 +78,13 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
     sw_server *s = c->server;
     c->response = response;
     if (message) {
-        c->status_details = grpc_slice_from_copied_string(message);
+        /* Whatever a message carries (a module's exception quoting client
+         * data, say), it must fit the headers of a connection other calls
+         * share, and be UTF-8. */
+        char *fit = sw_clip_status(message, SW_STATUS_MAX_BYTES);
+        c->status_details = grpc_slice_from_copied_string(fit);
         c->has_status_details = TRUE;
+        g_free(fit);
     }
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);

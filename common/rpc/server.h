@@ -33,6 +33,10 @@ typedef struct sw_call sw_call;
 
 typedef void (*sw_method_handler)(sw_call *call, void *user_data);
 
+/* The longest status message sent, in bytes: longer ones are cut (and
+ * marked) so a status always fits gRPC's 8 KiB header limit. */
+#define SW_STATUS_MAX_BYTES 2000
+
 /* The largest request an inline method takes; larger ones get
  * RESOURCE_EXHAUSTED, so no client can hold the polling thread with one. */
 #define SW_INLINE_REQUEST_MAX_BYTES 65536

@@ -309,6 +309,26 @@ static int64_t drop_unwanted(GPtrArray *batch)
     return rows;
 }
 
+/* Each request of a batch that failed, run again alone: one client's bad
+ * rows (an index out of range, a value the module refuses) fail only its
+ * own call, and its error counts rows as that client does. */
+static void run_each_alone(const executor *ex, GPtrArray *batch)
+{
+    sw_batcher *b = ex->batcher;
+    for (guint r = 0; r < batch->len; r++) {
+        pending *p = g_ptr_array_index(batch, r);
+        GError *error = NULL;
+        sw_batch_timing timing = {.started_us = g_get_monotonic_time()};
+        GPtrArray *outputs = sw_stage_run_instance(b->stage, instance_of(ex), p->prepared, &error);
+        timing.finished_us = g_get_monotonic_time();
+        sw_metrics_record_execution(b->metrics, p->rows);
+        p->done(outputs, error, &timing, p->user_data);
+        g_clear_error(&error);
+        if (outputs)
+            g_ptr_array_unref(outputs);
+    }
+}
+
 static void run_batch(const executor *ex, GPtrArray *batch)
 {
     sw_batcher *b = ex->batcher;
@@ -327,6 +347,9 @@ static void run_batch(const executor *ex, GPtrArray *batch)
     if (outputs) {
         split_outputs(batch, outputs, rows, &timing);
         g_ptr_array_unref(outputs);
+    } else if (batch->len > 1) {
+        g_error_free(error);
+        run_each_alone(ex, batch);
     } else {
         complete_all(batch, error, &timing);
         g_error_free(error);

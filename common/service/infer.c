@@ -36,6 +36,12 @@ static GPtrArray *select_outputs(const char *model_name, const Inference__ModelI
             g_ptr_array_unref(selected);
             return NULL;
         }
+        if (g_ptr_array_find(selected, found, NULL)) {
+            g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
+                        "requested output '" SW_CLIP_FMT "' appears more than once", SW_CLIP(want));
+            g_ptr_array_unref(selected);
+            return NULL;
+        }
         g_ptr_array_add(selected, found);
     }
     return selected;

@@ -17,9 +17,22 @@ static const model_entry *find_model_or_fail(sw_oip_service *svc, sw_call *call,
     return entry;
 }
 
+/* Requests with no fields still have to be requests: garbage gets the
+ * INVALID_ARGUMENT every other method gives it. FALSE after failing. */
+static gboolean check_request(sw_call *call, const ProtobufCMessageDescriptor *desc)
+{
+    ProtobufCMessage *req = sw__unpack_request(call, desc);
+    if (req == NULL)
+        return FALSE;
+    protobuf_c_message_free_unpacked(req, NULL);
+    return TRUE;
+}
+
 void sw__handle_server_live(sw_call *call, void *data)
 {
     (void)data;
+    if (!check_request(call, &inference__server_live_request__descriptor))
+        return;
     Inference__ServerLiveResponse resp = INFERENCE__SERVER_LIVE_RESPONSE__INIT;
     resp.live = TRUE;
     sw_call_reply(call, &resp.base);
@@ -27,6 +40,8 @@ void sw__handle_server_live(sw_call *call, void *data)
 
 void sw__handle_server_ready(sw_call *call, void *data)
 {
+    if (!check_request(call, &inference__server_ready_request__descriptor))
+        return;
     Inference__ServerReadyResponse resp = INFERENCE__SERVER_READY_RESPONSE__INIT;
     resp.ready = sw__is_serving(data);
     sw_call_reply(call, &resp.base);
@@ -50,6 +65,8 @@ void sw__handle_model_ready(sw_call *call, void *data)
 void sw__handle_server_metadata(sw_call *call, void *data)
 {
     (void)data;
+    if (!check_request(call, &inference__server_metadata_request__descriptor))
+        return;
     Inference__ServerMetadataResponse resp = INFERENCE__SERVER_METADATA_RESPONSE__INIT;
     resp.name = "stagewise";
     resp.version = SW_VERSION;

@@ -8,6 +8,9 @@
  *   op=scale     like echo, with FP32/FP64 tensors multiplied by `factor`
  *   op=fail      forward fails INVALID_ARGUMENT, "forward failed: <error>",
  *                as a TorchScript exception raised by the module does
+ *   refuse_negative=true   forward fails INVALID_ARGUMENT when any FP32
+ *                value it gets is negative: a module refusing one client's
+ *                rows, whichever batch they came in
  *   sleep_us=N   forward sleeps first, so batching and draining can be seen
  *   rows_output=NAME   adds INT64 [B] output NAME holding B, the rows this
  *                forward call received (what a batch looked like)
@@ -29,6 +32,7 @@ struct sw_torch_module {
     double factor;
     char *error;
     gint64 sleep_us;
+    gboolean refuse_negative;
     char *rows_output;
     char *tokens_output;
     char *schema;
@@ -98,6 +102,7 @@ sw_torch_module *sw_torch_module_load(const char *path, const char *device, GErr
                     : 1.0;
     m->error = g_key_file_get_string(file, "module", "error", NULL);
     m->sleep_us = g_key_file_get_int64(file, "module", "sleep_us", NULL);
+    m->refuse_negative = g_key_file_get_boolean(file, "module", "refuse_negative", NULL);
     m->rows_output = g_key_file_get_string(file, "module", "rows_output", NULL);
     m->tokens_output = g_key_file_get_string(file, "module", "tokens_output", NULL);
     m->schema = g_key_file_get_string(file, "module", "schema", NULL);
@@ -190,6 +195,17 @@ GPtrArray *sw_torch_module_forward(sw_torch_module *m, sw_value *const *inputs, 
         g_usleep((gulong)m->sleep_us);
     int64_t rows = n_inputs > 0 ? sw_value_batch_size(inputs[0]) : 0;
     record_call(m, rows);
+    for (size_t i = 0; m->refuse_negative && i < n_inputs; i++) {
+        const sw_tensor *t = inputs[i]->kind == SW_VALUE_TENSOR ? inputs[i]->tensor : NULL;
+        int64_t n = t && t->dtype == SW_DTYPE_FP32 ? sw_tensor_element_count(t) : 0;
+        for (int64_t k = 0; k < n; k++) {
+            if (sw_tensor_element_as_double(t, k) < 0) {
+                g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
+                            "forward failed: ValueError: input %zu element %" G_GINT64_FORMAT " is negative", i, k);
+                return NULL;
+            }
+        }
+    }
     if (m->op == FAKE_FAIL) {
         g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "forward failed: %s",
                     m->error ? m->error : "ValueError: the fake module was told to fail");

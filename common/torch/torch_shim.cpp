@@ -6,6 +6,8 @@
  * thrown across the extern "C" functions. */
 #include "torch_shim.h"
 
+#include "clip.h"
+
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/core/StreamGuard.h>
@@ -163,13 +165,46 @@ std::string readable_forward_error(const std::string &what)
     return end == std::string::npos ? what : text.substr(0, end + 1);
 }
 
+/* Modules quote the values they refuse, and those are client data: each
+ * quoted run is cut to SW_CLIP_BYTES (on a character boundary, marked), so
+ * a 20 KB token does not come back in the status. */
+std::string clip_quoted_runs(const std::string &text)
+{
+    std::string out;
+    size_t i = 0;
+    while (i < text.size()) {
+        char quote = text[i];
+        out += quote;
+        i++;
+        if (quote != '\'' && quote != '"')
+            continue;
+        size_t close = text.find(quote, i);
+        size_t end = close == std::string::npos ? text.size() : close;
+        size_t keep = end - i;
+        if (keep > SW_CLIP_BYTES) {
+            keep = SW_CLIP_BYTES;
+            while (keep > 0 && (static_cast<unsigned char>(text[i + keep]) & 0xC0) == 0x80)
+                keep--;
+            out.append(text, i, keep);
+            out += SW_CLIP_MARK;
+        } else {
+            out.append(text, i, keep);
+        }
+        if (close == std::string::npos)
+            break;
+        out += quote;
+        i = close + 1;
+    }
+    return out;
+}
+
 /* Module failures are the caller's input (INVALID_ARGUMENT), except running
  * out of memory, which a client may retry. The interpreter rethrows every
  * error as a std::runtime_error, so only the text tells them apart. */
 [[noreturn]] void fail_forward(const std::string &what)
 {
     g_debug("TorchScript forward failed: %s", what.c_str());
-    std::string text = readable_forward_error(what);
+    std::string text = clip_quoted_runs(readable_forward_error(what));
     bool oom = text.find("out of memory") != std::string::npos || text.find("not enough memory") != std::string::npos;
     fail(oom ? SW_CODE_RESOURCE_EXHAUSTED : SW_CODE_INVALID_ARGUMENT, "forward failed: " + text);
 }

@@ -8,6 +8,21 @@
 #define INVALID(error, ...) g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, __VA_ARGS__)
 
 /* Releases the extra reference a zero-copy slice of a request holds. */
+/* n × size in decimal, exactly: a declared shape may need 2^64 bytes or
+ * more, and the message must still say how many. Newly allocated. */
+static char *bytes_needed_text(int64_t n, size_t size)
+{
+    unsigned __int128 need = (unsigned __int128)(uint64_t)n * size;
+    char digits[48];
+    size_t pos = sizeof digits;
+    digits[--pos] = '\0';
+    do {
+        digits[--pos] = (char)('0' + (int)(need % 10));
+        need /= 10;
+    } while (need > 0);
+    return g_strdup(digits + pos);
+}
+
 static void release_owner(gpointer owner)
 {
     g_bytes_unref(owner);
@@ -166,10 +181,7 @@ static sw_tensor *decode_raw(const Inference__ModelInferRequest__InferInputTenso
         g_free(what);
     } else if ((uint64_t)n > SIZE_MAX / sw_dtype_size(dtype) || (size_t)n * sw_dtype_size(dtype) != raw->len) {
         char *s = sw_shape_to_string(ndim, shape);
-        guint64 need = 0;
-        char *need_text = g_uint64_checked_mul(&need, (guint64)n, sw_dtype_size(dtype))
-                              ? g_strdup_printf("%" G_GUINT64_FORMAT, need)
-                              : g_strdup("more than 2^64");
+        char *need_text = bytes_needed_text(n, sw_dtype_size(dtype));
         INVALID(error, "input '" SW_CLIP_FMT "': %s shape %s needs %s bytes of raw contents, got %zu",
                 SW_CLIP(in->name), sw_dtype_name(dtype), s, need_text, raw->len);
         g_free(need_text);

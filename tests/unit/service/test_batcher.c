@@ -487,6 +487,39 @@ static void test_unwanted_requests_do_not_run(void)
     fixture_clear(&f);
 }
 
+/* One client's rows that the module refuses fail that client's call
+ * alone: the batch runs again request by request. */
+static void test_bad_request_fails_alone(void)
+{
+    fixture f;
+    fixture_init(&f, "op=echo\nrefuse_negative=true");
+    sw_batcher *b = batcher_new(&f, 3, LONG_DELAY_US, 16, 1);
+    request r[3];
+    const float values[3] = {1.0f, -1.0f, 2.0f};
+    for (int i = 0; i < 3; i++) {
+        r[i] = (request){.f = &f, .wanted = TRUE};
+        submit(b, &r[i], one_row(values[i]), 1);
+    }
+    wait_done(&f, 3);
+    g_assert_cmpint(forward_calls(&f), ==, 4);
+    for (int i = 0; i < 3; i++) {
+        g_assert_cmpint(r[i].calls, ==, 1);
+        if (values[i] < 0) {
+            g_assert_null(r[i].outs);
+            g_assert_error(r[i].error, SW_ERROR, SW_CODE_INVALID_ARGUMENT);
+            /* Counted in its own rows, not the batch's. */
+            g_assert_nonnull(strstr(r[i].error->message, "element 0 is negative"));
+        } else {
+            g_assert_no_error(r[i].error);
+            g_assert_nonnull(r[i].outs);
+        }
+    }
+    sw_batcher_free(b);
+    for (int i = 0; i < 3; i++)
+        request_clear(&r[i]);
+    fixture_clear(&f);
+}
+
 static void test_forward_failure_reaches_every_request(void)
 {
     fixture f;
@@ -498,7 +531,8 @@ static void test_forward_failure_reaches_every_request(void)
         submit(b, &r[i], one_row((float)i), 1);
     }
     wait_done(&f, 3);
-    g_assert_cmpint(forward_calls(&f), ==, 1);
+    /* The batch, then each request alone, each failing on its own. */
+    g_assert_cmpint(forward_calls(&f), ==, 4);
     for (int i = 0; i < 3; i++) {
         g_assert_cmpint(r[i].calls, ==, 1);
         g_assert_null(r[i].outs);
@@ -551,6 +585,7 @@ int main(int argc, char **argv)
     g_test_add_func("/batcher/incompatible-requests-run-apart", test_incompatible_requests_run_apart);
     g_test_add_func("/batcher/full-queue-refuses", test_full_queue_refuses);
     g_test_add_func("/batcher/unwanted-requests-do-not-run", test_unwanted_requests_do_not_run);
+    g_test_add_func("/batcher/bad-request-fails-alone", test_bad_request_fails_alone);
     g_test_add_func("/batcher/forward-failure-reaches-every-request", test_forward_failure_reaches_every_request);
     g_test_add_func("/batcher/many-requests-each-answered-once", test_many_requests_each_answered_once);
     return g_test_run();
