@@ -52,7 +52,9 @@ static gboolean parse_json_rows(column *c, const sw_output *o, GError **error)
     for (size_t r = 0; r < c->n_rows && ok; r++) {
         size_t len = 0;
         const char *text = sw_tensor_bytes_element(o->tensor, r, &len);
-        ok = json_parser_load_from_data(parser, text, (gssize)len, NULL) &&
+        /* Empty or comment-only text parses without error and without a
+         * root, which json-glib's type checks would log a critical about. */
+        ok = json_parser_load_from_data(parser, text, (gssize)len, NULL) && json_parser_get_root(parser) &&
              JSON_NODE_HOLDS_ARRAY(json_parser_get_root(parser));
         if (ok) {
             c->lists[r] = json_node_copy(json_parser_get_root(parser));

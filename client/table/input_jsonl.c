@@ -142,8 +142,9 @@ static gboolean read_line(sw_table *table, JsonParser *parser, value_count *coun
                     count->top_level);
         return FALSE;
     }
+    /* A line holding only a comment ("//") parses without error and without a root. */
     JsonNode *root = json_parser_get_root(parser);
-    if (!JSON_NODE_HOLDS_OBJECT(root)) {
+    if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
         g_set_error(error, SW_TABLE_ERROR, SW_TABLE_ERROR_READ, "line %zu: not a JSON object keyed by column", line);
         return FALSE;
     }

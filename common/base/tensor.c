@@ -160,6 +160,11 @@ void sw_tensor_free(sw_tensor *tensor)
 
 int64_t sw_tensor_element_count(const sw_tensor *tensor)
 {
+    /* sw_shape_element_count() accepts any sizes beside a zero ([2^62,42,0]):
+     * multiplying them first would overflow. */
+    for (int i = 0; i < tensor->ndim; i++)
+        if (tensor->shape[i] == 0)
+            return 0;
     int64_t n = 1;
     for (int i = 0; i < tensor->ndim; i++)
         n *= tensor->shape[i];

@@ -58,6 +58,10 @@ static gboolean parse_with_format(const char *s, const char *format, int64_t out
         p++;
     if (*p != '\0')
         return FALSE;
+    /* %s (seconds since the epoch) can set any year an int holds: adding
+     * 1900 to the largest would overflow. */
+    if (tm.tm_year < 1 - 1900 || tm.tm_year > 9999 - 1900)
+        return FALSE;
     int year = tm.tm_year + 1900, month = tm.tm_mon + 1;
     if (!fields_valid(year, month, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec))
         return FALSE;

@@ -63,8 +63,12 @@ static int64_t int_member(JsonObject *obj, const char *name)
     GType t = json_node_get_value_type(n);
     if (t == G_TYPE_INT64)
         return json_node_get_int(n);
-    if (t == G_TYPE_DOUBLE)
-        return (int64_t)json_node_get_double(n);
+    if (t == G_TYPE_DOUBLE) {
+        /* Converting a double outside int64's range is undefined; a size
+         * that large is no size, like a string in its place. */
+        double d = json_node_get_double(n);
+        return d >= -0x1p63 && d < 0x1p63 ? (int64_t)d : 0;
+    }
     return 0;
 }
 
@@ -164,7 +168,9 @@ static JsonParser *parse_json_file(const char *path, GError **error)
         g_object_unref(parser);
         return NULL;
     }
-    if (!JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+    /* An empty (or blank) file parses without error and without a root. */
+    JsonNode *root = json_parser_get_root(parser);
+    if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
         PRECONDITION(error, "%s: the top level is not a JSON object", path);
         g_object_unref(parser);
         return NULL;
