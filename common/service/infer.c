@@ -147,7 +147,19 @@ static void answer(infer_call *ic, GPtrArray *outputs)
     GPtrArray *reply = sw_oip_response_pack_parts(resp);
     sw_oip_response_free(resp);
     g_ptr_array_unref(selected);
-    sw__infer_call_finish(ic, reply, SW_CODE_OK, NULL);
+    size_t reply_bytes = 0;
+    for (guint i = 0; i < reply->len; i++)
+        reply_bytes += g_bytes_get_size(g_ptr_array_index(reply, i));
+    /* Said here, with the sizes, rather than by gRPC refusing to send it. */
+    if (ic->svc->max_reply_bytes > 0 && reply_bytes > ic->svc->max_reply_bytes) {
+        char *message = g_strdup_printf("the reply would be %zu bytes; this server sends at most %zu per message: send "
+                                        "fewer rows per request",
+                                        reply_bytes, ic->svc->max_reply_bytes);
+        sw__infer_call_finish(ic, NULL, SW_CODE_RESOURCE_EXHAUSTED, message);
+        g_free(message);
+    } else {
+        sw__infer_call_finish(ic, reply, SW_CODE_OK, NULL);
+    }
     g_ptr_array_unref(reply);
 }
 

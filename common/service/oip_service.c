@@ -15,6 +15,7 @@ sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, con
     svc->base_name = g_strdup(model_base_name);
     svc->next = next;
     svc->max_rows = options->max_rows;
+    svc->max_reply_bytes = options->max_reply_bytes;
     svc->access_log = options->access_log;
     svc->metrics = options->metrics;
     g_mutex_init(&svc->watch_lock);

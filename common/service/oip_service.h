@@ -26,6 +26,7 @@ typedef struct sw_oip_service sw_oip_service;
 
 typedef struct sw_oip_service_options {
     int max_rows;                /* most rows per request; 0 no limit */
+    size_t max_reply_bytes;      /* the largest reply sent; 0 no limit */
     gboolean access_log;         /* one log line per inference call */
     const char *next_auth_token; /* bearer token for the next stage; copied */
     sw_batcher_options batching; /* max_batch_size 0: no batching */

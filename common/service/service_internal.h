@@ -25,6 +25,7 @@ struct sw_oip_service {
     sw_channel *next;       /* borrowed; NULL at the end of the pipeline */
     char *next_metadata[3]; /* authorization for the next stage, NULL-terminated */
     int max_rows;
+    size_t max_reply_bytes; /* 0: no limit */
     gboolean access_log;
     sw_batcher *batcher; /* NULL: every call runs forward alone */
     sw_metrics *metrics;

@@ -441,6 +441,17 @@ static void test_requested_outputs_select_and_order(void)
     stage_server_stop(s);
 }
 
+/* A reply over the message limit is refused with the sizes, by the
+ * service, rather than by gRPC failing to send it. */
+static void test_reply_over_the_limit(void)
+{
+    sw_oip_service_options options = {.max_reply_bytes = 64};
+    stage_server *s = serve(SW_STAGE_PREDICTOR, "op=echo", TRUE, &options);
+    infer_fails(s, infer_request("m_predictor", NULL, "x", predictor_inputs(4, 1), NULL), SW_CODE_RESOURCE_EXHAUSTED,
+                "bytes; this server sends at most 64 per message");
+    stage_server_stop(s);
+}
+
 static void test_bad_requests_are_invalid(void)
 {
     sw_oip_service_options options = {.max_rows = 2};
@@ -736,6 +747,7 @@ int main(int argc, char **argv)
     g_test_add_func("/service/infer-runs-the-stage", test_infer_runs_the_stage);
     g_test_add_func("/service/requested-outputs-select-and-order", test_requested_outputs_select_and_order);
     g_test_add_func("/service/bad-requests-are-invalid", test_bad_requests_are_invalid);
+    g_test_add_func("/service/reply-over-the-limit", test_reply_over_the_limit);
     g_test_add_func("/service/module-failure-is-invalid", test_module_failure_is_invalid);
     g_test_add_func("/service/long-client-names-are-clipped", test_long_client_names_are_clipped);
     g_test_add_func("/service/pipeline-model-needs-a-next-stage", test_pipeline_model_needs_a_next_stage);
