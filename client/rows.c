@@ -96,3 +96,34 @@ STAGEWISE_API int stagewise_rows_add_vectors(stagewise_rows *rows, const char *f
     add_column(rows, feature, sw_tensor_new_copy(SW_DTYPE_FP32, 2, shape, values, sizeof(float) * rows->n_rows * dim));
     return 0;
 }
+
+STAGEWISE_API int stagewise_rows_add_integers(stagewise_rows *rows, const char *feature, const int64_t *values,
+                                              stagewise_error **error)
+{
+    if (!check_new_column(rows, feature, error))
+        return -1;
+    int64_t shape[1] = {(int64_t)rows->n_rows};
+    add_column(rows, feature, sw_tensor_new_copy(SW_DTYPE_INT64, 1, shape, values, sizeof(int64_t) * rows->n_rows));
+    return 0;
+}
+
+STAGEWISE_API int stagewise_rows_add_bytes(stagewise_rows *rows, const char *feature, const void *const *values,
+                                           const size_t *lengths, stagewise_error **error)
+{
+    if (!check_new_column(rows, feature, error))
+        return -1;
+    const char **items = g_new(const char *, rows->n_rows ? rows->n_rows : 1);
+    for (size_t i = 0; i < rows->n_rows; i++) {
+        if (values[i] == NULL && lengths[i] != 0) {
+            g_free(items);
+            stagewise_error_setf(error, SW_CODE_INVALID_ARGUMENT, "feature '%s' row %zu: no bytes for a length of %zu",
+                                 feature, i, lengths[i]);
+            return -1;
+        }
+        /* memcpy from NULL is undefined even for 0 bytes. */
+        items[i] = values[i] ? values[i] : "";
+    }
+    add_column(rows, feature, sw_tensor_new_strings(items, lengths, rows->n_rows));
+    g_free(items);
+    return 0;
+}

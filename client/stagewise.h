@@ -121,18 +121,40 @@ typedef struct stagewise_rows stagewise_rows;
 
 stagewise_rows *stagewise_rows_new(size_t n_rows);
 size_t stagewise_rows_count(const stagewise_rows *rows);
-/* Strings for text, category, set, binary, date (as text, parsed by the
- * server) and vector (whitespace-separated numbers) features: `values` has
- * one NUL-terminated UTF-8 string per row; a NULL entry is a missing value
- * and is sent as "nan", as pandas' astype(str) does. */
+/* Each stagewise_rows_add_* adds one column: `feature` is the input
+ * feature's name, `values` holds one value per row (stagewise_rows_count),
+ * and both are copied, so the caller keeps and frees its own. A feature has
+ * at most one column. They return 0, or -1 (and an error, when `error` is
+ * not NULL) with nothing added.
+ *
+ * Strings for text, category, set, bag, sequence, timeseries, binary, date
+ * (as text, parsed by the server) and vector (whitespace-separated numbers)
+ * features, as Ludwig's predict casts those columns: `values` has one
+ * NUL-terminated UTF-8 string per row; a NULL entry is a missing value and
+ * is sent as "nan", as pandas' astype(str) does, which the preprocessor
+ * replaces with the feature's fill value. */
 int stagewise_rows_add_strings(stagewise_rows *rows, const char *feature, const char *const *values,
                                stagewise_error **error);
-/* Numbers for number (and binary) features: one per row; NaN is missing. */
+/* Numbers for number (and binary) features: one per row; NaN is missing
+ * (the preprocessor fills it). Sent as FP64, as pandas holds them. */
 int stagewise_rows_add_numbers(stagewise_rows *rows, const char *feature, const double *values,
                                stagewise_error **error);
 /* Vectors for vector features: `dim` floats per row, row after row. */
 int stagewise_rows_add_vectors(stagewise_rows *rows, const char *feature, const float *values, size_t dim,
                                stagewise_error **error);
+/* Integers for h3 features (the 64-bit cell index) and any feature the
+ * server takes as integers: one per row, sent as INT64 exactly (doubles
+ * would round indexes past 2^53). There is no missing integer: fill it
+ * before, as the feature's fill value says. */
+int stagewise_rows_add_integers(stagewise_rows *rows, const char *feature, const int64_t *values,
+                                stagewise_error **error);
+/* Raw bytes for image and audio features (the encoded file: PNG, JPEG,
+ * WAV, ... as read from disk, decoded by the server) and any other BYTES
+ * input: row i is lengths[i] bytes at values[i], sent as they are (no
+ * UTF-8 check, NUL bytes allowed). values[i] may be NULL only when
+ * lengths[i] is 0 (an empty element). */
+int stagewise_rows_add_bytes(stagewise_rows *rows, const char *feature, const void *const *values,
+                             const size_t *lengths, stagewise_error **error);
 void stagewise_rows_free(stagewise_rows *rows);
 
 /* ---- predictions out ----------------------------------------------------- */

@@ -14,6 +14,13 @@
 #include "table.h"
 
 #define DEFAULT_BATCH_SIZE 256
+/* Calls in flight. A server runs each call on one of its workers (4 by
+ * default, --threads), so one call at a time leaves all but one idle; four
+ * keep a default server busy, and a predictor batching across calls gets
+ * batches to merge, while holding at most 8 batches in memory. More only
+ * helps servers with more workers or replicas behind the target. */
+#define DEFAULT_CONCURRENCY 4
+#define MAX_CONCURRENCY 256
 
 typedef struct predict_options {
     cli_connection connection;
@@ -22,6 +29,7 @@ typedef struct predict_options {
     char *output;
     char *format;
     int batch_size;
+    int concurrency;
     gboolean staged;
     char *predictor_target;
     char *postprocessor_target;
@@ -60,6 +68,12 @@ static void add_options(GOptionContext *ctx, predict_options *o)
          .arg_data = &o->batch_size,
          .description = "rows per call (default 256)",
          .arg_description = "N"},
+        {.long_name = "concurrency",
+         .short_name = 'c',
+         .arg = G_OPTION_ARG_INT,
+         .arg_data = &o->concurrency,
+         .description = "calls in flight at once, 1 to 256 (default 4); the output keeps the input's order",
+         .arg_description = "N"},
         {.long_name = "staged",
          .arg = G_OPTION_ARG_NONE,
          .arg_data = &o->staged,
@@ -85,10 +99,14 @@ static gboolean parse_options(predict_options *o, int argc, char **argv, GError 
     GOptionContext *ctx = g_option_context_new(NULL);
     g_option_context_set_summary(ctx, "Predicts every row of a CSV or JSON-lines file with a served Ludwig model.");
     g_option_context_set_description(
-        ctx, "Each input feature reads the data column the model's metadata names. Number features take numbers\n"
-             "(an empty cell is missing); other features take the cells' text as written: vectors as\n"
-             "space-separated numbers, dates in the feature's format. In JSON lines, arrays of numbers are\n"
-             "vectors and null is missing. Rows in messages count from 1 after the CSV header.\n\n"
+        ctx, "Each input feature reads the data column the model's metadata names, as Ludwig's predict does.\n"
+             "Number features take numbers; h3 features integers; image and audio features the files their\n"
+             "cells name (absolute, or relative to the input file's folder; URLs are refused); other features\n"
+             "take the cells' text: vectors as space-separated numbers, dates in the feature's format.\n"
+             "Missing cells are what pandas reads as NaN: in CSV an empty field or NA, N/A, NaN, nan, NULL,\n"
+             "null, None, <NA>, #N/A, ... (exactly); in JSON lines null or an absent key. They are sent as\n"
+             "NaN to number features and as \"nan\" to text-like ones, so the model fills them. In JSON lines,\n"
+             "arrays of numbers are vectors. Rows in messages count from 1 after the CSV header.\n\n"
              "Output: one column per model output, named <feature>_<key>; one row per input row, in order.\n");
     add_options(ctx, o);
     gboolean ok = cli_parse_options(ctx, "predict", &argc, &argv, error);
@@ -110,6 +128,8 @@ static gboolean check_options(const predict_options *o, GError **error)
         return usage_error(error, "--input is required");
     if (o->batch_size < 1)
         return usage_error(error, "--batch-size must be at least 1");
+    if (o->concurrency < 1 || o->concurrency > MAX_CONCURRENCY)
+        return usage_error(error, "--concurrency must be from 1 to 256");
     if (!o->staged && (o->predictor_target || o->postprocessor_target))
         return usage_error(error, "--predictor-target and --postprocessor-target need --staged");
     return TRUE;
@@ -120,7 +140,7 @@ static sw_table *read_input(const char *path, GError **error)
 {
     sw_table *table = NULL;
     if (cli_has_suffix(path, ".csv"))
-        table = sw_table_read_csv(path, error);
+        table = sw_table_read_csv_as_pandas(path, error);
     else if (cli_has_suffix(path, ".jsonl") || cli_has_suffix(path, ".ndjson"))
         table = sw_table_read_jsonl(path, error);
     else
@@ -198,11 +218,11 @@ static gboolean run(predict_options *o, GError **error)
     cli_inputs *inputs = NULL;
     cli_output *out = NULL;
     gboolean ok = open_route(o, &route, error) && (model = fetch_model(route.clients[0], o->model, o->staged, error)) &&
-                  (inputs = cli_inputs_new(model, table, error));
+                  (inputs = cli_inputs_new(model, table, o->input, error));
     if (inputs == NULL && model)
         g_prefix_error(error, "%s: ", o->input);
     ok = ok && (out = cli_output_open(o->output, format, error));
-    ok = ok && cli_batches_run(&route, inputs, (size_t)o->batch_size, out, error);
+    ok = ok && cli_batches_run(&route, inputs, (size_t)o->batch_size, o->concurrency, out, error);
     if (out && !cli_output_close(out, ok, ok ? error : NULL))
         ok = FALSE;
     cli_inputs_free(inputs);
@@ -214,7 +234,7 @@ static gboolean run(predict_options *o, GError **error)
 
 int cli_predict_main(int argc, char **argv)
 {
-    predict_options o = {.batch_size = DEFAULT_BATCH_SIZE};
+    predict_options o = {.batch_size = DEFAULT_BATCH_SIZE, .concurrency = DEFAULT_CONCURRENCY};
     GError *error = NULL;
     gboolean ok = parse_options(&o, argc, argv, &error) && run(&o, &error);
     cli_connection_clear(&o.connection);

@@ -7,7 +7,10 @@
  *    an error, not a silently truncated last row;
  *  - no space trimming: libcsv strips spaces around unquoted fields by
  *    default, but cells are taken as written (pandas keeps them too).
- * Blank lines are skipped, as pandas' read_csv does. */
+ * Blank lines are skipped, as pandas' read_csv does. Read as pandas, fields
+ * it reads as NaN (the empty one, "NA", "null", ...) are missing cells:
+ * Ludwig's predict sends them as "nan", which the preprocessor fills, where
+ * the text as written ("") would be taken as a value. */
 #include <csv.h>
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 typedef struct csv_reader {
     sw_table *table;
     gboolean in_header; /* the first record names the columns */
+    gboolean pandas_na; /* fields pandas reads as NaN are missing cells */
     size_t field;       /* fields seen so far in the current record */
     GError *error;      /* the first error; later callbacks do nothing */
 } csv_reader;
@@ -40,7 +44,8 @@ static void on_field(void *text, size_t len, void *data)
         sw_table_add_column(r->table, name);
         g_free(name);
     } else if (r->field < sw_table_columns(r->table)) {
-        sw_table_set(r->table, r->field, s, len);
+        gboolean missing = r->pandas_na && sw_table_is_missing_text(s, len);
+        sw_table_set(r->table, r->field, missing ? NULL : s, len);
     }
     r->field++;
 }
@@ -105,7 +110,7 @@ static void parse_stream(csv_reader *r, struct csv_parser *p, FILE *f)
         set_parse_error(r, p, TRUE);
 }
 
-sw_table *sw_table_read_csv(const char *path, GError **error)
+static sw_table *read_csv(const char *path, gboolean pandas_na, GError **error)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
@@ -115,7 +120,7 @@ sw_table *sw_table_read_csv(const char *path, GError **error)
     struct csv_parser p;
     csv_init(&p, CSV_STRICT | CSV_STRICT_FINI);
     csv_set_space_func(&p, no_spaces);
-    csv_reader r = {.table = sw_table_new(), .in_header = TRUE};
+    csv_reader r = {.table = sw_table_new(), .in_header = TRUE, .pandas_na = pandas_na};
     parse_stream(&r, &p, f);
     csv_free(&p);
     fclose(f);
@@ -127,4 +132,14 @@ sw_table *sw_table_read_csv(const char *path, GError **error)
         return NULL;
     }
     return r.table;
+}
+
+sw_table *sw_table_read_csv(const char *path, GError **error)
+{
+    return read_csv(path, FALSE, error);
+}
+
+sw_table *sw_table_read_csv_as_pandas(const char *path, GError **error)
+{
+    return read_csv(path, TRUE, error);
 }

@@ -107,6 +107,19 @@ void sw_table_end_row(sw_table *t, size_t line)
         g_array_append_val(t->lines, line);
 }
 
+gboolean sw_table_is_missing_text(const char *text, size_t len)
+{
+    static const char *const na_values[] = {"#N/A", "#N/A N/A", "#NA",     "-1.#IND", "-1.#QNAN", "-NaN",
+                                            "-nan", "1.#IND",   "1.#QNAN", "<NA>",    "N/A",      "NA",
+                                            "NULL", "NaN",      "None",    "n/a",     "nan",      "null"};
+    if (len == 0)
+        return TRUE;
+    for (size_t i = 0; i < G_N_ELEMENTS(na_values); i++)
+        if (strlen(na_values[i]) == len && memcmp(na_values[i], text, len) == 0)
+            return TRUE;
+    return FALSE;
+}
+
 char *sw_table_row_label(const sw_table *t, size_t row)
 {
     if (t->lines && row < t->lines->len)

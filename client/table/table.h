@@ -5,7 +5,9 @@
  * sent, so a typo in row 40,000 fails the command without having written
  * half an output. A cell is what a DataFrame cell would hold, as text: the
  * CSV field as written, or a JSON value rendered as text; NULL is missing
- * (JSON null, or a key an object lacks).
+ * (JSON null, a key an object lacks, and with sw_table_read_csv_as_pandas a
+ * CSV field pandas reads as NaN). Ludwig's predict turns missing cells into
+ * "nan" for string features and NaN for numbers.
  *
  * Shared by the `stagewise` CLI and stagewise-bench; no gRPC, no
  * libstagewise. Not thread-safe: one table per thread. */
@@ -48,8 +50,22 @@ void sw_table_end_row(sw_table *table, size_t line);
  * are lines of the file (JSON lines) it is "line 3". Newly allocated. */
 char *sw_table_row_label(const sw_table *table, size_t row);
 
-/* The readers: a new table, or NULL with an error naming the row. */
+/* Whether `len` bytes of `text` are, exactly, a value pandas' read_csv reads
+ * as NaN by default (pandas 2's STR_NA_VALUES; pandas 1, which Ludwig 0.8
+ * also runs on, lacks "None"): "", "#N/A", "#N/A N/A", "#NA", "-1.#IND",
+ * "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
+ * "NULL", "NaN", "None", "n/a", "nan", "null". Case and spaces count, as
+ * they do for pandas ("Na", " NA" are text). */
+gboolean sw_table_is_missing_text(const char *text, size_t len);
+
+/* The readers: a new table, or NULL with an error naming the row.
+ * sw_table_read_csv keeps every field as written ("" is an empty string);
+ * sw_table_read_csv_as_pandas reads as pandas' read_csv does by default:
+ * every field sw_table_is_missing_text accepts, quoted or not (pandas does
+ * not tell them apart), is a missing cell. The JSON-lines reader makes only
+ * null and absent keys missing, as read_json(lines=True) keeps strings. */
 sw_table *sw_table_read_csv(const char *path, GError **error);
+sw_table *sw_table_read_csv_as_pandas(const char *path, GError **error);
 sw_table *sw_table_read_jsonl(const char *path, GError **error);
 
 #endif

@@ -703,6 +703,28 @@ static void check_rows_errors(void)
     CHECK(stagewise_rows_add_strings(rows, "", ok, &error) == -1, "a column without a feature name: not -1");
     expect_error("a column without a feature name", error, 3, NULL);
     error = NULL;
+    /* Integers and raw bytes: copied (the caller's arrays may go at once), bytes as they are,
+     * a NULL element only for an empty one. */
+    int64_t integers[2] = {INT64_MIN, INT64_MAX};
+    CHECK(stagewise_rows_add_integers(rows, "cell", integers, &error) == 0, "add_integers");
+    if (error)
+        unexpected_error("add_integers", error);
+    error = NULL;
+    CHECK(stagewise_rows_add_integers(rows, "cell", integers, &error) == -1, "add_integers twice: not -1");
+    expect_error("add_integers twice for a feature", error, 3, "cell");
+    error = NULL;
+    const void *blobs[2] = {"\0\xff\xfe", NULL};
+    size_t lengths[2] = {3, 0};
+    CHECK(stagewise_rows_add_bytes(rows, "photo", blobs, lengths, &error) == 0, "add_bytes (NUL, not UTF-8, empty)");
+    if (error)
+        unexpected_error("add_bytes", error);
+    error = NULL;
+    size_t bad_lengths[2] = {3, 5};
+    CHECK(stagewise_rows_add_bytes(rows, "clip", blobs, bad_lengths, &error) == -1,
+          "add_bytes NULL of 5 bytes: not -1");
+    expect_error("add_bytes NULL of 5 bytes", error, 3, "row 1");
+    error = NULL;
+    CHECK(stagewise_rows_add_bytes(rows, "photo", blobs, lengths, NULL) == -1, "add_bytes twice: not -1");
     CHECK(stagewise_rows_count(rows) == 2, "rows count after refused columns");
     stagewise_rows_free(rows);
     stagewise_rows_free(NULL);

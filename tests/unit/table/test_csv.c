@@ -18,16 +18,26 @@ static char *write_file(const char *name, const char *text, gssize len)
     return path;
 }
 
-static sw_table *read_ok(const char *text)
+static sw_table *read_with(sw_table *(*reader)(const char *, GError **), const char *text)
 {
     char *path = write_file("ok.csv", text, -1);
     GError *error = NULL;
-    sw_table *t = sw_table_read_csv(path, &error);
+    sw_table *t = reader(path, &error);
     g_assert_no_error(error);
     g_assert_nonnull(t);
     g_unlink(path);
     g_free(path);
     return t;
+}
+
+static sw_table *read_ok(const char *text)
+{
+    return read_with(sw_table_read_csv, text);
+}
+
+static sw_table *read_as_pandas(const char *text)
+{
+    return read_with(sw_table_read_csv_as_pandas, text);
 }
 
 static void expect_error(const char *text, gssize len, const char *substring)
@@ -62,7 +72,7 @@ static void test_header_and_rows(void)
     g_assert_cmpstr(cell(t, 0, 0), ==, "31");
     g_assert_cmpstr(cell(t, 1, 0), ==, "red");
     g_assert_cmpstr(cell(t, 0, 1), ==, "42");
-    /* An empty field is an empty cell, not a missing one. */
+    /* An empty field is an empty cell, not a missing one (read as pandas, it is missing). */
     g_assert_nonnull(cell(t, 1, 1));
     g_assert_cmpstr(cell(t, 1, 1), ==, "");
     g_assert_cmpstr(cell(t, 2, 1), ==, "");
@@ -173,6 +183,74 @@ static void test_duplicate_header_names(void)
     sw_table_free(t);
 }
 
+/* Read as pandas, every field read_csv reads as NaN by default is a missing
+ * cell, quoted or not; anything else, however close, is text as written.
+ * Read plainly, every field is text. */
+static void test_missing_values(void)
+{
+    static const char *const missing[] = {"",     "#N/A",   "#N/A N/A", "#NA",  "-1.#IND", "-1.#QNAN", "-NaN",
+                                          "-nan", "1.#IND", "1.#QNAN",  "<NA>", "N/A",     "NA",       "NULL",
+                                          "NaN",  "None",   "n/a",      "nan",  "null"};
+    static const char *const kept[] = {" ",     " NA",  "NA ",  "Na",  "na",   "NONE", "none", "Null",
+                                       "NAN",   "nan.", "N/A/", "#N/", "<na>", "-NA",  "+nan", "nil",
+                                       "false", "0",    "1.#I", "\\N", "\"\"", "n /a", "NA\t", "NULL "};
+    GString *text = g_string_new("value,quoted,other\n");
+    for (size_t i = 0; i < G_N_ELEMENTS(missing); i++)
+        g_string_append_printf(text, "%s,\"%s\",x\n", missing[i], missing[i]);
+    for (size_t i = 0; i < G_N_ELEMENTS(kept); i++) {
+        /* A doubled quote inside quotes stands for one; unquoted, a quote would be malformed. */
+        char **parts = g_strsplit(kept[i], "\"", -1);
+        char *escaped = g_strjoinv("\"\"", parts);
+        g_strfreev(parts);
+        g_string_append_printf(text, "\"%s\",\"%s\",x\n", escaped, escaped);
+        g_free(escaped);
+    }
+    sw_table *plain = read_ok(text->str);
+    sw_table *t = read_as_pandas(text->str);
+    g_string_free(text, TRUE);
+    g_assert_cmpuint(sw_table_rows(t), ==, G_N_ELEMENTS(missing) + G_N_ELEMENTS(kept));
+    g_assert_cmpuint(sw_table_rows(plain), ==, sw_table_rows(t));
+    for (size_t r = 0; r < sw_table_rows(plain); r++) {
+        const char *expected = r < G_N_ELEMENTS(missing) ? missing[r] : kept[r - G_N_ELEMENTS(missing)];
+        g_assert_cmpstr(cell(plain, 0, r), ==, expected);
+        g_assert_cmpstr(cell(plain, 1, r), ==, expected);
+    }
+    sw_table_free(plain);
+    for (size_t i = 0; i < G_N_ELEMENTS(missing); i++) {
+        if (cell(t, 0, i) != NULL || cell(t, 1, i) != NULL)
+            g_error("'%s' should be missing", missing[i]);
+        g_assert_cmpstr(cell(t, 2, i), ==, "x");
+        g_assert_true(sw_table_is_missing_text(missing[i], strlen(missing[i])));
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(kept); i++) {
+        size_t r = G_N_ELEMENTS(missing) + i;
+        g_assert_cmpstr(cell(t, 0, r), ==, kept[i]);
+        g_assert_cmpstr(cell(t, 1, r), ==, kept[i]);
+        g_assert_false(sw_table_is_missing_text(kept[i], strlen(kept[i])));
+    }
+    /* Lengths count, not NUL terminators: "NA" is a prefix of "NAN". */
+    g_assert_true(sw_table_is_missing_text("NAN", 2));
+    g_assert_true(sw_table_is_missing_text("anything", 0));
+    g_assert_false(sw_table_is_missing_text("nan", 2));
+    sw_table_free(t);
+
+    /* A header is names, never values: "NA" and "" name columns. */
+    t = read_as_pandas("NA,,nan\n1,,NA\n");
+    g_assert_cmpstr(sw_table_column_name(t, 0), ==, "NA");
+    g_assert_cmpstr(sw_table_column_name(t, 1), ==, "");
+    g_assert_cmpint(sw_table_find(t, "nan"), ==, 2);
+    g_assert_cmpstr(cell(t, 0, 0), ==, "1");
+    g_assert_null(cell(t, 1, 0));
+    g_assert_null(cell(t, 2, 0));
+    sw_table_free(t);
+
+    /* A last field left empty at the end of the file is missing too. */
+    t = read_as_pandas("a,b\n1,");
+    g_assert_cmpuint(sw_table_rows(t), ==, 1);
+    g_assert_null(cell(t, 1, 0));
+    sw_table_free(t);
+}
+
 static void test_errors(void)
 {
     expect_error("a,b\n1,2\n3,4,5\n", -1, "row 2 has 3 fields, the header has 2");
@@ -209,6 +287,7 @@ int main(int argc, char **argv)
     g_test_add_func("/csv/byte-order-mark", test_byte_order_mark);
     g_test_add_func("/csv/large-file", test_large_file);
     g_test_add_func("/csv/duplicate-header-names", test_duplicate_header_names);
+    g_test_add_func("/csv/missing-values", test_missing_values);
     g_test_add_func("/csv/errors", test_errors);
     int status = g_test_run();
     g_rmdir(tmp_dir);

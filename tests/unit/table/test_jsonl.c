@@ -70,6 +70,18 @@ static void test_objects_and_missing_cells(void)
     g_assert_null(cell_of(t, "b", 2));
     g_assert_cmpstr(cell_of(t, "c", 2), ==, "v");
     sw_table_free(t);
+
+    /* read_json(lines=True) keeps strings as they are: only null and absent
+     * keys are missing, not the texts read_csv takes for NaN. */
+    t = read_ok("{\"a\": \"NA\", \"b\": \"\", \"c\": \"null\", \"d\": \"nan\"}\n{\"d\": null}\n");
+    g_assert_cmpstr(cell_of(t, "a", 0), ==, "NA");
+    g_assert_cmpstr(cell_of(t, "b", 0), ==, "");
+    g_assert_cmpstr(cell_of(t, "c", 0), ==, "null");
+    g_assert_cmpstr(cell_of(t, "d", 0), ==, "nan");
+    g_assert_null(cell_of(t, "a", 1));
+    g_assert_null(cell_of(t, "b", 1));
+    g_assert_null(cell_of(t, "d", 1));
+    sw_table_free(t);
 }
 
 static void test_scalars_as_text(void)
