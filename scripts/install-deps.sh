@@ -9,6 +9,9 @@ packages=(
   libtorch-dev libglib2.0-dev libjson-glib-dev libcsv-dev libmicrohttpd-dev
   python3-torch python3-numpy python3-grpcio python3-grpc-tools
   openssl iproute2 clang-format podman debootstrap
+  # valgrind: the client library's memcheck run (tests/e2e/test_client_library.py);
+  # clang and libclang-rt-14-dev (libclang_rt.fuzzer, libFuzzer): the fuzz targets.
+  valgrind clang libclang-rt-14-dev
 )
 # Node runs the JavaScript client test; any Node >= 18 will do.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
