@@ -125,18 +125,18 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
         return FALSE;
     sw_method methods[SW_OIP_SERVICE_MAX_METHODS];
     size_t n_methods = sw_oip_service_methods(svc->oip, methods);
-    /* One budget, kept twice: by gRPC while requests arrive, by the server
-     * once they have. gRPC's share never goes below what its own buffers
-     * need (a few MiB, resetting ordinary calls below that). */
+    /* The budget is the server's alone, not also gRPC's resource quota:
+     * under pressure gRPC resets whichever connections it picks (GOAWAY
+     * "Buffers full"), and scripts/attacks.py saw it pick well-behaved
+     * clients' connections. Reading no request past --max-concurrent is
+     * what bounds buffering. */
     size_t budget = (size_t)s->max_request_memory_mb * 1024 * 1024;
-    size_t quota = budget ? MAX(budget, (size_t)64 * 1024 * 1024) : 0;
     sw_server_options so = {
         .listen = s->listen,
         .worker_threads = s->threads,
         .max_message_bytes = s->max_message_mb * 1024 * 1024,
         .max_in_flight = s->max_concurrent,
         .request_budget_bytes = budget,
-        .transport_quota_bytes = quota,
         .max_streams_per_connection = s->max_streams_per_connection,
         .keepalive_time_ms = s->keepalive_time_s * 1000,
         .keepalive_timeout_ms = s->keepalive_timeout_s * 1000,

@@ -77,7 +77,9 @@ typedef struct sw_server_options {
     /* gRPC's resource quota: the memory its transport may hold, messages
      * still arriving included. Past it gRPC resets streams with
      * ENHANCE_YOUR_CALM, which clients read as RESOURCE_EXHAUSTED. Tens of
-     * MiB at least: gRPC needs room for its own buffers. 0: no quota. */
+     * MiB at least: gRPC needs room for its own buffers. It resets whichever
+     * connections it picks, well-behaved ones too, which is why the stage
+     * servers leave it off. 0: no quota. */
     size_t transport_quota_bytes;
     int max_streams_per_connection; /* concurrent calls on one connection; 0: gRPC's default (no limit) */
     /* Plaintext TCP ports: descriptors kept free for all but client
