@@ -37,10 +37,13 @@ mount_image() {
 }
 
 # Runs PROGRAM ARGS... inside the root filesystem $1 as uid 10001, with the
-# example export at /models/export and $work at /work.
+# example export at /models/export and $work at /work. With exec_in set (in a
+# background subshell), the subshell becomes the program, so the PID recorded
+# for it is the program's and cleanup's TERM reaches it rather than leaving it
+# running without a parent.
 run_in() {
   local rootfs=$1; shift
-  unshare --mount --propagation private -- /bin/sh -c '
+  ${exec_in:+exec} unshare --mount --propagation private -- /bin/sh -c '
     set -e
     rootfs=$1; export_dir=$2; work=$3; shift 3
     mount -t proc proc "$rootfs/proc"
@@ -62,8 +65,8 @@ chmod 1777 "$work"
 port=""
 start_stage() {
   local stage=$1; shift
-  run_in "$stage_root" "/usr/local/bin/stagewise-$stage" --model-dir /models/export --name example \
-    --listen 127.0.0.1:0 "$@" \
+  (exec_in=1 run_in "$stage_root" "/usr/local/bin/stagewise-$stage" --model-dir /models/export --name example \
+    --listen 127.0.0.1:0 "$@") \
     >"$work/$stage.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 600); do
