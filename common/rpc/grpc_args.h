@@ -26,17 +26,4 @@ static inline grpc_arg sw_grpc_string_arg(const char *key, const char *value)
     return a;
 }
 
-/* The quota is borrowed: gRPC takes its own reference while creating the
- * channel or server. */
-static inline grpc_arg sw_grpc_resource_quota_arg(grpc_resource_quota *quota)
-{
-    grpc_arg a;
-    memset(&a, 0, sizeof a);
-    a.type = GRPC_ARG_POINTER;
-    a.key = (char *)GRPC_ARG_RESOURCE_QUOTA;
-    a.value.pointer.p = quota;
-    a.value.pointer.vtable = grpc_resource_quota_arg_vtable();
-    return a;
-}
-
 #endif

@@ -279,7 +279,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     g_mutex_init(&s->lock);
     g_cond_init(&s->shutdown_done_cond);
     s->shutdown_tag = (shutdown_tag){.base = {.func = shutdown_done}, .server = s};
-    grpc_arg args[10];
+    grpc_arg args[9];
     size_t n_args = 0;
     args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_message_bytes);
     args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, options->max_message_bytes);
@@ -298,12 +298,6 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
         args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONNECTION_AGE_MS, options->max_connection_age_ms);
         args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, options->max_connection_age_ms);
     }
-    grpc_resource_quota *quota = NULL;
-    if (options->transport_quota_bytes > 0) {
-        quota = grpc_resource_quota_create("sw-transport");
-        grpc_resource_quota_resize(quota, options->transport_quota_bytes);
-        args[n_args++] = sw_grpc_resource_quota_arg(quota);
-    }
     grpc_channel_args channel_args = {.num_args = n_args, .args = args};
     s->max_in_flight = options->max_in_flight;
     s->request_budget_bytes = options->request_budget_bytes;
@@ -312,8 +306,6 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     s->on_refused = options->on_refused;
     s->on_refused_data = options->on_refused_data;
     s->grpc = grpc_server_create(&channel_args, NULL);
-    if (quota)
-        grpc_resource_quota_unref(quota);
     s->owns_cq = options->cq == NULL;
     s->cq = s->owns_cq ? grpc_completion_queue_create_for_next(NULL) : options->cq;
     grpc_server_register_completion_queue(s->grpc, s->cq, NULL);

@@ -74,13 +74,6 @@ typedef struct sw_server_options {
      * answered); a request that would exceed it gets RESOURCE_EXHAUSTED
      * before any handler sees it. 0: no budget. */
     size_t request_budget_bytes;
-    /* gRPC's resource quota: the memory its transport may hold, messages
-     * still arriving included. Past it gRPC resets streams with
-     * ENHANCE_YOUR_CALM, which clients read as RESOURCE_EXHAUSTED. Tens of
-     * MiB at least: gRPC needs room for its own buffers. It resets whichever
-     * connections it picks, well-behaved ones too, which is why the stage
-     * servers leave it off. 0: no quota. */
-    size_t transport_quota_bytes;
     int max_streams_per_connection; /* concurrent calls on one connection; 0: gRPC's default (no limit) */
     /* Plaintext TCP ports: descriptors kept free for all but client
      * connections; past that new connections are closed at once
