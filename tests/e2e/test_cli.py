@@ -11,17 +11,17 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import unittest
 from typing import Any, Dict, List
 
-import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures"))
 sys.path.insert(0, os.path.dirname(__file__))
 import reference  # noqa: E402
 from example_rows import example_rows  # noqa: E402
+import chain_case  # noqa: E402
 import harness  # noqa: E402
+from chain_case import to_python  # noqa: E402
 
 CLI = os.path.join(harness.BUILD_DIR, "stagewise")
 MODEL = "example"
@@ -90,44 +90,10 @@ def write_jsonl(path: str, rows: List[Dict[str, Any]]) -> None:
             f.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
-def to_python(value: Any, row: int) -> Any:
-    """Row `row` of a postprocessor output as plain Python."""
-    if isinstance(value, torch.Tensor):
-        return value[row].tolist()
-    item = value[row]
-    return item.tolist() if isinstance(item, torch.Tensor) else item
-
-
-class CliTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.ref = reference.load(harness.EXAMPLE_DIR)
-        cls.tmp = tempfile.mkdtemp(prefix="sw-cli-")
-        cls.servers = []
-        try:
-            cls.post = cls.start("postprocessor", [])
-            cls.pred = cls.start("predictor", ["--next", cls.post.target])
-            cls.pre = cls.start("preprocessor", ["--next", cls.pred.target])
-        except Exception:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def start(cls, stage: str, args: List[str]) -> harness.StageServer:
-        server = harness.StageServer(stage, args=args)
-        cls.servers.append(server)
-        return server
-
-    @classmethod
-    def tearDownClass(cls):
-        codes = [s.stop() for s in reversed(cls.servers)]
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        assert all(code == 0 for code in codes), codes
+class CliTest(chain_case.ChainCase):
+    TMP_PREFIX = "sw-cli-"
 
     # ---- helpers ---------------------------------------------------------------------------
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.tmp, f"{self.id().rsplit('.', 1)[-1]}-{name}")
 
     def cli(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
         proc = subprocess.run([CLI, *args], capture_output=True, timeout=300)
