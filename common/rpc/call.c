@@ -96,6 +96,13 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
         ops[n++].data.send_message.send_message = response;
     }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    if (c->refuse_retry && code != GRPC_STATUS_OK) {
+        /* gRPC clients read a negative pushback as "do not retry". */
+        c->pushback.key = grpc_slice_from_static_string("grpc-retry-pushback-ms");
+        c->pushback.value = grpc_slice_from_static_string("-1");
+        ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+        ops[n].data.send_status_from_server.trailing_metadata = &c->pushback;
+    }
     ops[n].data.send_status_from_server.status = code;
     ops[n++].data.send_status_from_server.status_details = message ? &c->status_details : NULL;
     /* Before the reply can reach the client: a client that waits for each
@@ -116,6 +123,11 @@ static grpc_byte_buffer *pack_message(const ProtobufCMessage *message)
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
     return bb;
+}
+
+void sw_call_refuse_retry(sw_call *c)
+{
+    c->refuse_retry = TRUE;
 }
 
 void sw_call_reply(sw_call *c, const ProtobufCMessage *message)

@@ -96,12 +96,22 @@ static gpointer complete_loop(gpointer data)
  * retries only calls that got no response headers yet, and stagewise
  * servers send headers with the answer, so a retried call never ran to
  * completion anywhere. CANCELLED is in the list for the calls a server that
- * starts shutting down cancels unstarted (gRPC core's "zombie" calls). */
+ * starts shutting down cancels unstarted (gRPC core's "zombie" calls).
+ * The retries are spread over about three seconds (0.2 + 0.4 + 0.8 + 1.6 s,
+ * gRPC adding 20% jitter), longer than a reconnect takes on a loaded
+ * host: with one replica and a connection dropped by a keepalive false
+ * alarm, retries over 0.15 s failed a few good calls while the reconnect
+ * was still under way. With all replicas down a call fails after those
+ * three seconds. */
+/* How long a connection attempt may take; see GRPC_ARG_MIN_RECONNECT_BACKOFF_MS
+ * below. */
+#define CONNECT_TIMEOUT_MS 3000
+
 static char *service_config(int max_attempts)
 {
     return g_strdup_printf("{\"loadBalancingConfig\":[{\"round_robin\":{}}],"
                            "\"methodConfig\":[{\"name\":[{}],\"retryPolicy\":{\"maxAttempts\":%d,"
-                           "\"initialBackoff\":\"0.01s\",\"maxBackoff\":\"0.2s\",\"backoffMultiplier\":2,"
+                           "\"initialBackoff\":\"0.2s\",\"maxBackoff\":\"1.6s\",\"backoffMultiplier\":2,"
                            "\"retryableStatusCodes\":[\"UNAVAILABLE\",\"CANCELLED\"]}}]}",
                            max_attempts);
 }
@@ -147,8 +157,13 @@ sw_channel *sw_channel_new(const sw_channel_options *o, GError **error)
     /* gRPC's default backoff grows to two minutes: a replica back after an
      * outage would wait that long for traffic. */
     args[n++] = sw_grpc_int_arg(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args[n++] = sw_grpc_int_arg(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args[n++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    /* Despite its name, gRPC takes this as the least time a connection
+     * attempt (TCP and the HTTP/2 handshake) is given. At 100 ms a busy
+     * next stage missed it: after a keepalive false alarm every reconnect
+     * failed ("tcp handshaker shutdown") for about a second, and so did the
+     * calls waiting on it. A refused connection still fails at once. */
+    args[n++] = sw_grpc_int_arg(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, CONNECT_TIMEOUT_MS);
     if (o->keepalive_ms > 0) {
         args[n++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, o->keepalive_ms);
         args[n++] = sw_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, o->keepalive_ms);

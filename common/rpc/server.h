@@ -133,6 +133,14 @@ gboolean sw_call_is_cancelled(const sw_call *call);
 /* Microseconds left before the call's deadline (G_MAXINT64: none). */
 int64_t sw_call_remaining_us(const sw_call *call);
 
+/* Marks the call's failure, whenever it ends with one, as not to be
+ * retried by the client's gRPC retry policy (trailing metadata
+ * `grpc-retry-pushback-ms: -1`): for failures that retries elsewhere have
+ * already covered, such as a next stage that stayed unreachable through
+ * the hop's own retries, which callers retrying in turn would multiply.
+ * Call before the call ends. */
+void sw_call_refuse_retry(sw_call *call);
+
 /* Ends the call with OK and `message` packed as the response. The message is
  * borrowed (packed before returning). */
 void sw_call_reply(sw_call *call, const ProtobufCMessage *message);

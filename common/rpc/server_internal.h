@@ -57,6 +57,8 @@ struct sw_call {
     grpc_byte_buffer *response;
     grpc_slice status_details;
     gboolean has_status_details;
+    gboolean refuse_retry;  /* sw_call_refuse_retry() */
+    grpc_metadata pushback; /* its trailing metadata, static slices */
 };
 
 struct sw_server {

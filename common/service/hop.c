@@ -40,6 +40,8 @@ static void forward_done(GBytes *response, const GError *error, void *user_data)
     /* A hop cancelled because our own deadline passed is our deadline. */
     int code = error->code == SW_CODE_CANCELLED && sw_call_remaining_us(ic->call) <= 0 ? SW_CODE_DEADLINE_EXCEEDED
                                                                                        : error->code;
+    /* This hop retried over every replica of the next stage already. */
+    sw_call_refuse_retry(ic->call);
     char *text = g_strdup_printf("%s at %s: %s: %s", next_stage_name(ic->svc->stage), sw_channel_target(ic->svc->next),
                                  sw_code_name(code), error->message);
     sw__infer_call_finish(ic, NULL, downstream_code(code), text);
