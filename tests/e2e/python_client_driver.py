@@ -1,0 +1,69 @@
+"""Run by test_python_client.py with the python of a venv that has the stagewise package
+installed: reads JSON requests on stdin, one a line, calls the package as a user would, and
+writes what it got as one JSON line on stdout for each (one process for all requests: starting
+python with pandas and grpc takes seconds). Kinds of request:
+
+  predict   rows (JSON objects, null for a missing cell) as a DataFrame, `na` cells set to
+            pd.NA, `index` as its index; Client(target).predict(df, model, **options)
+  error     the same call, expected to raise: the exception's class, code and messages
+  info      metadata(model), ready(), ready(model), features(model)
+"""
+
+import json
+import sys
+from typing import Any, Dict
+
+import pandas as pd
+
+import stagewise
+
+
+def frame(req: Dict[str, Any]) -> pd.DataFrame:
+    df = pd.DataFrame(req["rows"], index=req.get("index"))
+    for row, column in req.get("na", []):
+        df[column] = df[column].astype(object)
+        df.iloc[row, df.columns.get_loc(column)] = pd.NA
+    return df
+
+
+def predict(req: Dict[str, Any]) -> Dict[str, Any]:
+    with stagewise.Client(req["target"], timeout=60) as client:
+        out = client.predict(frame(req), req["model"], **req.get("options", {}))
+    return {"columns": list(out.columns), "index": list(out.index),
+            "rows": [{c: out[c].iloc[r] for c in out.columns} for r in range(len(out))]}
+
+
+def error(req: Dict[str, Any]) -> Dict[str, Any]:
+    try:
+        with stagewise.Client(req["target"], timeout=60) as client:
+            client.predict(frame(req), req["model"], **req.get("options", {}))
+    except stagewise.Error as e:
+        return {"class": type(e).__name__, "value_error": isinstance(e, ValueError),
+                "code": e.code.name, "details": e.details, "str": str(e)}
+    return {"class": None}
+
+
+def info(req: Dict[str, Any]) -> Dict[str, Any]:
+    with stagewise.Client(req["target"], timeout=60) as client:
+        return {"metadata": client.metadata(req["model"]), "ready": client.ready(),
+                "model_ready": client.ready(req["model"]), "live": client.live(),
+                "features": [list(f) for f in client.features(req["model"])]}
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars as Python's, for json."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (list, dict)) else value
+
+
+def main() -> int:
+    for line in sys.stdin:
+        req = json.loads(line)
+        result = {"predict": predict, "error": error, "info": info}[req["kind"]](req)
+        result["module"] = stagewise.__file__
+        sys.stdout.write(json.dumps(result, default=plain, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
