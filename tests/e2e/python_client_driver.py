@@ -23,6 +23,10 @@ def frame(req: Dict[str, Any]) -> pd.DataFrame:
     for row, column in req.get("na", []):
         df[column] = df[column].astype(object)
         df.iloc[row, df.columns.get_loc(column)] = pd.NA
+    for column in req.get("bytes", []):
+        df[column] = [v.encode("latin-1") for v in df[column]]
+    for column in req.get("datetime", []):
+        df[column] = pd.to_datetime(df[column])
     return df
 
 

@@ -193,10 +193,13 @@ class PythonClientTest(chain_case.ChainCase):
         self.assertEqual(chunked["columns"], whole["columns"])
         self.assertEqual(chunked["rows"], whole["rows"])
 
-    def test_vectors_as_text_or_lists(self):
+    def test_vectors_as_text_and_dates_as_datetimes(self):
         rows = rows_with_missing(14, seed=23)
+        as_lists = self.drive(self.predict_request(rows))
         as_text = [dict(r, Embedding=" ".join(repr(x) for x in r["Embedding"])) for r in rows]
-        self.assertEqual(self.drive(self.predict_request(as_text)), self.drive(self.predict_request(rows)))
+        self.assertEqual(self.drive(self.predict_request(as_text)), as_lists)
+        # A datetime64 column (the missing date NaT) as the strings it was parsed from.
+        self.assertEqual(self.drive(self.predict_request(rows, datetime=["Signup"])), as_lists)
 
     def test_metadata_and_ready(self):
         got = self.drive({"kind": "info", "target": self.pre.target, "model": MODEL})
@@ -278,6 +281,20 @@ class PythonClientTest(chain_case.ChainCase):
         self.assertEqual([r["clip_seen"] for r in got["rows"]], [sha(wav_bytes), sha(b""), sha(b"\x00")])
         self.assertEqual([r["note_seen"] for r in got["rows"]], [sha(b"row 0"), sha(b"nan"), sha(b"")])
         self.assertEqual([r["score_seen"] for r in got["rows"]], ["FP64:1.5", "FP64:nan", "FP64:-0.25"])
+
+    def test_concurrency_bounds_calls_and_keeps_order(self):
+        rows = [{"Cell": i, "Photo": "\x00\xff", "Clip": "", "Note": f"row {i}", "Score": i} for i in range(12)]
+        self.fake.reset()
+        # Earlier calls answer later: the frame must still come back in the rows' order.
+        self.fake.delay = lambda inputs: 0.4 if fake_case.note_rows(inputs)[0] % 2 == 0 else 0.05
+        request = {"kind": "predict", "target": self.fake_target, "model": fake_case.MODEL, "rows": rows,
+                   "options": {"batch_size": 2, "concurrency": 3}, "bytes": ["Photo", "Clip"]}
+        got = self.drive(request)
+        self.assertEqual(len(self.fake.requests), 6)
+        self.assertEqual(self.fake.max_in_flight, 3)
+        self.assertEqual([r["note_seen"] for r in got["rows"]], [fake_case.sha(f"row {i}".encode()) for i in range(12)])
+        self.assertEqual([r["photo_seen"] for r in got["rows"]], [fake_case.sha(b"\x00\xff")] * 12)
+        self.assertEqual([r["clip_seen"] for r in got["rows"]], [fake_case.sha(b"")] * 12)
 
     def test_urls_and_missing_cells_refused_before_sending(self):
         self.write_file("data/a.png", b"\x89PNG")
