@@ -36,7 +36,7 @@ TOLERANCE = 1e-5
 
 def rows_with_missing(n: int, seed: int) -> List[Dict[str, Any]]:
     """example_rows with missing cells in every column but Embedding (a vector has no fill):
-    None (NaN in a DataFrame's number column), JSON's null; rows 10 and 11 hold pd.NA in the
+    None (NaN in a DataFrame's number column), JSON's null; rows 10, 11 and 13 hold pd.NA in the
     driver's DataFrame (NA_CELLS)."""
     rows = example_rows(n, seed=seed)
     for r in rows:
@@ -50,7 +50,7 @@ def rows_with_missing(n: int, seed: int) -> List[Dict[str, Any]]:
 
 
 # Cells the driver sets to pd.NA, where the rows hold None (which the CLI's JSON reads as null).
-NA_CELLS = [[10, "Occupation"], [11, "Review"]]
+NA_CELLS = [[10, "Occupation"], [11, "Review"], [13, "Age"]]
 
 
 def same(got: Any, exp: Any, where: str) -> Optional[str]:
@@ -285,8 +285,9 @@ class PythonClientTest(chain_case.ChainCase):
     def test_concurrency_bounds_calls_and_keeps_order(self):
         rows = [{"Cell": i, "Photo": "\x00\xff", "Clip": "", "Note": f"row {i}", "Score": i} for i in range(12)]
         self.fake.reset()
-        # Earlier calls answer later: the frame must still come back in the rows' order.
-        self.fake.delay = lambda inputs: 0.4 if fake_case.note_rows(inputs)[0] % 2 == 0 else 0.05
+        # Calls 0, 2, 4 answer after 1, 3, 5: the frame must still come back in the rows' order.
+        # Every call lasts long enough for three to overlap even on a busy machine.
+        self.fake.delay = lambda inputs: 0.8 if fake_case.note_rows(inputs)[0] // 2 % 2 == 0 else 0.4
         request = {"kind": "predict", "target": self.fake_target, "model": fake_case.MODEL, "rows": rows,
                    "options": {"batch_size": 2, "concurrency": 3}, "bytes": ["Photo", "Clip"]}
         got = self.drive(request)
