@@ -24,6 +24,7 @@ from example_rows import example_rows  # noqa: E402
 import chain_case  # noqa: E402
 from chain_case import to_python  # noqa: E402
 import harness  # noqa: E402
+import ops_support as ops  # noqa: E402
 import test_client_inputs as fake_case  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -129,6 +130,7 @@ class PythonClientTest(chain_case.ChainCase):
         line = self.driver.stdout.readline()
         self.assertTrue(line, "the driver exited")
         result = json.loads(line)
+        self.assertNotIn("exception", result, result.get("exception"))
         self.assertTrue(result.pop("module").startswith(os.path.join(self.tmp, "venv")), result)
         return result
 
@@ -228,6 +230,31 @@ class PythonClientTest(chain_case.ChainCase):
         self.assertEqual(got["code"], "INVALID_ARGUMENT", got)
         self.assertIn("embedding", got["details"])
         self.assertIn("rows 0-3", got["str"])
+
+    def test_mutual_tls_and_bearer_token(self):
+        pki = ops.make_pki(self.tmp)
+        token = "sw-token-for-the-python-client"
+        token_file = os.path.join(self.tmp, "token")
+        with open(token_file, "w", encoding="utf-8") as f:
+            f.write(token + "\n")
+        guarded = harness.StageServer("preprocessor", args=[
+            "--next", self.pred.target, "--auth-token-file", token_file, "--tls-cert", pki["server.pem"],
+            "--tls-key", pki["server.key"], "--tls-client-ca", pki["ca.pem"]])
+        try:
+            rows = rows_with_missing(5, seed=27)
+            request = dict(self.predict_request(rows), target=guarded.target)
+            # The CA as a file name, the client's certificate and key as PEM text.
+            tls = {"root_certificates": pki["ca.pem"], "certificate_chain": ops.read_bytes(pki["client.pem"]).decode(),
+                   "private_key": ops.read_bytes(pki["client.key"]).decode()}
+            self.assertEqual(self.drive(dict(request, client=dict(tls, token=token))),
+                             self.drive(self.predict_request(rows)))
+            for client, code in (({**tls}, "UNAUTHENTICATED"), (dict(tls, token="wrong-" + token), "UNAUTHENTICATED"),
+                                 ({"token": token}, "UNAVAILABLE")):  # plaintext to a TLS server
+                for call in ("predict", "info"):
+                    got = self.drive(dict(request, kind="error", call=call, client=client))
+                    self.assertEqual(got["code"], code, (sorted(client), call, got))
+        finally:
+            self.assertEqual(guarded.stop(), 0)
 
     def test_missing_column_refused_before_sending(self):
         rows = [{k: v for k, v in r.items() if k not in ("Tags", "Age")} for r in rows_with_missing(3, seed=26)]
