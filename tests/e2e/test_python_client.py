@@ -207,6 +207,9 @@ class PythonClientTest(chain_case.ChainCase):
         got = self.drive({"kind": "info", "target": self.pre.target, "model": MODEL})
         self.assertTrue(got["ready"] and got["model_ready"] and got["live"])
         self.assertEqual(got["metadata"]["name"], MODEL)
+        cli = subprocess.run([CLI, "metadata", "--target", self.pre.target, "--model", MODEL], capture_output=True,
+                             timeout=60, check=True)
+        self.assertEqual(got["metadata"], json.loads(cli.stdout))
         self.assertEqual(got["metadata"]["properties"]["column:occupation"], "Occupation")
         features = {f["name"]: [f["name"], f["type"], f["column"]]
                     for f in self.ref.hyperparameters["input_features"]}

@@ -36,6 +36,10 @@ def _pem(value: Pem, what: str) -> Optional[bytes]:
         raise InputError(f"{what}: '{value}' is neither PEM text nor a readable file ({e.strerror})") from None
 
 
+def _tensors(metadata) -> List[Dict[str, Any]]:
+    return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in metadata]
+
+
 class Client:
     """A connection to a stagewise server: the preprocessor that chains the pipeline (--next),
     or any server answering the Open Inference Protocol.
@@ -101,9 +105,8 @@ class Client:
         versions, platform, inputs and outputs (name, datatype, shape), properties (among them
         "type:<feature>" and "column:<feature>" for each input)."""
         m = self._metadata_response(model)
-        tensors = lambda ts: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in ts]
         return {"name": m.name, "versions": list(m.versions), "platform": m.platform,
-                "inputs": tensors(m.inputs), "outputs": tensors(m.outputs),
+                "inputs": _tensors(m.inputs), "outputs": _tensors(m.outputs),
                 "properties": dict(m.properties)}
 
     def features(self, model: str) -> List[Feature]:
