@@ -40,6 +40,17 @@ static sw_channel *channel_to(const char *target)
     return ch;
 }
 
+/* A channel to a next stage that will not answer: two attempts, where the
+ * default's five take about three seconds to fail. */
+static sw_channel *channel_to_dead_end(const char *target)
+{
+    sw_channel_options co = {.target = target, .max_attempts = 2};
+    GError *error = NULL;
+    sw_channel *ch = sw_channel_new(&co, &error);
+    g_assert_no_error(error);
+    return ch;
+}
+
 static int forward_calls(const stage_server *s)
 {
     return sw_fake_torch_forward_calls(s->stage->instances[0]);
@@ -339,7 +350,7 @@ static void test_unreachable_next_stage_is_unavailable(void)
 {
     int fd = -1;
     char *target = g_strdup_printf("127.0.0.1:%d", refusing_port(&fd));
-    sw_channel *next = channel_to(target);
+    sw_channel *next = channel_to_dead_end(target);
     sw_metrics *metrics = sw_metrics_new((const char *const[]){"m_predictor", "m", NULL});
     server_setup pred_setup = {.serving = TRUE,
                                .kind = SW_STAGE_PREDICTOR,
@@ -395,7 +406,7 @@ static void test_stopped_next_stage_is_unavailable(void)
 {
     server_setup post_setup = {.serving = TRUE, .kind = SW_STAGE_POSTPROCESSOR, .module = "op=echo", .name = "m"};
     stage_server *post = stage_server_start(&post_setup);
-    sw_channel *next = channel_to(post->target);
+    sw_channel *next = channel_to_dead_end(post->target);
     server_setup pred_setup = {
         .serving = TRUE, .kind = SW_STAGE_PREDICTOR, .module = "op=echo", .name = "m", .next = next};
     stage_server *pred = stage_server_start(&pred_setup);
