@@ -153,6 +153,10 @@ static GPtrArray *read_features(JsonObject *config, const char *section, JsonObj
         const char *column = string_member(obj, "column");
         f->column = g_strdup(column ? column : name);
         feature_read_metadata(f, object_member(metadata, name), object_member(obj, "preprocessing"));
+        /* A timeseries output's length is its horizon, which Ludwig copies
+         * from the metadata's max_timeseries_length into the config. */
+        if (f->max_timeseries_length == 0 && strcmp(type, "timeseries") == 0)
+            f->max_timeseries_length = int_member(obj, "horizon");
         g_ptr_array_add(features, f);
     }
     return features;
