@@ -13,6 +13,7 @@ static void feature_free(sw_feature *f)
     g_free(f->type);
     g_free(f->column);
     g_free(f->datetime_format);
+    g_free(f->tokenizer);
     g_free(f->fill_value);
     g_free(f);
 }
@@ -122,6 +123,10 @@ static void feature_read_metadata(sw_feature *f, JsonObject *meta, JsonObject *c
     if (fmt == NULL)
         fmt = string_member(config_pre, "datetime_format");
     f->datetime_format = fmt ? g_strdup(fmt) : NULL;
+    const char *tokenizer = string_member(meta_pre, "tokenizer");
+    if (tokenizer == NULL)
+        tokenizer = string_member(config_pre, "tokenizer");
+    f->tokenizer = g_strdup(tokenizer);
     f->fill_value = scalar_as_text(meta_pre, "computed_fill_value");
     if (f->fill_value == NULL)
         f->fill_value = scalar_as_text(config_pre, "fill_value");

@@ -150,6 +150,7 @@ void sw_tensor_spec_free(sw_tensor_spec *spec)
     g_free(spec->feature_type);
     g_free(spec->column);
     g_free(spec->datetime_format);
+    g_free(spec->tokenizer);
     g_free(spec->fill_value);
     g_free(spec);
 }
@@ -194,6 +195,7 @@ static sw_tensor_spec *spec_from_row(const spec_row *row, const char *name, cons
     s->required = !row->optional;
     s->json = row->json;
     s->datetime_format = g_strdup(f->datetime_format);
+    s->tokenizer = g_strdup(f->tokenizer);
     s->fill_value = g_strdup(f->fill_value);
     return s;
 }

@@ -1,5 +1,6 @@
 /* A request's decoded inputs checked against a stage's specs and turned
  * into what forward takes (sw_stage_prepare). */
+#include <errno.h>
 #include <string.h>
 
 #include "clip.h"
@@ -201,6 +202,52 @@ static sw_value *timeseries_rows(const sw_tensor_spec *spec, const sw_value *in,
     return sw_value_new_list(in->name, SW_VALUE_TENSOR_LIST, items);
 }
 
+/* Timeseries text as Ludwig's space tokenizer splits it (TorchScript's
+ * str.split()): each token the preprocessor reads, the first
+ * max_timeseries_length, must be a number its float() takes, which fails
+ * otherwise with a bare "stod" or "Could not convert" naming neither input nor
+ * row. "nan" is a missing value the module fills. Other tokenizers are left
+ * to the module. */
+static gboolean check_timeseries_text(const sw_tensor_spec *spec, const sw_tensor *t, GError **error)
+{
+    if (spec->tokenizer != NULL && strcmp(spec->tokenizer, "space") != 0)
+        return TRUE;
+    int64_t limit = spec->ndim == 2 && spec->shape[1] > 0 ? spec->shape[1] : G_MAXINT64;
+    for (int64_t r = 0; r < t->shape[0]; r++) {
+        size_t len = 0;
+        const char *text = sw_tensor_bytes_element(t, (size_t)r, &len);
+        if (len == 3 && memcmp(text, "nan", 3) == 0)
+            continue;
+        size_t i = 0;
+        for (int64_t n = 0; n < limit; n++) {
+            while (i < len && g_ascii_isspace(text[i]))
+                i++;
+            if (i == len)
+                break;
+            size_t start = i;
+            while (i < len && !g_ascii_isspace(text[i]))
+                i++;
+            /* NUL-terminated for strtod; an embedded NUL makes it shorter. */
+            char *token = g_strndup(text + start, i - start);
+            char *end = NULL;
+            errno = 0;
+            g_ascii_strtod(token, &end);
+            gboolean ok = strlen(token) == i - start && end == token + (i - start) && errno != ERANGE;
+            g_free(token);
+            if (ok)
+                continue;
+            char *shown = sw_clip_escaped(text + start, i - start);
+            INVALID(error,
+                    "input '%s' row %" G_GINT64_FORMAT ": cannot read '%s' as a number: expected "
+                    "whitespace-separated numbers (token %" G_GINT64_FORMAT ")",
+                    spec->name, r, shown, n + 1);
+            g_free(shown);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 /* The conversions a raw input of some feature types needs before the
  * preprocessor's forward; *handled FALSE when the generic one below does. */
 static sw_value *convert_typed(const sw_tensor_spec *spec, const sw_value *in, gboolean *handled, GError **error)
@@ -216,6 +263,8 @@ static sw_value *convert_typed(const sw_tensor_spec *spec, const sw_value *in, g
         converted = h3_unsigned_to_indexes(spec, t, error);
     else if (t->dtype != SW_DTYPE_BYTES && strcmp(spec->feature_type, "timeseries") == 0)
         return timeseries_rows(spec, in, error);
+    else if (strcmp(spec->feature_type, "timeseries") == 0 && !check_timeseries_text(spec, t, error))
+        return NULL;
     else
         *handled = FALSE;
     return converted ? sw_value_new_tensor(in->name, SW_VALUE_TENSOR, converted) : NULL;

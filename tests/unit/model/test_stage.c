@@ -632,6 +632,25 @@ static void test_prepare_timeseries_and_h3(void)
     g_assert_cmpint(find_value(prepared, "cell")->tensor->dtype, ==, SW_DTYPE_INT64);
     g_ptr_array_unref(prepared);
 
+    /* Timeseries text: the tokens the module reads must be numbers; "nan"
+     * (missing) and tokens past max_timeseries_length are the module's. */
+    replace_value(d, strings("ts", (const char *const[]){"nan", " 1\t-2e3  inf 4 junk "}, 2));
+    prepared = prepare_ok(stage, d, 2);
+    g_assert_cmpint(find_value(prepared, "ts")->kind, ==, SW_VALUE_STRINGS);
+    g_ptr_array_unref(prepared);
+    static const char *const bad_series[][2] = {
+        {"1 x 2", "'x'"}, {"1 2,5", "'2,5'"}, {"1e999", "'1e999'"}, {"0.5 3.", NULL}, {"", NULL}};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad_series); i++) {
+        replace_value(d, strings("ts", (const char *const[]){"1 2 3", bad_series[i][0]}, 2));
+        if (bad_series[i][1] == NULL) { /* readable: "3." and an empty series */
+            g_ptr_array_unref(prepare_ok(stage, d, 2));
+            continue;
+        }
+        g_ptr_array_ref(d);
+        expect_refused(stage, d, "input 'ts' row 1: cannot read", bad_series[i][1]);
+    }
+    replace_value(d, strings("ts", (const char *const[]){"1 2 3", "4 5 6"}, 2));
+
     /* Refused: bad h3 text, indexes past 2^63, wrong timeseries length or datatype. */
     static const char *const bad_cells[] = {"12x", "-5", " 7", "", "nan", "18446744073709551616", "1e5"};
     for (size_t i = 0; i < G_N_ELEMENTS(bad_cells); i++) {
@@ -657,14 +676,18 @@ static void test_prepare_timeseries_and_h3(void)
     sw_stage_free(stage);
     fixture_clear(&f);
 
-    /* Without max_timeseries_length any length goes, but not an empty row. */
-    fixture_custom(&f, "[{\"name\": \"ts\", \"type\": \"timeseries\"}]", "{}");
+    /* Without max_timeseries_length any length goes, but not an empty row;
+     * text for another tokenizer than space is the module's to read. */
+    fixture_custom(&f, "[{\"name\": \"ts\", \"type\": \"timeseries\", \"preprocessing\": {\"tokenizer\": \"comma\"}}]",
+                   "{}");
     stage = loaded_stage(&f, SW_STAGE_PREPROCESSOR, 1);
     d = sw_value_array_new();
     g_ptr_array_add(d, numeric("ts", SW_DTYPE_FP32, 2, (int64_t[]){1, 5}, series));
     prepared = prepare_ok(stage, d, 1);
     g_assert_cmpint(((sw_tensor *)g_ptr_array_index(find_value(prepared, "ts")->items, 0))->shape[0], ==, 5);
     g_ptr_array_unref(prepared);
+    replace_value(d, strings("ts", (const char *const[]){"1,2,3"}, 1));
+    g_ptr_array_unref(prepare_ok(stage, d, 1));
     replace_value(d, numeric("ts", SW_DTYPE_FP32, 2, (int64_t[]){2, 0}, NULL));
     expect_refused(stage, d, "input 'ts' (timeseries): a row needs at least one value", "[2,0]");
     sw_stage_free(stage);
