@@ -139,7 +139,9 @@ int stagewise_rows_add_strings(stagewise_rows *rows, const char *feature, const 
  * (the preprocessor fills it). Sent as FP64, as pandas holds them. */
 int stagewise_rows_add_numbers(stagewise_rows *rows, const char *feature, const double *values,
                                stagewise_error **error);
-/* Vectors for vector features: `dim` floats per row, row after row. */
+/* Vectors for vector features: `dim` floats per row, row after row, sent as
+ * FP32 [rows, dim]. Timeseries features take the same form, `dim` being the
+ * feature's max_timeseries_length (their strings form pads or cuts). */
 int stagewise_rows_add_vectors(stagewise_rows *rows, const char *feature, const float *values, size_t dim,
                                stagewise_error **error);
 /* Integers for h3 features (the 64-bit cell index) and any feature the

@@ -13,6 +13,7 @@ static void feature_free(sw_feature *f)
     g_free(f->type);
     g_free(f->column);
     g_free(f->datetime_format);
+    g_free(f->tokenizer);
     g_free(f->fill_value);
     g_free(f);
 }
@@ -122,6 +123,10 @@ static void feature_read_metadata(sw_feature *f, JsonObject *meta, JsonObject *c
     if (fmt == NULL)
         fmt = string_member(config_pre, "datetime_format");
     f->datetime_format = fmt ? g_strdup(fmt) : NULL;
+    const char *tokenizer = string_member(meta_pre, "tokenizer");
+    if (tokenizer == NULL)
+        tokenizer = string_member(config_pre, "tokenizer");
+    f->tokenizer = g_strdup(tokenizer);
     f->fill_value = scalar_as_text(meta_pre, "computed_fill_value");
     if (f->fill_value == NULL)
         f->fill_value = scalar_as_text(config_pre, "fill_value");
@@ -153,6 +158,10 @@ static GPtrArray *read_features(JsonObject *config, const char *section, JsonObj
         const char *column = string_member(obj, "column");
         f->column = g_strdup(column ? column : name);
         feature_read_metadata(f, object_member(metadata, name), object_member(obj, "preprocessing"));
+        /* A timeseries output's length is its horizon, which Ludwig copies
+         * from the metadata's max_timeseries_length into the config. */
+        if (f->max_timeseries_length == 0 && strcmp(type, "timeseries") == 0)
+            f->max_timeseries_length = int_member(obj, "horizon");
         g_ptr_array_add(features, f);
     }
     return features;

@@ -20,6 +20,7 @@ typedef struct sw_feature {
     int64_t max_timeseries_length;
     gboolean has_bool2str; /* binary outputs: predictions are strings */
     char *datetime_format; /* date: strptime-style, NULL when unset */
+    char *tokenizer;       /* preprocessing.tokenizer, NULL when unset */
     char *fill_value;      /* computed_fill_value as text, NULL when unset */
 } sw_feature;
 

@@ -111,18 +111,24 @@ static const type_table type_tables[] = {
      .preprocessed = ROW(FP32, 0, 2, DIM_VECTOR),
      .predicted = {KEY("predictions", FP32, 2, DIM_VECTOR), OPT("logits", FP32, 2, DIM_VECTOR)},
      .postprocessed = {KEY("predictions", FP32, 2, DIM_VECTOR), OPT("logits", FP32, 2, DIM_VECTOR)}},
+    /* Timeseries inputs are advertised in their tensor form, as vectors are:
+     * FP32 or FP64 [B,T] rows (sent as List[Tensor]), or one string of
+     * whitespace-separated floats per row. As outputs (Ludwig's
+     * TimeseriesOutputFeature) they are vectors of `horizon` floats. */
     {.type = "timeseries",
-     .raw = ROW(BYTES, 0, 1, 0),
+     .raw = ROW(FP32, B(FP32) | B(FP64) | B(BYTES), 2, DIM_TIMESERIES),
      .preprocessed = ROW(FP32, 0, 2, DIM_TIMESERIES),
-     .predicted = {{0}},
-     .postprocessed = {{0}}},
+     .predicted = {KEY("predictions", FP32, 2, DIM_TIMESERIES), OPT("logits", FP32, 2, DIM_TIMESERIES)},
+     .postprocessed = {KEY("predictions", FP32, 2, DIM_TIMESERIES), OPT("logits", FP32, 2, DIM_TIMESERIES)}},
     {.type = "date",
      .raw = ROW(INT64, INDEXES | B(BYTES), 2, 9),
      .preprocessed = ROW(INT32, INDEXES, 2, 9),
      .predicted = {{0}},
      .postprocessed = {{0}}},
+    /* h3 cell indexes: INT64 as the preprocessor takes them, UINT64 below
+     * 2^63, or decimal strings (both become INT64 before forward). */
     {.type = "h3",
-     .raw = ROW(INT64, INDEXES, 1, 0),
+     .raw = ROW(INT64, INDEXES | B(UINT64) | B(BYTES), 1, 0),
      .preprocessed = ROW(UINT8, 0, 2, 19),
      .predicted = {{0}},
      .postprocessed = {{0}}},
@@ -144,6 +150,7 @@ void sw_tensor_spec_free(sw_tensor_spec *spec)
     g_free(spec->feature_type);
     g_free(spec->column);
     g_free(spec->datetime_format);
+    g_free(spec->tokenizer);
     g_free(spec->fill_value);
     g_free(spec);
 }
@@ -188,6 +195,7 @@ static sw_tensor_spec *spec_from_row(const spec_row *row, const char *name, cons
     s->required = !row->optional;
     s->json = row->json;
     s->datetime_format = g_strdup(f->datetime_format);
+    s->tokenizer = g_strdup(f->tokenizer);
     s->fill_value = g_strdup(f->fill_value);
     return s;
 }

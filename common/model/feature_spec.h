@@ -32,6 +32,9 @@ typedef struct sw_tensor_spec {
      * unreadable one becomes (NULL: it is an error). */
     char *datetime_format;
     char *fill_value;
+    /* Timeseries inputs sent as strings: the feature's tokenizer (NULL: unset,
+     * Ludwig's default "space"). */
+    char *tokenizer;
 } sw_tensor_spec;
 
 void sw_tensor_spec_free(sw_tensor_spec *spec);

@@ -1,5 +1,6 @@
 /* A request's decoded inputs checked against a stage's specs and turned
  * into what forward takes (sw_stage_prepare). */
+#include <errno.h>
 #include <string.h>
 
 #include "clip.h"
@@ -82,15 +83,203 @@ static sw_tensor *date_strings_to_vectors(const sw_tensor_spec *spec, const sw_t
     return vectors;
 }
 
-/* The value forward receives: one-dimensional views where the spec is
- * one-dimensional, BYTES as List[str]. Shares buffers with `in`. */
-static sw_value *convert_input(const sw_tensor_spec *spec, const sw_value *in, GError **error)
+/* An h3 index is 64 bits whose top bit is always 0 (its reserved bit), so
+ * every valid one fits the INT64 the preprocessor takes. */
+#define H3_INDEX_LIMIT ((uint64_t)1 << 63)
+
+static gboolean fail_h3_range(const sw_tensor_spec *spec, int64_t row, uint64_t value, GError **error)
+{
+    INVALID(error,
+            "input '%s' row %" G_GINT64_FORMAT ": %" G_GUINT64_FORMAT " is not an h3 index: an h3 index is below "
+            "2^63 (its top bit is 0)",
+            spec->name, row, value);
+    return FALSE;
+}
+
+/* Digits only, at most UINT64_MAX: no sign, space or other spelling. */
+static gboolean parse_decimal_u64(const char *text, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0)
+        return FALSE;
+    for (size_t i = 0; i < len; i++) {
+        if (!g_ascii_isdigit(text[i]))
+            return FALSE;
+        uint64_t digit = (uint64_t)(text[i] - '0');
+        if (v > (G_MAXUINT64 - digit) / 10)
+            return FALSE;
+        v = v * 10 + digit;
+    }
+    *out = v;
+    return TRUE;
+}
+
+/* h3 indexes sent as decimal strings, one per row, become INT64. */
+static sw_tensor *h3_strings_to_indexes(const sw_tensor_spec *spec, const sw_tensor *t, GError **error)
+{
+    int64_t rows = t->shape[0];
+    int64_t *out = g_new(int64_t, rows);
+    for (int64_t r = 0; r < rows; r++) {
+        size_t len = 0;
+        const char *text = sw_tensor_bytes_element(t, (size_t)r, &len);
+        uint64_t v = 0;
+        gboolean ok = parse_decimal_u64(text, len, &v);
+        if (!ok) {
+            char *shown = sw_clip_escaped(text, len);
+            INVALID(error,
+                    "input '%s' row %" G_GINT64_FORMAT ": cannot read '%s' as an h3 index: expected a decimal "
+                    "integer (digits only, below 2^63)",
+                    spec->name, r, shown);
+            g_free(shown);
+        } else if (v >= H3_INDEX_LIMIT) {
+            ok = fail_h3_range(spec, r, v, error);
+        }
+        if (!ok) {
+            g_free(out);
+            return NULL;
+        }
+        out[r] = (int64_t)v;
+    }
+    int64_t shape[1] = {rows};
+    GBytes *bytes = g_bytes_new_take(out, sizeof(int64_t) * (size_t)rows);
+    sw_tensor *indexes = sw_tensor_new(SW_DTYPE_INT64, 1, shape, bytes);
+    g_bytes_unref(bytes);
+    return indexes;
+}
+
+/* UINT64 h3 indexes are the same bits as INT64 ones below 2^63: the
+ * buffer is shared, viewed as INT64 [B]. */
+static sw_tensor *h3_unsigned_to_indexes(const sw_tensor_spec *spec, const sw_tensor *t, GError **error)
+{
+    int64_t rows = t->shape[0];
+    const char *data = sw_tensor_data(t, NULL);
+    for (int64_t r = 0; r < rows; r++) {
+        uint64_t v = 0;
+        memcpy(&v, data + (size_t)r * sizeof v, sizeof v); /* a received buffer may be unaligned */
+        if (v >= H3_INDEX_LIMIT) {
+            fail_h3_range(spec, r, v, error);
+            return NULL;
+        }
+    }
+    int64_t shape[1] = {rows};
+    return sw_tensor_new(SW_DTYPE_INT64, 1, shape, t->data);
+}
+
+/* A timeseries tensor [B,T] as Ludwig's preprocessor takes tensors: a
+ * List[Tensor] of float32 [T] rows (FP64 converted), each a view of one
+ * buffer. */
+static sw_value *timeseries_rows(const sw_tensor_spec *spec, const sw_value *in, GError **error)
 {
     const sw_tensor *t = in->tensor;
-    if (t->dtype == SW_DTYPE_BYTES && strcmp(spec->feature_type, "date") == 0) {
-        sw_tensor *vectors = date_strings_to_vectors(spec, t, error);
-        return vectors ? sw_value_new_tensor(in->name, SW_VALUE_TENSOR, vectors) : NULL;
+    int64_t rows = t->shape[0], len = t->shape[1];
+    if (len == 0) {
+        INVALID(error, "input '%s' (timeseries): a row needs at least one value, got shape [%" G_GINT64_FORMAT ",0]",
+                spec->name, rows);
+        return NULL;
     }
+    size_t count = (size_t)rows * (size_t)len;
+    GBytes *floats = NULL;
+    if (t->dtype == SW_DTYPE_FP64) {
+        const char *src = sw_tensor_data(t, NULL);
+        float *f = g_new(float, count);
+        for (size_t i = 0; i < count; i++) {
+            double d = 0;
+            memcpy(&d, src + i * sizeof d, sizeof d);
+            f[i] = (float)d;
+        }
+        floats = g_bytes_new_take(f, count * sizeof(float));
+    } else {
+        floats = g_bytes_ref(t->data);
+    }
+    size_t row_bytes = (size_t)len * sizeof(float);
+    GPtrArray *items = g_ptr_array_new_with_free_func((GDestroyNotify)sw_tensor_free);
+    for (int64_t r = 0; r < rows; r++) {
+        GBytes *row = g_bytes_new_from_bytes(floats, (size_t)r * row_bytes, row_bytes);
+        g_ptr_array_add(items, sw_tensor_new(SW_DTYPE_FP32, 1, &len, row));
+        g_bytes_unref(row);
+    }
+    g_bytes_unref(floats);
+    return sw_value_new_list(in->name, SW_VALUE_TENSOR_LIST, items);
+}
+
+/* Timeseries text as Ludwig's space tokenizer splits it (TorchScript's
+ * str.split()): each token the preprocessor reads, the first
+ * max_timeseries_length, must be a number its float() takes, which fails
+ * otherwise with a bare "stod" or "Could not convert" naming neither input nor
+ * row. "nan" is a missing value the module fills. Other tokenizers are left
+ * to the module. */
+static gboolean check_timeseries_text(const sw_tensor_spec *spec, const sw_tensor *t, GError **error)
+{
+    if (spec->tokenizer != NULL && strcmp(spec->tokenizer, "space") != 0)
+        return TRUE;
+    int64_t limit = spec->ndim == 2 && spec->shape[1] > 0 ? spec->shape[1] : G_MAXINT64;
+    for (int64_t r = 0; r < t->shape[0]; r++) {
+        size_t len = 0;
+        const char *text = sw_tensor_bytes_element(t, (size_t)r, &len);
+        if (len == 3 && memcmp(text, "nan", 3) == 0)
+            continue;
+        size_t i = 0;
+        for (int64_t n = 0; n < limit; n++) {
+            while (i < len && g_ascii_isspace(text[i]))
+                i++;
+            if (i == len)
+                break;
+            size_t start = i;
+            while (i < len && !g_ascii_isspace(text[i]))
+                i++;
+            /* NUL-terminated for strtod; an embedded NUL makes it shorter. */
+            char *token = g_strndup(text + start, i - start);
+            char *end = NULL;
+            errno = 0;
+            g_ascii_strtod(token, &end);
+            gboolean ok = strlen(token) == i - start && end == token + (i - start) && errno != ERANGE;
+            g_free(token);
+            if (ok)
+                continue;
+            char *shown = sw_clip_escaped(text + start, i - start);
+            INVALID(error,
+                    "input '%s' row %" G_GINT64_FORMAT ": cannot read '%s' as a number: expected "
+                    "whitespace-separated numbers (token %" G_GINT64_FORMAT ")",
+                    spec->name, r, shown, n + 1);
+            g_free(shown);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* The conversions a raw input of some feature types needs before the
+ * preprocessor's forward; *handled FALSE when the generic one below does. */
+static sw_value *convert_typed(const sw_tensor_spec *spec, const sw_value *in, gboolean *handled, GError **error)
+{
+    const sw_tensor *t = in->tensor;
+    sw_tensor *converted = NULL;
+    *handled = TRUE;
+    if (t->dtype == SW_DTYPE_BYTES && strcmp(spec->feature_type, "date") == 0)
+        converted = date_strings_to_vectors(spec, t, error);
+    else if (t->dtype == SW_DTYPE_BYTES && strcmp(spec->feature_type, "h3") == 0)
+        converted = h3_strings_to_indexes(spec, t, error);
+    else if (t->dtype == SW_DTYPE_UINT64 && strcmp(spec->feature_type, "h3") == 0)
+        converted = h3_unsigned_to_indexes(spec, t, error);
+    else if (t->dtype != SW_DTYPE_BYTES && strcmp(spec->feature_type, "timeseries") == 0)
+        return timeseries_rows(spec, in, error);
+    else if (strcmp(spec->feature_type, "timeseries") == 0 && !check_timeseries_text(spec, t, error))
+        return NULL;
+    else
+        *handled = FALSE;
+    return converted ? sw_value_new_tensor(in->name, SW_VALUE_TENSOR, converted) : NULL;
+}
+
+/* The value forward receives: one-dimensional views where the spec is
+ * one-dimensional, BYTES as List[str]; `raw`: a preprocessor's input. Shares
+ * buffers with `in`. */
+static sw_value *convert_input(const sw_tensor_spec *spec, const sw_value *in, gboolean raw, GError **error)
+{
+    const sw_tensor *t = in->tensor;
+    gboolean handled = FALSE;
+    sw_value *typed = raw ? convert_typed(spec, in, &handled, error) : NULL;
+    if (handled)
+        return typed;
     int64_t shape[SW_MAX_DIMS];
     int ndim = t->ndim;
     memcpy(shape, t->shape, sizeof shape);
@@ -155,7 +344,9 @@ GPtrArray *sw_stage_prepare(const sw_stage *stage, GPtrArray *decoded, int64_t *
             g_ptr_array_add(prepared, sw_value_new_tensor(in->name, in->kind, sw_tensor_share(in->tensor, 0, NULL)));
             continue;
         }
-        sw_value *converted = check_tensor(spec, in->tensor, error) ? convert_input(spec, in, error) : NULL;
+        sw_value *converted = check_tensor(spec, in->tensor, error)
+                                  ? convert_input(spec, in, stage->kind == SW_STAGE_PREPROCESSOR, error)
+                                  : NULL;
         if (converted == NULL)
             goto fail;
         g_ptr_array_add(prepared, converted);

@@ -205,6 +205,57 @@ static void test_other_types(void)
     sw_test_dir_remove(dir);
 }
 
+/* Timeseries in and out: inputs advertised as FP32 [B,T] that also take FP64
+ * and text; outputs are vectors of the horizon (metadata, else the config's
+ * horizon, else any). h3 takes INT64, UINT64 and decimal strings. */
+static void test_timeseries_and_h3(void)
+{
+    char *dir = NULL;
+    sw_export *e =
+        load_export(&dir, "[{\"name\": \"ts\", \"type\": \"timeseries\"}, {\"name\": \"h\", \"type\": \"h3\"}]",
+                    "[{\"name\": \"next\", \"type\": \"timeseries\"},"
+                    " {\"name\": \"later\", \"type\": \"timeseries\", \"horizon\": 3},"
+                    " {\"name\": \"someday\", \"type\": \"timeseries\"}]",
+                    "{\"ts\": {\"max_timeseries_length\": 6}, \"next\": {\"max_timeseries_length\": 2}}");
+    GPtrArray *in = NULL, *out = NULL;
+    GError *error = NULL;
+    g_assert_true(sw_stage_specs(SW_STAGE_PREPROCESSOR, e, &in, &out, &error));
+    const sw_tensor_spec *ts = check_spec(in, 0, "ts", SW_DTYPE_FP32, "[-1,6]", TRUE);
+    g_assert_cmphex(ts->accepted, ==,
+                    SW_DTYPE_BIT(SW_DTYPE_FP32) | SW_DTYPE_BIT(SW_DTYPE_FP64) | SW_DTYPE_BIT(SW_DTYPE_BYTES));
+    const sw_tensor_spec *h = check_spec(in, 1, "h", SW_DTYPE_INT64, "[-1]", TRUE);
+    char *text = sw_spec_describe(h);
+    g_assert_cmpstr(text, ==, "UINT64, INT32, INT64, BYTES with shape [-1]");
+    g_free(text);
+    check_spec(out, 0, "ts", SW_DTYPE_FP32, "[-1,6]", TRUE);
+    check_spec(out, 1, "h", SW_DTYPE_UINT8, "[-1,19]", TRUE);
+    g_ptr_array_unref(in);
+    g_ptr_array_unref(out);
+
+    g_assert_true(sw_stage_specs(SW_STAGE_PREDICTOR, e, &in, &out, &error));
+    g_assert_no_error(error);
+    check_spec(in, 0, "ts", SW_DTYPE_FP32, "[-1,6]", TRUE);
+    check_spec(out, 0, "next::predictions", SW_DTYPE_FP32, "[-1,2]", TRUE);
+    check_spec(out, 1, "next::logits", SW_DTYPE_FP32, "[-1,2]", FALSE);
+    check_spec(out, 2, "later::predictions", SW_DTYPE_FP32, "[-1,3]", TRUE);
+    check_spec(out, 4, "someday::predictions", SW_DTYPE_FP32, "[-1,-1]", TRUE);
+    g_assert_cmpuint(out->len, ==, 6);
+    g_ptr_array_unref(in);
+    g_ptr_array_unref(out);
+
+    g_assert_true(sw_stage_specs(SW_STAGE_POSTPROCESSOR, e, &in, &out, &error));
+    g_assert_no_error(error);
+    check_spec(in, 0, "next::predictions", SW_DTYPE_FP32, "[-1,2]", TRUE);
+    check_spec(out, 0, "next::predictions", SW_DTYPE_FP32, "[-1,2]", TRUE);
+    const sw_tensor_spec *logits = check_spec(out, 3, "later::logits", SW_DTYPE_FP32, "[-1,3]", FALSE);
+    g_assert_false(logits->json);
+    g_assert_cmpuint(out->len, ==, 6);
+    g_ptr_array_unref(in);
+    g_ptr_array_unref(out);
+    sw_export_free(e);
+    sw_test_dir_remove(dir);
+}
+
 static void expect_unsupported(sw_stage_kind kind, const sw_export *e, const char *part1, const char *part2)
 {
     /* Whatever the caller had in `in` must not be left there to be freed. */
@@ -302,6 +353,7 @@ int main(int argc, char **argv)
     g_test_add_func("/feature-spec/predictor", test_predictor);
     g_test_add_func("/feature-spec/postprocessor", test_postprocessor);
     g_test_add_func("/feature-spec/other-types", test_other_types);
+    g_test_add_func("/feature-spec/timeseries-and-h3", test_timeseries_and_h3);
     g_test_add_func("/feature-spec/unsupported-types", test_unsupported_types);
     g_test_add_func("/feature-spec/find-and-describe", test_find_and_describe);
     return g_test_run();

@@ -569,6 +569,131 @@ static void test_prepare_string_forms(void)
     fixture_clear(&f);
 }
 
+/* Timeseries tensors become List[Tensor] of float32 rows; h3 indexes sent
+ * as UINT64 or decimal strings become INT64, and anything else is refused
+ * naming the input and row. */
+static void test_prepare_timeseries_and_h3(void)
+{
+    fixture f;
+    fixture_custom(&f, "[{\"name\": \"ts\", \"type\": \"timeseries\"}, {\"name\": \"cell\", \"type\": \"h3\"}]",
+                   "{\"ts\": {\"max_timeseries_length\": 3}}");
+    sw_stage *stage = loaded_stage(&f, SW_STAGE_PREPROCESSOR, 1);
+    static const float series[6] = {1.5f, -2.0f, 3.25f, 4.0f, 5.0f, 6.5f};
+    static const uint64_t big = 617700169958293503u; /* past 2^53 */
+    GPtrArray *d = sw_value_array_new();
+    g_ptr_array_add(d, numeric("ts", SW_DTYPE_FP32, 2, (int64_t[]){2, 3}, series));
+    g_ptr_array_add(d, numeric("cell", SW_DTYPE_UINT64, 1, (int64_t[]){2}, (uint64_t[]){big, 0x7fffffffffffffffu}));
+    GPtrArray *prepared = prepare_ok(stage, d, 2);
+    sw_value *ts = find_value(prepared, "ts");
+    g_assert_cmpint(ts->kind, ==, SW_VALUE_TENSOR_LIST);
+    g_assert_cmpuint(ts->items->len, ==, 2);
+    for (guint r = 0; r < 2; r++) {
+        const sw_tensor *row = g_ptr_array_index(ts->items, r);
+        g_assert_cmpint(row->dtype, ==, SW_DTYPE_FP32);
+        g_assert_cmpint(row->ndim, ==, 1);
+        g_assert_cmpint(row->shape[0], ==, 3);
+        size_t nbytes = 0;
+        const void *v = sw_tensor_data(row, &nbytes);
+        g_assert_cmpmem(v, nbytes, series + 3 * r, 3 * sizeof(float));
+    }
+    sw_value *cell = find_value(prepared, "cell");
+    g_assert_cmpint(cell->kind, ==, SW_VALUE_TENSOR);
+    g_assert_cmpint(cell->tensor->dtype, ==, SW_DTYPE_INT64);
+    g_assert_cmpint(cell->tensor->ndim, ==, 1);
+    const int64_t *cells = sw_tensor_data(cell->tensor, NULL);
+    g_assert_cmpint(cells[0], ==, (int64_t)big);
+    g_assert_cmpint(cells[1], ==, G_MAXINT64);
+    g_ptr_array_unref(prepared);
+
+    /* FP64 rows are converted to float32; decimal strings ([B] or [B,1]) read exactly. */
+    static const double wide[6] = {0.1, 2.0, -3.0, 1e10, 5.0, 0.0};
+    replace_value(d, numeric("ts", SW_DTYPE_FP64, 2, (int64_t[]){2, 3}, wide));
+    replace_value(d, strings_shaped("cell", (const char *const[]){"617700169958293503", "0"}, 2, 2, (int64_t[]){2, 1}));
+    prepared = prepare_ok(stage, d, 2);
+    ts = find_value(prepared, "ts");
+    g_assert_cmpint(ts->kind, ==, SW_VALUE_TENSOR_LIST);
+    const sw_tensor *row1 = g_ptr_array_index(ts->items, 1);
+    g_assert_cmpint(row1->dtype, ==, SW_DTYPE_FP32);
+    const float *f1 = sw_tensor_data(row1, NULL);
+    g_assert_cmpfloat(f1[0], ==, 1e10f);
+    g_assert_cmpfloat(f1[2], ==, 0.0f);
+    const float *f0 = sw_tensor_data(g_ptr_array_index(ts->items, 0), NULL);
+    g_assert_cmpfloat(f0[0], ==, 0.1f);
+    cells = sw_tensor_data(find_value(prepared, "cell")->tensor, NULL);
+    g_assert_cmpint(cells[0], ==, (int64_t)big);
+    g_assert_cmpint(cells[1], ==, 0);
+    g_ptr_array_unref(prepared);
+
+    /* Text timeseries stay strings for the module to tokenize; INT64 h3 as it is. */
+    replace_value(d, strings("ts", (const char *const[]){"1 2 3", "4 5"}, 2));
+    replace_value(d, numeric("cell", SW_DTYPE_INT64, 1, (int64_t[]){2}, (int64_t[]){5, 6}));
+    prepared = prepare_ok(stage, d, 2);
+    g_assert_cmpint(find_value(prepared, "ts")->kind, ==, SW_VALUE_STRINGS);
+    g_assert_cmpint(find_value(prepared, "cell")->tensor->dtype, ==, SW_DTYPE_INT64);
+    g_ptr_array_unref(prepared);
+
+    /* Timeseries text: the tokens the module reads must be numbers; "nan"
+     * (missing) and tokens past max_timeseries_length are the module's. */
+    replace_value(d, strings("ts", (const char *const[]){"nan", " 1\t-2e3  inf 4 junk "}, 2));
+    prepared = prepare_ok(stage, d, 2);
+    g_assert_cmpint(find_value(prepared, "ts")->kind, ==, SW_VALUE_STRINGS);
+    g_ptr_array_unref(prepared);
+    static const char *const bad_series[][2] = {
+        {"1 x 2", "'x'"}, {"1 2,5", "'2,5'"}, {"1e999", "'1e999'"}, {"0.5 3.", NULL}, {"", NULL}};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad_series); i++) {
+        replace_value(d, strings("ts", (const char *const[]){"1 2 3", bad_series[i][0]}, 2));
+        if (bad_series[i][1] == NULL) { /* readable: "3." and an empty series */
+            g_ptr_array_unref(prepare_ok(stage, d, 2));
+            continue;
+        }
+        g_ptr_array_ref(d);
+        expect_refused(stage, d, "input 'ts' row 1: cannot read", bad_series[i][1]);
+    }
+    replace_value(d, strings("ts", (const char *const[]){"1 2 3", "4 5 6"}, 2));
+
+    /* Refused: bad h3 text, indexes past 2^63, wrong timeseries length or datatype. */
+    static const char *const bad_cells[] = {"12x", "-5", " 7", "", "nan", "18446744073709551616", "1e5"};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad_cells); i++) {
+        replace_value(d, strings("cell", (const char *const[]){"1", bad_cells[i]}, 2));
+        GPtrArray *copy = g_ptr_array_ref(d);
+        expect_refused(stage, copy, "input 'cell' row 1: cannot read", "as an h3 index: expected a decimal integer");
+    }
+    replace_value(d, strings("cell", (const char *const[]){"9223372036854775808", "1"}, 2));
+    g_ptr_array_ref(d);
+    expect_refused(stage, d, "input 'cell' row 0: 9223372036854775808 is not an h3 index", "below 2^63");
+    replace_value(d, numeric("cell", SW_DTYPE_UINT64, 1, (int64_t[]){2}, (uint64_t[]){1, G_MAXUINT64}));
+    g_ptr_array_ref(d);
+    expect_refused(stage, d, "input 'cell' row 1: 18446744073709551615 is not an h3 index", "below 2^63");
+    replace_value(d, numeric("cell", SW_DTYPE_INT64, 1, (int64_t[]){2}, (int64_t[]){5, 6}));
+    replace_value(d, numeric("ts", SW_DTYPE_FP32, 2, (int64_t[]){2, 2}, series));
+    g_ptr_array_ref(d);
+    expect_refused(stage, d, "input 'ts' (timeseries)", "wrong shape: expected FP32, FP64, BYTES with shape [-1,3]");
+    replace_value(d, numeric("ts", SW_DTYPE_INT32, 2, (int64_t[]){2, 3}, (int32_t[6]){0}));
+    g_ptr_array_ref(d);
+    expect_refused(stage, d, "input 'ts' (timeseries)", "wrong datatype");
+    replace_value(d, numeric("ts", SW_DTYPE_FP32, 1, (int64_t[]){2}, series));
+    expect_refused(stage, d, "input 'ts' (timeseries)", "wrong number of dimensions");
+    sw_stage_free(stage);
+    fixture_clear(&f);
+
+    /* Without max_timeseries_length any length goes, but not an empty row;
+     * text for another tokenizer than space is the module's to read. */
+    fixture_custom(&f, "[{\"name\": \"ts\", \"type\": \"timeseries\", \"preprocessing\": {\"tokenizer\": \"comma\"}}]",
+                   "{}");
+    stage = loaded_stage(&f, SW_STAGE_PREPROCESSOR, 1);
+    d = sw_value_array_new();
+    g_ptr_array_add(d, numeric("ts", SW_DTYPE_FP32, 2, (int64_t[]){1, 5}, series));
+    prepared = prepare_ok(stage, d, 1);
+    g_assert_cmpint(((sw_tensor *)g_ptr_array_index(find_value(prepared, "ts")->items, 0))->shape[0], ==, 5);
+    g_ptr_array_unref(prepared);
+    replace_value(d, strings("ts", (const char *const[]){"1,2,3"}, 1));
+    g_ptr_array_unref(prepare_ok(stage, d, 1));
+    replace_value(d, numeric("ts", SW_DTYPE_FP32, 2, (int64_t[]){2, 0}, NULL));
+    expect_refused(stage, d, "input 'ts' (timeseries): a row needs at least one value", "[2,0]");
+    sw_stage_free(stage);
+    fixture_clear(&f);
+}
+
 /* ---- sw_stage_run ---- */
 
 static void test_run_echo_shares(void)
@@ -776,6 +901,7 @@ int main(int argc, char **argv)
     g_test_add_func("/stage/prepare-refuses", test_prepare_refuses);
     g_test_add_func("/stage/prepare-dates", test_prepare_dates);
     g_test_add_func("/stage/prepare-string-forms", test_prepare_string_forms);
+    g_test_add_func("/stage/prepare-timeseries-and-h3", test_prepare_timeseries_and_h3);
     g_test_add_func("/stage/run-echo-shares", test_run_echo_shares);
     g_test_add_func("/stage/run-scale-and-fail", test_run_scale_and_fail);
     g_test_add_func("/stage/run-ragged-output", test_run_ragged_output);
