@@ -7,7 +7,10 @@ packages=(
   build-essential cmake pkg-config
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libtorch-dev libglib2.0-dev libjson-glib-dev libcsv-dev libmicrohttpd-dev
-  python3-torch python3-numpy python3-grpcio python3-grpc-tools
+  # image and audio decoding (common/media): PNG, JPEG, WebP, WAV/FLAC/Ogg
+  libpng-dev libjpeg62-turbo-dev libwebp-dev libsndfile1-dev
+  # python3-pil: the media tests' reference decoder and image writer (tests/e2e/test_media.py)
+  python3-torch python3-numpy python3-grpcio python3-grpc-tools python3-pil
   openssl iproute2 clang-format podman debootstrap
   # valgrind: the client library's memcheck run (tests/e2e/test_client_library.py);
   # clang and libclang-rt-14-dev (libclang_rt.fuzzer, libFuzzer): the fuzz targets.

@@ -11,6 +11,11 @@ enum {
     DIM_SEQUENCE = -3,
     DIM_VECTOR = -4,
     DIM_TIMESERIES = -5,
+    DIM_IMAGE_CHANNELS = -6,
+    DIM_IMAGE_HEIGHT = -7,
+    DIM_IMAGE_WIDTH = -8,
+    DIM_AUDIO_LENGTH = -9,
+    DIM_AUDIO_FEATURES = -10,
 };
 
 /* Binary predictions are strings when the metadata has bool2str, else BOOL. */
@@ -121,6 +126,19 @@ static const type_table type_tables[] = {
      .preprocessed = ROW(INT32, INDEXES, 2, 9),
      .predicted = {{0}},
      .postprocessed = {{0}}},
+    /* Media: files as BYTES rows, or tensors already decoded (UINT8
+     * [B,C,H,W] images, FP32 waveforms with a sample_rate parameter);
+     * media_inputs.c checks and decodes them. */
+    {.type = "image",
+     .raw = ROW(BYTES, B(BYTES) | B(UINT8), 1, 0),
+     .preprocessed = ROW(FP32, 0, 4, DIM_IMAGE_CHANNELS, DIM_IMAGE_HEIGHT, DIM_IMAGE_WIDTH),
+     .predicted = {{0}},
+     .postprocessed = {{0}}},
+    {.type = "audio",
+     .raw = ROW(BYTES, B(BYTES) | B(FP32), 1, 0),
+     .preprocessed = ROW(FP32, 0, 3, DIM_AUDIO_LENGTH, DIM_AUDIO_FEATURES),
+     .predicted = {{0}},
+     .postprocessed = {{0}}},
     {.type = "h3",
      .raw = ROW(INT64, INDEXES, 1, 0),
      .preprocessed = ROW(UINT8, 0, 2, 19),
@@ -166,6 +184,11 @@ static int64_t resolve_dim(int dim, const sw_feature *f)
     case DIM_SEQUENCE: v = f->max_sequence_length; break;
     case DIM_VECTOR: v = f->vector_size; break;
     case DIM_TIMESERIES: v = f->max_timeseries_length; break;
+    case DIM_IMAGE_CHANNELS: v = f->image_channels; break;
+    case DIM_IMAGE_HEIGHT: v = f->image_height; break;
+    case DIM_IMAGE_WIDTH: v = f->image_width; break;
+    case DIM_AUDIO_LENGTH: v = f->audio_max_length; break;
+    case DIM_AUDIO_FEATURES: v = f->audio_feature_dim; break;
     default: return dim;
     }
     return v > 0 ? v : -1;
@@ -189,6 +212,7 @@ static sw_tensor_spec *spec_from_row(const spec_row *row, const char *name, cons
     s->json = row->json;
     s->datetime_format = g_strdup(f->datetime_format);
     s->fill_value = g_strdup(f->fill_value);
+    s->image_channels = (int)f->image_channels;
     return s;
 }
 

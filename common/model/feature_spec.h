@@ -32,6 +32,8 @@ typedef struct sw_tensor_spec {
      * unreadable one becomes (NULL: it is an error). */
     char *datetime_format;
     char *fill_value;
+    /* Image inputs: the channels files are decoded with (0: the file's own). */
+    int image_channels;
 } sw_tensor_spec;
 
 void sw_tensor_spec_free(sw_tensor_spec *spec);
