@@ -232,6 +232,15 @@ static gboolean add_feature_specs(sw_stage_kind kind, gboolean input_side, const
     }
     if (is_input_feature) {
         gboolean raw = kind == SW_STAGE_PREPROCESSOR && input_side;
+        /* Files are decoded to the feature's channels, which must be a mode
+         * an image can be read in (torchvision's ImageReadMode). */
+        if (raw && strcmp(f->type, "image") == 0 && f->image_channels > 4) {
+            g_set_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION,
+                        "input feature '%s' has num_channels %" G_GINT64_FORMAT
+                        "; image files are read with 1, 2, 3 or 4 channels",
+                        f->name, f->image_channels);
+            return FALSE;
+        }
         g_ptr_array_add(specs, spec_from_row(raw ? &t->raw : &t->preprocessed, f->name, f));
         return TRUE;
     }

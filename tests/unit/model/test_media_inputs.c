@@ -116,6 +116,8 @@ static const sw_tensor_spec *spec(GPtrArray *specs, const char *name)
     return s;
 }
 
+static GPtrArray *good_inputs(void);
+
 static void test_specs_from_metadata(void)
 {
     fixture f;
@@ -135,10 +137,45 @@ static void test_specs_from_metadata(void)
 
     fixture_setup(&f, SW_STAGE_PREPROCESSOR);
     pic = spec(f.stage->inputs, "pic");
+    /* Files as a [B,1] column decode like [B]. */
+    GPtrArray *in = good_inputs();
+    sw_value *pics = g_ptr_array_index(in, 0);
+    int64_t column[2] = {2, 1};
+    sw_tensor *shaped = sw_tensor_share(pics->tensor, 2, column);
+    sw_tensor_free(pics->tensor);
+    pics->tensor = shaped;
+    GError *error = NULL;
+    int64_t batch = 0;
+    GPtrArray *prepared = sw_stage_prepare(f.stage, in, &batch, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(find(prepared, "pic")->kind, ==, SW_VALUE_TENSOR_LIST);
+    g_ptr_array_unref(prepared);
+    g_ptr_array_unref(in);
     g_assert_cmpint(pic->dtype, ==, SW_DTYPE_BYTES);
     g_assert_cmpint(pic->image_channels, ==, 3);
     g_assert_cmpint(spec(f.stage->inputs, "gray")->image_channels, ==, 1);
     fixture_clear(&f);
+}
+
+/* A feature whose channels no image can be read in is refused at load. */
+static void test_impossible_channels(void)
+{
+    char *dir = sw_test_dir_new();
+    write_text(dir, "model_hyperparameters.json",
+               "{\"input_features\": [{\"name\": \"pic\", \"type\": \"image\"}], \"output_features\": []}");
+    write_text(dir, "training_set_metadata.json", "{\"pic\": {\"reshape\": [7, 4, 4]}}");
+    char *path = g_build_filename(dir, "inference_preprocessor.pt", NULL);
+    g_assert_true(sw_fake_torch_write(path, "op=echo", NULL));
+    g_free(path);
+    GError *error = NULL;
+    sw_export *e = sw_export_load(dir, &error);
+    g_assert_no_error(error);
+    g_assert_null(sw_stage_new(SW_STAGE_PREPROCESSOR, e, "m", NULL, &error));
+    g_assert_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION);
+    g_assert_nonnull(strstr(error->message, "num_channels 7"));
+    g_error_free(error);
+    sw_export_free(e);
+    sw_test_dir_remove(dir);
 }
 
 static GPtrArray *good_inputs(void)
@@ -302,6 +339,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/media-inputs/specs-from-metadata", test_specs_from_metadata);
+    g_test_add_func("/media-inputs/impossible-channels", test_impossible_channels);
     g_test_add_func("/media-inputs/files-are-decoded", test_files_are_decoded);
     g_test_add_func("/media-inputs/bad-inputs-are-refused", test_bad_inputs_are_refused);
     g_test_add_func("/media-inputs/waveforms-take-the-sample-rate", test_waveforms_take_the_sample_rate);
