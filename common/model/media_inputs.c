@@ -70,6 +70,8 @@ static sw_value *image_input(const sw_stage *stage, const sw_tensor_spec *spec, 
     const sw_tensor *t = in->tensor;
     if (is_file_column(t))
         return decode_images(stage, spec, in, error);
+    if (t->dtype == SW_DTYPE_BYTES)
+        return fail_form(spec, t, "files must be one per row", error);
     if (t->dtype != SW_DTYPE_UINT8)
         return fail_form(spec, t, "wrong datatype", error);
     if (t->ndim != 4)
@@ -171,6 +173,8 @@ static sw_value *audio_input(const sw_stage *stage, const sw_tensor_spec *spec, 
     const sw_tensor *t = in->tensor;
     if (is_file_column(t))
         return decode_audio_files(stage, spec, in, error);
+    if (t->dtype == SW_DTYPE_BYTES)
+        return fail_form(spec, t, "files must be one per row", error);
     if (t->dtype != SW_DTYPE_FP32)
         return fail_form(spec, t, "wrong datatype", error);
     return split_waveforms(stage, spec, in, error);

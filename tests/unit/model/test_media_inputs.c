@@ -293,6 +293,13 @@ static void test_bad_inputs_are_refused(void)
     int64_t flat[2] = {2, 6};
     replace(in, sw_value_new_tensor("pic", SW_VALUE_TENSOR, sw_tensor_new_copy(SW_DTYPE_UINT8, 2, flat, NULL, 12)));
     expect_refused(f.stage, in, SW_CODE_INVALID_ARGUMENT, "input 'pic' (image)", "wrong number of dimensions");
+    in = good_inputs();
+    static const char *const four[4] = {"a", "b", "c", "d"};
+    sw_tensor *flat_files = sw_tensor_new_strings(four, NULL, 4);
+    int64_t square[2] = {2, 2};
+    replace(in, sw_value_new_tensor("clip", SW_VALUE_STRINGS, sw_tensor_share(flat_files, 2, square)));
+    sw_tensor_free(flat_files);
+    expect_refused(f.stage, in, SW_CODE_INVALID_ARGUMENT, "input 'clip' (audio)", "files must be one per row");
     fixture_clear(&f);
 }
 
