@@ -24,12 +24,12 @@ static float sample(int i, int c)
     return (float)level(i, c) / 32768.0f;
 }
 
-static GBytes *write_wav(int format, int channels, int rate)
+static GBytes *write_audio(int major, int format, int channels, int rate)
 {
     char *path = NULL;
     int fd = g_file_open_tmp("sw-audio-XXXXXX.wav", &path, NULL);
     g_assert_cmpint(fd, >=, 0);
-    SF_INFO info = {.samplerate = rate, .channels = channels, .format = SF_FORMAT_WAV | format};
+    SF_INFO info = {.samplerate = rate, .channels = channels, .format = major | format};
     SNDFILE *sf = sf_open_fd(fd, SFM_WRITE, &info, SF_TRUE);
     g_assert_nonnull(sf);
     float frames[FRAMES * 2];
@@ -49,6 +49,11 @@ static GBytes *write_wav(int format, int channels, int rate)
     g_unlink(path);
     g_free(path);
     return g_bytes_new_take(contents, len);
+}
+
+static GBytes *write_wav(int format, int channels, int rate)
+{
+    return write_audio(SF_FORMAT_WAV, format, channels, rate);
 }
 
 static sw_tensor *decode(GBytes *file, const sw_audio_limits *limits, int64_t *rate, GError **error)
@@ -99,6 +104,15 @@ static void test_pcm16_stereo_is_planar(void)
     g_bytes_unref(file);
 }
 
+/* FLAC is lossless: the same samples come back, from libsndfile's other
+ * decoder behind the same call. */
+static void test_flac_stereo(void)
+{
+    GBytes *file = write_audio(SF_FORMAT_FLAC, SF_FORMAT_PCM_16, 2, 22050);
+    assert_waveform(file, 2, 22050);
+    g_bytes_unref(file);
+}
+
 static void assert_refused(const void *data, size_t len, const sw_audio_limits *limits, int code, const char *fragment)
 {
     int64_t rate = 0;
@@ -146,6 +160,7 @@ int main(int argc, char **argv)
     g_test_add_func("/audio/pcm16-mono", test_pcm16_mono);
     g_test_add_func("/audio/float-stereo-is-planar", test_float_stereo_is_planar);
     g_test_add_func("/audio/pcm16-stereo-is-planar", test_pcm16_stereo_is_planar);
+    g_test_add_func("/audio/flac-stereo", test_flac_stereo);
     g_test_add_func("/audio/corrupt-and-truncated-files-are-refused", test_corrupt_and_truncated_files_are_refused);
     g_test_add_func("/audio/limits-apply", test_limits_apply);
     return g_test_run();
