@@ -7,7 +7,10 @@ packages=(
   build-essential cmake pkg-config
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libtorch-dev libglib2.0-dev libjson-glib-dev libcsv-dev libmicrohttpd-dev
-  python3-torch python3-numpy python3-grpcio python3-grpc-tools
+  # image and audio decoding (common/media): PNG, JPEG, WebP, WAV/FLAC/Ogg
+  libpng-dev libjpeg62-turbo-dev libwebp-dev libsndfile1-dev
+  # python3-pil: the media tests' reference decoder and image writer (tests/e2e/test_media.py)
+  python3-torch python3-numpy python3-grpcio python3-grpc-tools python3-pil
   # the Python client package (client/python): built and installed offline into a venv
   python3-pandas python3-venv python3-pip python3-setuptools python3-wheel
   openssl iproute2 clang-format podman debootstrap

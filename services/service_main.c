@@ -87,6 +87,10 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
     svc->stage = sw_stage_new(kind, svc->export, name, s->device, error);
     if (svc->stage == NULL)
         return FALSE;
+    svc->stage->image_limits =
+        (sw_image_limits){.max_bytes = (size_t)s->max_image_mb * 1024 * 1024, .max_pixels = s->max_image_pixels};
+    svc->stage->audio_limits =
+        (sw_audio_limits){.max_bytes = (size_t)s->max_audio_mb * 1024 * 1024, .max_samples = s->max_audio_samples};
     svc->cq = grpc_completion_queue_create_for_next(NULL);
     if (s->next && (svc->next = open_next(s, svc->cq, error)) == NULL)
         return FALSE;

@@ -96,6 +96,7 @@ sw_output *sw_output_from_value(const sw_value *value, GError **error)
     case SW_VALUE_STRINGS: t = sw_tensor_share(value->tensor, 0, NULL); break;
     case SW_VALUE_STRING_LISTS:
     case SW_VALUE_TENSOR_LIST:
+    case SW_VALUE_AUDIO_LIST: /* the waveforms; their rates are an input's, not an output's */
         t = ragged_to_json_rows(value, error);
         json = TRUE;
         break;

@@ -277,6 +277,21 @@ sw_value *sw_value_new_list(const char *name, sw_value_kind kind, GPtrArray *ite
     return v;
 }
 
+sw_value *sw_value_new_audio(const char *name, GPtrArray *items, int64_t *sample_rates)
+{
+    sw_value *v = g_new0(sw_value, 1);
+    v->name = g_strdup(name);
+    v->kind = SW_VALUE_AUDIO_LIST;
+    v->items = items;
+    v->sample_rates = sample_rates;
+    return v;
+}
+
+GVariant *sw_value_parameter(const sw_value *value, const char *key)
+{
+    return value->parameters ? g_hash_table_lookup(value->parameters, key) : NULL;
+}
+
 void sw_value_free(sw_value *value)
 {
     if (value == NULL)
@@ -285,6 +300,9 @@ void sw_value_free(sw_value *value)
     sw_tensor_free(value->tensor);
     if (value->items)
         g_ptr_array_unref(value->items);
+    g_free(value->sample_rates);
+    if (value->parameters)
+        g_hash_table_unref(value->parameters);
     g_free(value);
 }
 

@@ -13,7 +13,8 @@
  *
  * A sw_value names a tensor or a list of per-row tensors: the shapes that
  * TorchScript values take at stage boundaries (Tensor, List[str],
- * List[List[str]], List[Tensor]). A value owns everything it points to. */
+ * List[List[str]], List[Tensor], List[Tuple[Tensor, int]]). A value owns
+ * everything it points to. */
 #ifndef SW_TENSOR_H
 #define SW_TENSOR_H
 
@@ -112,19 +113,31 @@ typedef enum sw_value_kind {
     SW_VALUE_STRINGS,      /* `tensor`: a 1-D BYTES tensor (List[str]) */
     SW_VALUE_STRING_LISTS, /* `items`: 1-D BYTES tensors, one per row (List[List[str]]) */
     SW_VALUE_TENSOR_LIST,  /* `items`: numeric tensors, one per row (List[Tensor]) */
+    SW_VALUE_AUDIO_LIST,   /* `items` and `sample_rates`: a waveform and its rate in Hz per row
+                              (List[Tuple[Tensor, int]]) */
 } sw_value_kind;
 
 typedef struct sw_value {
     char *name;
     sw_value_kind kind;
-    sw_tensor *tensor; /* TENSOR and STRINGS */
-    GPtrArray *items;  /* STRING_LISTS and TENSOR_LIST: sw_tensor*, freed with the value */
+    sw_tensor *tensor;     /* TENSOR and STRINGS */
+    GPtrArray *items;      /* STRING_LISTS, TENSOR_LIST, AUDIO_LIST: sw_tensor*, freed with the value */
+    int64_t *sample_rates; /* AUDIO_LIST: items->len entries */
+    /* The request's parameters for this input (OIP InferInputTensor
+     * parameters), by name: GVariant of type "x" (int64), "b", "s" or "d";
+     * NULL when it had none. Only decoded request inputs carry them. */
+    GHashTable *parameters;
 } sw_value;
 
 /* Takes ownership of `tensor`; copies `name`. */
 sw_value *sw_value_new_tensor(const char *name, sw_value_kind kind, sw_tensor *tensor);
 /* Takes ownership of `items`, which must free its elements with sw_tensor_free. */
 sw_value *sw_value_new_list(const char *name, sw_value_kind kind, GPtrArray *items);
+/* A List[Tuple[Tensor, int]]: takes ownership of `items` (as above) and of
+ * `sample_rates` (g_malloc'd, items->len entries). */
+sw_value *sw_value_new_audio(const char *name, GPtrArray *items, int64_t *sample_rates);
+/* The parameter `key` of `value`, or NULL; borrowed. */
+GVariant *sw_value_parameter(const sw_value *value, const char *key);
 void sw_value_free(sw_value *value);
 /* Rows in the value: first dimension of its tensor, or number of items. */
 int64_t sw_value_batch_size(const sw_value *value);

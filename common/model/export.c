@@ -103,10 +103,50 @@ static int64_t array_length(JsonObject *obj, const char *name)
     return JSON_NODE_HOLDS_ARRAY(n) ? (int64_t)json_array_get_length(json_node_get_array(n)) : 0;
 }
 
+/* Element `i` of the array member `name` as an integer, or 0. */
+static int64_t int_element(JsonObject *obj, const char *name, guint i)
+{
+    if (array_length(obj, name) <= (int64_t)i)
+        return 0;
+    JsonNode *n = json_array_get_element(json_node_get_array(json_object_get_member(obj, name)), i);
+    return JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_INT64 ? json_node_get_int(n) : 0;
+}
+
+/* The first of the metadata's preprocessing section, its `reshape`
+ * (element `reshape_index`) and the config's preprocessing that has `key`. */
+static int64_t media_fact(JsonObject *meta, JsonObject *config_pre, const char *key, guint reshape_index)
+{
+    int64_t v = int_member(object_member(meta, "preprocessing"), key);
+    if (v <= 0)
+        v = int_member(meta, key);
+    if (v <= 0)
+        v = int_element(meta, "reshape", reshape_index);
+    if (v <= 0)
+        v = int_member(config_pre, key);
+    return v > 0 ? v : 0;
+}
+
+/* Images: Ludwig stores the resize target and channels in the metadata's
+ * preprocessing section and as reshape [C,H,W]. Audio: feature_dim,
+ * max_length, sampling_rate_in_hz and reshape [max_length, feature_dim]. */
+static void feature_read_media(sw_feature *f, JsonObject *meta, JsonObject *config_pre)
+{
+    if (strcmp(f->type, "image") == 0) {
+        f->image_channels = media_fact(meta, config_pre, "num_channels", 0);
+        f->image_height = media_fact(meta, config_pre, "height", 1);
+        f->image_width = media_fact(meta, config_pre, "width", 2);
+    } else if (strcmp(f->type, "audio") == 0) {
+        f->audio_max_length = media_fact(meta, NULL, "max_length", 0);
+        f->audio_feature_dim = media_fact(meta, NULL, "feature_dim", 1);
+        f->audio_sample_rate = int_member(meta, "sampling_rate_in_hz");
+    }
+}
+
 /* Fills the metadata-derived facts of `f` from its training_set_metadata
  * entry and its config preprocessing section; either may be NULL. */
 static void feature_read_metadata(sw_feature *f, JsonObject *meta, JsonObject *config_pre)
 {
+    feature_read_media(f, meta, config_pre);
     JsonObject *meta_pre = object_member(meta, "preprocessing");
     f->vocab_size = int_member(meta, "vocab_size");
     if (f->vocab_size == 0)

@@ -18,6 +18,12 @@ typedef struct sw_feature {
     int64_t max_sequence_length; /* text, sequence */
     int64_t vector_size;         /* vector */
     int64_t max_timeseries_length;
+    /* image: the size the preprocessor resizes to, and the channels files
+     * are decoded with (Ludwig's preprocessing.num_channels) */
+    int64_t image_height, image_width, image_channels;
+    /* audio: the preprocessed tensor is [B, audio_max_length, audio_feature_dim];
+     * the training set's sample rate is a hint (nothing resamples) */
+    int64_t audio_max_length, audio_feature_dim, audio_sample_rate;
     gboolean has_bool2str; /* binary outputs: predictions are strings */
     char *datetime_format; /* date: strptime-style, NULL when unset */
     char *tokenizer;       /* preprocessing.tokenizer, NULL when unset */

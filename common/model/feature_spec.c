@@ -11,6 +11,11 @@ enum {
     DIM_SEQUENCE = -3,
     DIM_VECTOR = -4,
     DIM_TIMESERIES = -5,
+    DIM_IMAGE_CHANNELS = -6,
+    DIM_IMAGE_HEIGHT = -7,
+    DIM_IMAGE_WIDTH = -8,
+    DIM_AUDIO_LENGTH = -9,
+    DIM_AUDIO_FEATURES = -10,
 };
 
 /* Binary predictions are strings when the metadata has bool2str, else BOOL. */
@@ -125,6 +130,19 @@ static const type_table type_tables[] = {
      .preprocessed = ROW(INT32, INDEXES, 2, 9),
      .predicted = {{0}},
      .postprocessed = {{0}}},
+    /* Media: files as BYTES rows, or tensors already decoded (UINT8
+     * [B,C,H,W] images, FP32 waveforms with a sample_rate parameter);
+     * media_inputs.c checks and decodes them. */
+    {.type = "image",
+     .raw = ROW(BYTES, B(BYTES) | B(UINT8), 1, 0),
+     .preprocessed = ROW(FP32, 0, 4, DIM_IMAGE_CHANNELS, DIM_IMAGE_HEIGHT, DIM_IMAGE_WIDTH),
+     .predicted = {{0}},
+     .postprocessed = {{0}}},
+    {.type = "audio",
+     .raw = ROW(BYTES, B(BYTES) | B(FP32), 1, 0),
+     .preprocessed = ROW(FP32, 0, 3, DIM_AUDIO_LENGTH, DIM_AUDIO_FEATURES),
+     .predicted = {{0}},
+     .postprocessed = {{0}}},
     /* h3 cell indexes: INT64 as the preprocessor takes them, UINT64 below
      * 2^63, or decimal strings (both become INT64 before forward). */
     {.type = "h3",
@@ -173,6 +191,11 @@ static int64_t resolve_dim(int dim, const sw_feature *f)
     case DIM_SEQUENCE: v = f->max_sequence_length; break;
     case DIM_VECTOR: v = f->vector_size; break;
     case DIM_TIMESERIES: v = f->max_timeseries_length; break;
+    case DIM_IMAGE_CHANNELS: v = f->image_channels; break;
+    case DIM_IMAGE_HEIGHT: v = f->image_height; break;
+    case DIM_IMAGE_WIDTH: v = f->image_width; break;
+    case DIM_AUDIO_LENGTH: v = f->audio_max_length; break;
+    case DIM_AUDIO_FEATURES: v = f->audio_feature_dim; break;
     default: return dim;
     }
     return v > 0 ? v : -1;
@@ -197,6 +220,7 @@ static sw_tensor_spec *spec_from_row(const spec_row *row, const char *name, cons
     s->datetime_format = g_strdup(f->datetime_format);
     s->tokenizer = g_strdup(f->tokenizer);
     s->fill_value = g_strdup(f->fill_value);
+    s->image_channels = (int)f->image_channels;
     return s;
 }
 
@@ -216,6 +240,15 @@ static gboolean add_feature_specs(sw_stage_kind kind, gboolean input_side, const
     }
     if (is_input_feature) {
         gboolean raw = kind == SW_STAGE_PREPROCESSOR && input_side;
+        /* Files are decoded to the feature's channels, which must be a mode
+         * an image can be read in (torchvision's ImageReadMode). */
+        if (raw && strcmp(f->type, "image") == 0 && f->image_channels > 4) {
+            g_set_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION,
+                        "input feature '%s' has num_channels %" G_GINT64_FORMAT
+                        "; image files are read with 1, 2, 3 or 4 channels",
+                        f->name, f->image_channels);
+            return FALSE;
+        }
         g_ptr_array_add(specs, spec_from_row(raw ? &t->raw : &t->preprocessed, f->name, f));
         return TRUE;
     }

@@ -35,6 +35,8 @@ typedef struct sw_tensor_spec {
     /* Timeseries inputs sent as strings: the feature's tokenizer (NULL: unset,
      * Ludwig's default "space"). */
     char *tokenizer;
+    /* Image inputs: the channels files are decoded with (0: the file's own). */
+    int image_channels;
 } sw_tensor_spec;
 
 void sw_tensor_spec_free(sw_tensor_spec *spec);

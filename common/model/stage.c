@@ -21,6 +21,10 @@ sw_stage *sw_stage_new(sw_stage_kind kind, const sw_export *export, const char *
     stage->model_name = g_strdup_printf("%s_%s", name, sw_stage_kind_name(kind));
     stage->device = g_strdup(device ? device : "cpu");
     stage->module_path = g_strdup(path);
+    stage->image_limits = (sw_image_limits){.max_bytes = (size_t)SW_STAGE_DEFAULT_MAX_MEDIA_MB * 1024 * 1024,
+                                            .max_pixels = SW_STAGE_DEFAULT_MAX_IMAGE_PIXELS};
+    stage->audio_limits = (sw_audio_limits){.max_bytes = (size_t)SW_STAGE_DEFAULT_MAX_MEDIA_MB * 1024 * 1024,
+                                            .max_samples = SW_STAGE_DEFAULT_MAX_AUDIO_SAMPLES};
     if (!sw_stage_specs(kind, export, &stage->inputs, &stage->outputs, error) ||
         !sw_torch_device_check(stage->device, error)) {
         sw_stage_free(stage);

@@ -10,8 +10,10 @@
 
 #include <glib.h>
 
+#include "audio_decode.h"
 #include "export.h"
 #include "feature_spec.h"
+#include "image_decode.h"
 #include "torch_shim.h"
 
 G_BEGIN_DECLS
@@ -28,7 +30,16 @@ typedef struct sw_stage {
     gint next_instance; /* round robin for sw_stage_run() */
     GPtrArray *inputs;  /* sw_tensor_spec* */
     GPtrArray *outputs; /* sw_tensor_spec* */
+    /* Bounds on the image and audio files a preprocessor decodes: the
+     * SW_STAGE_DEFAULT_* values until the server sets its own, before it
+     * serves. */
+    sw_image_limits image_limits;
+    sw_audio_limits audio_limits;
 } sw_stage;
+
+#define SW_STAGE_DEFAULT_MAX_IMAGE_PIXELS 50000000
+#define SW_STAGE_DEFAULT_MAX_MEDIA_MB 64
+#define SW_STAGE_DEFAULT_MAX_AUDIO_SAMPLES 20000000
 
 /* The stage `kind` of `export` as model "<name>_<kind>" on `device` (NULL:
  * "cpu"), with its specs but not yet its module, so a server can answer

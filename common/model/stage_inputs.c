@@ -5,6 +5,7 @@
 
 #include "clip.h"
 #include "date_parse.h"
+#include "media_inputs.h"
 #include "stage.h"
 #include "sw_error.h"
 
@@ -344,9 +345,11 @@ GPtrArray *sw_stage_prepare(const sw_stage *stage, GPtrArray *decoded, int64_t *
             g_ptr_array_add(prepared, sw_value_new_tensor(in->name, in->kind, sw_tensor_share(in->tensor, 0, NULL)));
             continue;
         }
-        sw_value *converted = check_tensor(spec, in->tensor, error)
-                                  ? convert_input(spec, in, stage->kind == SW_STAGE_PREPROCESSOR, error)
-                                  : NULL;
+        sw_value *converted = NULL;
+        if (sw__is_media_input(stage, spec))
+            converted = sw__media_input(stage, spec, in, error);
+        else if (check_tensor(spec, in->tensor, error))
+            converted = convert_input(spec, in, stage->kind == SW_STAGE_PREPROCESSOR, error);
         if (converted == NULL)
             goto fail;
         g_ptr_array_add(prepared, converted);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stage.h"
 #include "sw_error.h"
 
 typedef enum option_type {
@@ -14,6 +15,7 @@ typedef enum option_type {
 
 #define ALL_STAGES 7u
 #define PREDICTOR_ONLY (1u << SW_STAGE_PREDICTOR)
+#define PREPROCESSOR_ONLY (1u << SW_STAGE_PREPROCESSOR)
 
 typedef struct option {
     const char *name;
@@ -264,6 +266,40 @@ static const option options[] = {
      .stages = PREDICTOR_ONLY,
      .arg = "N",
      .help = "model copies on the device, run concurrently"},
+    {.name = "max-image-pixels",
+     .type = OPT_INT,
+     .default_value = G_STRINGIFY(SW_STAGE_DEFAULT_MAX_IMAGE_PIXELS),
+     .max = G_MAXINT,
+     .offset = S(max_image_pixels),
+     .stages = PREPROCESSOR_ONLY,
+     .arg = "N",
+     .help = "largest image (width x height) decoded from a file or sent as UINT8; checked from the file's header "
+             "(0: no limit)"},
+    {.name = "max-image-mb",
+     .type = OPT_INT,
+     .default_value = G_STRINGIFY(SW_STAGE_DEFAULT_MAX_MEDIA_MB),
+     .max = 2047,
+     .offset = S(max_image_mb),
+     .stages = PREPROCESSOR_ONLY,
+     .arg = "MIB",
+     .help = "largest image file (0: no limit)"},
+    {.name = "max-audio-mb",
+     .type = OPT_INT,
+     .default_value = G_STRINGIFY(SW_STAGE_DEFAULT_MAX_MEDIA_MB),
+     .max = 2047,
+     .offset = S(max_audio_mb),
+     .stages = PREPROCESSOR_ONLY,
+     .arg = "MIB",
+     .help = "largest audio file (0: no limit)"},
+    {.name = "max-audio-samples",
+     .type = OPT_INT,
+     .default_value = G_STRINGIFY(SW_STAGE_DEFAULT_MAX_AUDIO_SAMPLES),
+     .max = G_MAXINT,
+     .offset = S(max_audio_samples),
+     .stages = PREPROCESSOR_ONLY,
+     .arg = "N",
+     .help = "most samples (all channels) in one waveform, decoded or sent as FP32; checked from the file's header "
+             "(0: no limit)"},
 };
 
 static char *env_name(const char *name)

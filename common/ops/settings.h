@@ -49,6 +49,10 @@ typedef struct sw_settings {
     int max_queue_delay_us;
     int max_queue_size;
     int instances;
+    int max_image_pixels;
+    int max_image_mb;
+    int max_audio_mb;
+    int max_audio_samples;
 } sw_settings;
 
 /* Fills `settings` for the server of `kind` from `argv` (consumed options

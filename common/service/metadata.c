@@ -109,6 +109,32 @@ static void add_property(sw_oip_service *svc, GPtrArray *entries, char *key, cha
     g_ptr_array_add(entries, e);
 }
 
+/* A property whose key and value the service owns. */
+static void add_owned_property(sw_oip_service *svc, GPtrArray *entries, char *key, char *value)
+{
+    g_ptr_array_add(svc->allocations, key);
+    g_ptr_array_add(svc->allocations, value);
+    add_property(svc, entries, key, value);
+}
+
+/* Image and audio inputs take files as BYTES (the advertised datatype) or
+ * tensors already decoded: "formats:" lists the file formats, "accepts:" the
+ * tensor form, "num_channels:" the channels image files are decoded to. */
+static void add_media_properties(sw_oip_service *svc, GPtrArray *entries, const sw_tensor_spec *s)
+{
+    gboolean image = strcmp(s->feature_type, "image") == 0;
+    if (!image && strcmp(s->feature_type, "audio") != 0)
+        return;
+    add_owned_property(svc, entries, g_strdup_printf("formats:%s", s->name),
+                       g_strdup(image ? sw_image_formats() : "WAV, FLAC, Ogg"));
+    add_owned_property(
+        svc, entries, g_strdup_printf("accepts:%s", s->name),
+        g_strdup(image ? "UINT8 [-1,C,H,W]" : "FP32 [-1,T] or [-1,C,T] with the input parameter sample_rate (Hz)"));
+    if (image && s->image_channels > 0)
+        add_owned_property(svc, entries, g_strdup_printf("num_channels:%s", s->name),
+                           g_strdup_printf("%d", s->image_channels));
+}
+
 /* Properties say what OIP has no field for: the stage, the device, the
  * Ludwig model name, and which BYTES outputs carry JSON rows. */
 void sw__build_model_metadata(sw_oip_service *svc, model_entry *entry, const char *name, GPtrArray *inputs,
@@ -143,6 +169,7 @@ void sw__build_model_metadata(sw_oip_service *svc, model_entry *entry, const cha
         key = g_strdup_printf("type:%s", s->name);
         g_ptr_array_add(svc->allocations, key);
         add_property(svc, entries, key, s->feature_type);
+        add_media_properties(svc, entries, s);
     }
     for (guint i = 0; i < outputs->len; i++) {
         const sw_tensor_spec *s = g_ptr_array_index(outputs, i);

@@ -161,6 +161,8 @@ static sw_value *echo_value(const sw_torch_module *m, const sw_value *v)
     GPtrArray *items = g_ptr_array_new_with_free_func((GDestroyNotify)sw_tensor_free);
     for (guint i = 0; i < v->items->len; i++)
         g_ptr_array_add(items, sw_tensor_share(g_ptr_array_index(v->items, i), 0, NULL));
+    if (v->kind == SW_VALUE_AUDIO_LIST) /* the waveforms and their rates, as given */
+        return sw_value_new_audio(v->name, items, g_memdup2(v->sample_rates, sizeof(int64_t) * items->len));
     return sw_value_new_list(v->name, v->kind, items);
 }
 

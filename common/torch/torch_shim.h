@@ -63,6 +63,7 @@ SW_TORCH_API char *sw_torch_module_schema(const sw_torch_module *module);
  *                            alive by any output that aliases it)
  *   SW_VALUE_STRINGS      -> List[str]
  *   SW_VALUE_TENSOR_LIST  -> List[Tensor]
+ *   SW_VALUE_AUDIO_LIST   -> List[Tuple[Tensor, int]] (waveform, sample rate)
  * Inputs are copied to the module's device through pinned memory, on the
  * module's own stream; forward runs in inference mode.
  *

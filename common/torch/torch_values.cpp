@@ -203,12 +203,30 @@ c10::IValue tensor_list_from_sw(const GPtrArray *items, const std::string &name,
     return c10::IValue(std::move(list));
 }
 
+/* List[Tuple[Tensor, int]]: a waveform and its sample rate per row, as
+ * Ludwig's audio preprocessor takes them. */
+c10::IValue audio_list_from_sw(const sw_value &v, c10::Device device)
+{
+    const std::string name = v.name;
+    if (v.items == nullptr || v.sample_rates == nullptr)
+        fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(name) + " has no waveforms or no sample rates");
+    c10::impl::GenericList list(c10::TupleType::create({c10::TensorType::get(), c10::IntType::get()}));
+    list.reserve(v.items->len);
+    for (guint i = 0; i < v.items->len; i++) {
+        std::string item = name + "[" + std::to_string(i) + "]";
+        at::Tensor wave = tensor_from_sw(static_cast<const sw_tensor *>(v.items->pdata[i]), item, device);
+        list.push_back(c10::ivalue::Tuple::create({c10::IValue(wave), c10::IValue(v.sample_rates[i])}));
+    }
+    return c10::IValue(std::move(list));
+}
+
 c10::IValue value_from_sw(const sw_value &v, c10::Device device)
 {
     switch (v.kind) {
     case SW_VALUE_TENSOR: return tensor_from_sw(v.tensor, v.name, device);
     case SW_VALUE_STRINGS: return strings_from_sw(v.tensor, v.name);
     case SW_VALUE_TENSOR_LIST: return tensor_list_from_sw(v.items, v.name, device);
+    case SW_VALUE_AUDIO_LIST: return audio_list_from_sw(v, device);
     case SW_VALUE_STRING_LISTS: break;
     }
     fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(v.name) + ": List[List[str]] is not a supported input");

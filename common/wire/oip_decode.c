@@ -193,6 +193,42 @@ static sw_tensor *decode_raw(const Inference__ModelInferRequest__InferInputTenso
     return t;
 }
 
+/* An InferParameter as a GVariant ("b", "x", "s", "d", "t"), or NULL when unset. */
+static GVariant *parameter_variant(const Inference__InferParameter *p)
+{
+    switch (p ? p->parameter_choice_case : INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE__NOT_SET) {
+    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM: return g_variant_new_boolean(p->bool_param);
+    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM: return g_variant_new_int64(p->int64_param);
+    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM:
+        return g_variant_new_string(p->string_param ? p->string_param : "");
+    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_DOUBLE_PARAM: return g_variant_new_double(p->double_param);
+    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM: return g_variant_new_uint64(p->uint64_param);
+    default: return NULL;
+    }
+}
+
+/* The input's own parameters (sample_rate of a waveform, ...) by name, or
+ * NULL when it has none. Strings that are not UTF-8 are dropped: GVariant
+ * strings must be. */
+static GHashTable *decode_parameters(const Inference__ModelInferRequest__InferInputTensor *in)
+{
+    if (in->n_parameters == 0)
+        return NULL;
+    GHashTable *params = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_variant_unref);
+    for (size_t i = 0; i < in->n_parameters; i++) {
+        const Inference__ModelInferRequest__InferInputTensor__ParametersEntry *e = in->parameters[i];
+        const Inference__InferParameter *p = e->value;
+        if (e->key == NULL ||
+            (p && p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM &&
+             p->string_param && !g_utf8_validate(p->string_param, -1, NULL)))
+            continue;
+        GVariant *v = parameter_variant(p);
+        if (v)
+            g_hash_table_replace(params, g_strdup(e->key), g_variant_ref_sink(v));
+    }
+    return params;
+}
+
 static sw_value *decode_input(const Inference__ModelInferRequest *request, size_t index, GBytes *owner, GError **error)
 {
     const Inference__ModelInferRequest__InferInputTensor *in = request->inputs[index];
@@ -227,7 +263,9 @@ static sw_value *decode_input(const Inference__ModelInferRequest *request, size_
                        : decode_typed(in, dtype, ndim, shape, n, error);
     if (t == NULL)
         return NULL;
-    return sw_value_new_tensor(in->name, dtype == SW_DTYPE_BYTES ? SW_VALUE_STRINGS : SW_VALUE_TENSOR, t);
+    sw_value *v = sw_value_new_tensor(in->name, dtype == SW_DTYPE_BYTES ? SW_VALUE_STRINGS : SW_VALUE_TENSOR, t);
+    v->parameters = decode_parameters(in);
+    return v;
 }
 
 GPtrArray *sw_oip_decode_inputs(const Inference__ModelInferRequest *request, GBytes *request_owner, GError **error)

@@ -10,7 +10,8 @@ Outputs, all committed:
   tests/fuzz/corpus/<target>/  a few valid inputs per target, in its input format (each target's
                                header comment describes it), built from the example rows
 
-Needs Debian's python3-torch (the fixture imports it), python3-numpy and python3-grpc-tools.
+Needs Debian's python3-torch (the fixture imports it), python3-numpy, python3-grpc-tools and
+python3-pil (the media seeds).
 """
 
 import json
@@ -328,6 +329,43 @@ def export_seeds(config, metadata):
     }
 
 
+def media_seeds():
+    """Small image and audio files (byte 0: the mode, as fuzz_media.c reads it)."""
+    import io
+    import wave
+    from PIL import Image
+
+    def image(mode, size, fmt, channels, **options):
+        img = Image.new(mode, size)
+        img.putdata([tuple((x * 37 + c * 91) % 256 for c in range(len(mode)))
+                     if len(mode) > 1 else (x * 37) % 256 for x in range(size[0] * size[1])])
+        out = io.BytesIO()
+        img.save(out, format=fmt, **options)
+        return bytes([channels << 1]) + out.getvalue()
+
+    def wav(channels, width, frames):
+        out = io.BytesIO()
+        with wave.open(out, "wb") as w:
+            w.setnchannels(channels)
+            w.setsampwidth(width)
+            w.setframerate(8000)
+            w.writeframes(bytes((i * 13) % 256 for i in range(channels * width * frames)))
+        return b"\x01" + out.getvalue()
+
+    return {
+        "png_rgb": image("RGB", (5, 3), "PNG", 3),
+        "png_rgba_gray": image("RGBA", (4, 4), "PNG", 1),
+        "png_palette": image("P", (6, 2), "PNG", 4),
+        "png_interlaced_la": image("LA", (7, 5), "PNG", 0, interlace=1),
+        "jpeg_rgb": image("RGB", (9, 7), "JPEG", 3, quality=80),
+        "jpeg_progressive_gray": image("L", (8, 8), "JPEG", 1, progressive=True),
+        "webp_lossless": image("RGBA", (4, 3), "WEBP", 4, lossless=True),
+        "webp_lossy": image("RGB", (6, 6), "WEBP", 3, quality=50),
+        "wav_pcm16_stereo": wav(2, 2, 20),
+        "wav_pcm8_mono": wav(1, 1, 30),
+    }
+
+
 def write_corpus(target, seeds):
     folder = os.path.join(HERE, "corpus", target)
     shutil.rmtree(folder, ignore_errors=True)
@@ -353,6 +391,7 @@ def main():
     write_corpus("csv", csv_seeds())
     write_corpus("jsonl", jsonl_seeds())
     write_corpus("export", export_seeds(config, metadata))
+    write_corpus("media", media_seeds())
     total = sum(os.path.getsize(os.path.join(d, f))
                 for d, _, files in os.walk(os.path.join(HERE, "corpus")) for f in files)
     print("seed corpora: %d bytes" % total)

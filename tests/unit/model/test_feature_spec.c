@@ -274,11 +274,11 @@ static void test_unsupported_types(void)
 {
     char *dir = NULL;
     sw_export *e =
-        load_export(&dir, "[{\"name\": \"x\", \"type\": \"number\"}, {\"name\": \"pic\", \"type\": \"image\"}]",
+        load_export(&dir, "[{\"name\": \"x\", \"type\": \"number\"}, {\"name\": \"pic\", \"type\": \"hologram\"}]",
                     "[{\"name\": \"y\", \"type\": \"number\"}]", "{}");
     /* An input feature concerns the two stages that take input features. */
-    expect_unsupported(SW_STAGE_PREPROCESSOR, e, "'pic'", "'image'");
-    expect_unsupported(SW_STAGE_PREDICTOR, e, "input feature 'pic'", "'image'");
+    expect_unsupported(SW_STAGE_PREPROCESSOR, e, "'pic'", "'hologram'");
+    expect_unsupported(SW_STAGE_PREDICTOR, e, "input feature 'pic'", "'hologram'");
     GPtrArray *in = NULL, *out = NULL;
     GError *error = NULL;
     g_assert_true(sw_stage_specs(SW_STAGE_POSTPROCESSOR, e, &in, &out, &error));

@@ -297,10 +297,10 @@ static void test_load_errors(void)
     fixture_clear(&f);
 
     /* A feature type the stage cannot describe. */
-    fixture_custom(&f, "[{\"name\": \"pic\", \"type\": \"image\"}]", "{}");
+    fixture_custom(&f, "[{\"name\": \"pic\", \"type\": \"hologram\"}]", "{}");
     g_assert_null(sw_stage_new(SW_STAGE_PREPROCESSOR, f.export, "m", NULL, &error));
     g_assert_error(error, SW_ERROR, SW_CODE_FAILED_PRECONDITION);
-    assert_message_has(error, "'image'", NULL);
+    assert_message_has(error, "'hologram'", NULL);
     g_clear_error(&error);
     fixture_clear(&f);
 }

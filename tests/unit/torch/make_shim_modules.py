@@ -47,6 +47,13 @@ class Preprocessor(torch.nn.Module):
             out["images"] = scaled
         else:
             raise ValueError("images must be a list of tensors")
+        # Optional, as Ludwig's audio input: each waveform's sum times its rate.
+        if "audio" in inputs:
+            audio = inputs["audio"]
+            if torch.jit.isinstance(audio, List[Tuple[torch.Tensor, int]]):
+                out["audio"] = torch.stack([wave.sum() * rate for wave, rate in audio])
+            else:
+                raise ValueError("audio must be a list of (waveform, sample rate)")
         return out
 
 

@@ -257,6 +257,33 @@ static void test_preprocessor_inputs(void)
     sw_torch_module_free(module);
 }
 
+/* SW_VALUE_AUDIO_LIST reaches forward as List[Tuple[Tensor, int]]: each
+ * waveform with its own sample rate. */
+static void test_preprocessor_audio(void)
+{
+    sw_torch_module *module = load_module("preprocessor.pt");
+    GPtrArray *inputs = preprocessor_inputs(1.5f, 2);
+    float mono[3] = {1, 2, 3}, stereo[4] = {0.5f, 0.5f, 1, 1};
+    int64_t mono_shape[2] = {1, 3}, stereo_shape[2] = {2, 2};
+    GPtrArray *waves = g_ptr_array_new_with_free_func((GDestroyNotify)sw_tensor_free);
+    g_ptr_array_add(waves, sw_tensor_new_copy(SW_DTYPE_FP32, 2, mono_shape, mono, sizeof mono));
+    g_ptr_array_add(waves, sw_tensor_new_copy(SW_DTYPE_FP32, 2, stereo_shape, stereo, sizeof stereo));
+    int64_t *rates = g_new(int64_t, 2);
+    rates[0] = 10;
+    rates[1] = 100;
+    g_ptr_array_add(inputs, sw_value_new_audio("audio", waves, rates));
+    GPtrArray *outputs = forward_ok(module, inputs);
+    g_ptr_array_unref(inputs);
+    const sw_tensor *audio = output(outputs, 3, "audio", SW_VALUE_TENSOR)->tensor;
+    int64_t audio_shape[1] = {2};
+    assert_shape(audio, SW_DTYPE_FP32, 1, audio_shape);
+    const float *got = sw_tensor_data(audio, NULL);
+    g_assert_cmpfloat(got[0], ==, 60.0f);
+    g_assert_cmpfloat(got[1], ==, 300.0f);
+    g_ptr_array_unref(outputs);
+    sw_torch_module_free(module);
+}
+
 static void test_preprocessor_missing_key(void)
 {
     sw_torch_module *module = load_module("preprocessor.pt");
@@ -619,6 +646,7 @@ int main(int argc, char **argv)
     g_test_add_func("/torch_shim/device_check", test_device_check);
     g_test_add_func("/torch_shim/schema", test_schema);
     g_test_add_func("/torch_shim/preprocessor/inputs", test_preprocessor_inputs);
+    g_test_add_func("/torch_shim/preprocessor/audio", test_preprocessor_audio);
     g_test_add_func("/torch_shim/preprocessor/missing_key", test_preprocessor_missing_key);
     g_test_add_func("/torch_shim/preprocessor/wrong_kind", test_preprocessor_wrong_kind);
     g_test_add_func("/torch_shim/predictor/alias_outlives_input", test_predictor_alias_outlives_input);

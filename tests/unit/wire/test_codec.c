@@ -89,6 +89,50 @@ static void test_raw_numeric_is_not_copied(void)
     g_ptr_array_unref(values);
 }
 
+/* An input's own parameters reach its value by name, typed; a string that
+ * is not UTF-8 (GVariant strings must be) is dropped, not stored. */
+static void test_input_parameters(void)
+{
+    fixture f;
+    fixture_init(&f, 2);
+    float data[2] = {0.5f, -0.5f};
+    set_input(&f, 0, "wave", "FP32", 2, (int64_t)1, (int64_t)2);
+    set_input(&f, 1, "plain", "FP32", 1, (int64_t)1);
+    use_raw(&f, 0, data, sizeof data);
+    use_raw(&f, 1, data, sizeof(float));
+    Inference__InferParameter values[3];
+    Inference__ModelInferRequest__InferInputTensor__ParametersEntry entries[3];
+    Inference__ModelInferRequest__InferInputTensor__ParametersEntry *entry_ptrs[3];
+    const char *keys[3] = {"sample_rate", "unit", "bad"};
+    for (int i = 0; i < 3; i++) {
+        inference__infer_parameter__init(&values[i]);
+        inference__model_infer_request__infer_input_tensor__parameters_entry__init(&entries[i]);
+        entries[i].key = (char *)keys[i];
+        entries[i].value = &values[i];
+        entry_ptrs[i] = &entries[i];
+    }
+    values[0].parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+    values[0].int64_param = 16000;
+    values[1].parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
+    values[1].string_param = "Hz";
+    values[2].parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
+    values[2].string_param = "\xff\xfe";
+    f.inputs[0].n_parameters = 3;
+    f.inputs[0].parameters = entry_ptrs;
+    GError *error = NULL;
+    GPtrArray *decoded = decode(&f, &error);
+    g_assert_no_error(error);
+    const sw_value *wave = g_ptr_array_index(decoded, 0), *plain = g_ptr_array_index(decoded, 1);
+    GVariant *rate = sw_value_parameter(wave, "sample_rate");
+    g_assert_nonnull(rate);
+    g_assert_true(g_variant_is_of_type(rate, G_VARIANT_TYPE_INT64));
+    g_assert_cmpint(g_variant_get_int64(rate), ==, 16000);
+    g_assert_cmpstr(g_variant_get_string(sw_value_parameter(wave, "unit"), NULL), ==, "Hz");
+    g_assert_null(sw_value_parameter(wave, "bad"));
+    g_assert_null(sw_value_parameter(plain, "sample_rate"));
+    g_ptr_array_unref(decoded);
+}
+
 static void test_typed_each_datatype(void)
 {
     fixture f;
@@ -410,6 +454,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/codec/raw-numeric-not-copied", test_raw_numeric_is_not_copied);
     g_test_add_func("/codec/typed-each-datatype", test_typed_each_datatype);
+    g_test_add_func("/codec/input-parameters", test_input_parameters);
     g_test_add_func("/codec/raw-bytes-framing", test_raw_bytes_framing);
     g_test_add_func("/codec/errors-name-the-input", test_errors_name_the_input);
     g_test_add_func("/codec/shape-edges", test_shape_edges);
