@@ -144,6 +144,9 @@ static void answer(infer_call *ic, GPtrArray *outputs)
         return;
     }
     Inference__ModelInferResponse *resp = sw_oip_response_build(ic->entry->name, ic->req->id, selected);
+    /* The version that answered, as Triton reports it, whether or not the
+     * request named one. */
+    resp->model_version = SW_MODEL_VERSION;
     GPtrArray *reply = sw_oip_response_pack_parts(resp);
     sw_oip_response_free(resp);
     g_ptr_array_unref(selected);

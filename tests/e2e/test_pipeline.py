@@ -80,6 +80,18 @@ class PipelineTest(unittest.TestCase):
         got = oip.decode_response(self.stubs["preprocessor"].ModelInfer(req))
         self.assertEqual(list(got), ["review", "age"])
 
+    def test_response_names_the_model_version(self):
+        # As Triton does: the version that answered, named in the request or not.
+        rows = example_rows(2)
+        inputs = {k: client_value(v) for k, v in
+                  reference.preprocessor_inputs(rows, self.ref.hyperparameters).items()}
+        for version in ("", "1"):
+            with self.subTest(version=version):
+                req = oip.infer_request("example_preprocessor", inputs)
+                req.model_version = version
+                resp = self.stubs["preprocessor"].ModelInfer(req)
+                self.assertEqual((resp.model_name, resp.model_version), ("example_preprocessor", "1"))
+
     def test_metadata_and_health(self):
         pb = oip.pb
         for stage in harness.STAGES:
