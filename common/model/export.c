@@ -15,6 +15,7 @@ static void feature_free(sw_feature *f)
     g_free(f->datetime_format);
     g_free(f->tokenizer);
     g_free(f->fill_value);
+    g_strfreev(f->labels);
     g_free(f);
 }
 
@@ -95,6 +96,29 @@ static char *scalar_as_text(JsonObject *obj, const char *name)
     return NULL;
 }
 
+/* The array member `name` as a NULL-terminated string vector, or NULL when
+ * it is absent or holds anything but strings. */
+static char **string_array(JsonObject *obj, const char *name)
+{
+    if (obj == NULL || !json_object_has_member(obj, name))
+        return NULL;
+    JsonNode *n = json_object_get_member(obj, name);
+    if (!JSON_NODE_HOLDS_ARRAY(n))
+        return NULL;
+    JsonArray *a = json_node_get_array(n);
+    guint len = json_array_get_length(a);
+    char **out = g_new0(char *, len + 1);
+    for (guint i = 0; i < len; i++) {
+        JsonNode *e = json_array_get_element(a, i);
+        if (!JSON_NODE_HOLDS_VALUE(e) || json_node_get_value_type(e) != G_TYPE_STRING) {
+            g_strfreev(out);
+            return NULL;
+        }
+        out[i] = g_strdup(json_node_get_string(e));
+    }
+    return out;
+}
+
 static int64_t array_length(JsonObject *obj, const char *name)
 {
     if (obj == NULL || !json_object_has_member(obj, name))
@@ -159,6 +183,10 @@ static void feature_read_metadata(sw_feature *f, JsonObject *meta, JsonObject *c
         f->vector_size = int_member(config_pre, "vector_size");
     f->max_timeseries_length = int_member(meta, "max_timeseries_length");
     f->has_bool2str = array_length(meta, "bool2str") == 2;
+    if (strcmp(f->type, "category") == 0)
+        f->labels = string_array(meta, "idx2str");
+    else if (f->has_bool2str)
+        f->labels = string_array(meta, "bool2str");
     const char *fmt = string_member(meta_pre, "datetime_format");
     if (fmt == NULL)
         fmt = string_member(config_pre, "datetime_format");

@@ -28,6 +28,9 @@ typedef struct sw_feature {
     char *datetime_format; /* date: strptime-style, NULL when unset */
     char *tokenizer;       /* preprocessing.tokenizer, NULL when unset */
     char *fill_value;      /* computed_fill_value as text, NULL when unset */
+    /* The class names by index: the metadata's idx2str (category) or
+     * bool2str (binary: false, true); NULL when it has none. */
+    char **labels;
 } sw_feature;
 
 typedef struct sw_export {

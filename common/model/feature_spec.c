@@ -170,6 +170,7 @@ void sw_tensor_spec_free(sw_tensor_spec *spec)
     g_free(spec->datetime_format);
     g_free(spec->tokenizer);
     g_free(spec->fill_value);
+    g_strfreev(spec->labels);
     g_free(spec);
 }
 
@@ -220,6 +221,7 @@ static sw_tensor_spec *spec_from_row(const spec_row *row, const char *name, cons
     s->datetime_format = g_strdup(f->datetime_format);
     s->tokenizer = g_strdup(f->tokenizer);
     s->fill_value = g_strdup(f->fill_value);
+    s->labels = g_strdupv(f->labels);
     s->image_channels = (int)f->image_channels;
     return s;
 }

@@ -37,6 +37,9 @@ typedef struct sw_tensor_spec {
     char *tokenizer;
     /* Image inputs: the channels files are decoded with (0: the file's own). */
     int image_channels;
+    /* The feature's class names by index (sw_feature.labels), for Triton's
+     * classification of score outputs; NULL when it has none. */
+    char **labels;
 } sw_tensor_spec;
 
 void sw_tensor_spec_free(sw_tensor_spec *spec);

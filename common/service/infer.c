@@ -9,9 +9,11 @@
 #include "sw_error.h"
 
 /* Keeps the outputs the request asks for, in the order it asks; all of them
- * when it names none. */
-static GPtrArray *select_outputs(const char *model_name, const Inference__ModelInferRequest *req, GPtrArray *outputs,
-                                 GError **error)
+ * when it names none. Outputs asked for with Triton's classification are
+ * replaced by their top classes, new outputs kept in `made` (which frees
+ * them); the rest are borrowed from `outputs`. */
+static GPtrArray *select_outputs(const sw_stage *stage, const char *model_name, const Inference__ModelInferRequest *req,
+                                 GPtrArray *outputs, GPtrArray *made, GError **error)
 {
     if (req->n_outputs == 0)
         return g_ptr_array_ref(outputs);
@@ -36,11 +38,26 @@ static GPtrArray *select_outputs(const char *model_name, const Inference__ModelI
             g_ptr_array_unref(selected);
             return NULL;
         }
-        if (g_ptr_array_find(selected, found, NULL)) {
+        gboolean repeated = FALSE;
+        for (size_t k = 0; k < i && !repeated; k++)
+            repeated = strcmp(req->outputs[k]->name, want) == 0;
+        if (repeated) {
             g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
                         "requested output '" SW_CLIP_FMT "' appears more than once", SW_CLIP(want));
             g_ptr_array_unref(selected);
             return NULL;
+        }
+        int64_t classes = sw__classification_count(req->outputs[i]);
+        if (classes > 0) {
+            const sw_tensor_spec *spec = sw_spec_find(stage->outputs, found->name);
+            sw_output *top = sw__classify(found, classes, spec ? (const char *const *)spec->labels : NULL, error);
+            if (top == NULL) {
+                g_ptr_array_unref(selected);
+                return NULL;
+            }
+            g_ptr_array_add(made, top);
+            g_ptr_array_add(selected, top);
+            continue;
         }
         g_ptr_array_add(selected, found);
     }
@@ -117,7 +134,7 @@ static gboolean check_declared_rows(const infer_call *ic, GError **error)
 
 static GPtrArray *prepare(infer_call *ic, GError **error)
 {
-    if (!check_declared_rows(ic, error))
+    if (!sw__check_parameters(ic->req, error) || !check_declared_rows(ic, error))
         return NULL;
     GPtrArray *decoded = sw_oip_decode_inputs(ic->req, ic->owner, error);
     if (decoded == NULL)
@@ -137,8 +154,10 @@ static GPtrArray *prepare(infer_call *ic, GError **error)
 static void answer(infer_call *ic, GPtrArray *outputs)
 {
     GError *error = NULL;
-    GPtrArray *selected = select_outputs(ic->entry->name, ic->req, outputs, &error);
+    GPtrArray *made = sw_output_array_new();
+    GPtrArray *selected = select_outputs(ic->svc->stage, ic->entry->name, ic->req, outputs, made, &error);
     if (selected == NULL) {
+        g_ptr_array_unref(made);
         sw__infer_call_fail_error(ic, error);
         g_error_free(error);
         return;
@@ -150,6 +169,7 @@ static void answer(infer_call *ic, GPtrArray *outputs)
     GPtrArray *reply = sw_oip_response_pack_parts(resp);
     sw_oip_response_free(resp);
     g_ptr_array_unref(selected);
+    g_ptr_array_unref(made);
     size_t reply_bytes = 0;
     for (guint i = 0; i < reply->len; i++)
         reply_bytes += g_bytes_get_size(g_ptr_array_index(reply, i));

@@ -7,6 +7,7 @@
 #include "health.pb-c.h"
 #include "inference.pb-c.h"
 #include "oip_service.h"
+#include "output.h"
 
 #define SW_PLATFORM "ludwig_torchscript"
 #define SW_MODEL_VERSION "1"
@@ -86,6 +87,19 @@ const model_entry *sw__find_model(sw_oip_service *svc, const char *name, const c
  * inference call. */
 void sw__infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const char *message);
 void sw__infer_call_fail_error(infer_call *ic, const GError *error);
+
+/* Request parameters (parameters.c). FALSE with INVALID_ARGUMENT naming the
+ * first parameter of `req` (on the request, an input or a requested output)
+ * that stagewise does not act on, or one whose value has the wrong type. */
+gboolean sw__check_parameters(const Inference__ModelInferRequest *req, GError **error);
+/* The `classification` count of a requested output; 0 when it has none. */
+int64_t sw__classification_count(const Inference__ModelInferRequest__InferRequestedOutputTensor *out);
+/* Triton's classification of `output` (borrowed), a [batch, classes]
+ * numeric tensor: a new BYTES [batch, min(count, classes)] output of the
+ * top classes per row, best first, each "score:index" or
+ * "score:index:label" with `labels` (by index; NULL: none). NULL with
+ * INVALID_ARGUMENT for a tensor of another shape or type. */
+sw_output *sw__classify(const sw_output *output, int64_t count, const char *const *labels, GError **error);
 
 /* Sends the stage's `outputs` (sw_output, borrowed) on to the next stage as
  * the pipeline model; its answer ends `ic`. */

@@ -300,21 +300,37 @@ def many_inputs(req, n: int, same_name: Optional[str] = None, rows: int = ROWS):
 
 
 def odd_parameters(req):
-    """Parameters of every kind (and one of none), with names and values no server knows, on
-    the request and on an input: all ignored."""
+    """Parameters of every kind (and one of none), with names and values no server acts on, on
+    the request: refused, naming the first."""
     p = req.parameters
-    p["a"].bool_param = True
+    p["priority"].double_param = -1e308
     p["b"].int64_param = -1
     p["c"].string_param = "\0x"
     p["d"].double_param = float("nan")
     p["e"].uint64_param = 2**64 - 1
-    p["binary_data_output"].string_param = "yes"
-    p["priority"].double_param = -1e308
-    p["timeout"].string_param = "soon"
     p[""].CopyFrom(oip.pb.InferParameter())  # no value at all
-    p[LONG].string_param = LONG
-    req.inputs[0].parameters["binary_data_size"].bool_param = True
-    req.inputs[0].parameters[LONG].int64_param = 1
+    return req
+
+
+def with_parameter(req, key: str, value, where: str = "request", tensor: int = 0):
+    """One parameter on the request, an input or a requested output (added when there is none)."""
+    if where == "request":
+        params = req.parameters
+    elif where == "input":
+        params = req.inputs[tensor].parameters
+    else:
+        if not req.outputs:
+            req.outputs.add(name="plan::probabilities")
+        params = req.outputs[tensor].parameters
+    field = {bool: "bool_param", int: "int64_param", str: "string_param", float: "double_param"}[type(value)]
+    setattr(params[key], field, value)
+    return req
+
+
+def known_parameters(req):
+    """The parameters stagewise reads, each with the type it takes: accepted."""
+    req.inputs[0].parameters["binary_data_size"].int64_param = 4 * ROWS
+    req.inputs[1].parameters["content_type"].string_param = "str"
     return req
 
 
@@ -561,8 +577,9 @@ CASES: List[Case] = [
          C.INVALID_ARGUMENT, ["predictor at ", "postprocessor at ", CUT, f"not an output of model {PIPE} "]),
     Case("long_request_id_pipeline", "preprocessor", lambda c: with_id(pre(c, model=PIPE), LONG), C.OK, [],
          answer=like_good("pipeline", request_id=LONG)),
-    Case("long_parameters_pipeline", "preprocessor", lambda c: odd_parameters(pre(c, model=PIPE)), C.OK, [],
-         answer=like_good("pipeline")),
+    Case("long_parameter_name_pipeline", "preprocessor",
+         lambda c: with_parameter(pre(c, model=PIPE), LONG, "x"), C.INVALID_ARGUMENT,
+         [f"parameter {CUT} of request is not supported"]),
     Case("long_module_error_pipeline", "preprocessor",
          lambda c: pre(c, model=PIPE, embedding=[LONG + " 1 2 3"] * ROWS),
          C.INVALID_ARGUMENT, ["vector feature 'embedding'", CLIP_MARK]),
@@ -717,7 +734,24 @@ CASES: List[Case] = [
          C.INVALID_ARGUMENT, ["'x0' has 8 rows", "has 7", "batch size"]),
     Case("ten_thousand_duplicate_inputs", "preprocessor", lambda c: many_inputs(pre(c), 10000, same_name="age"),
          C.INVALID_ARGUMENT, ["'age'", "more than once"]),
-    Case("parameters_odd_types", "preprocessor", lambda c: odd_parameters(pre(c)), C.OK, [],
+    Case("parameters_unknown", "preprocessor", lambda c: odd_parameters(pre(c)), C.INVALID_ARGUMENT,
+         ["of request is not supported by this server", "none on the request"]),
+    Case("parameter_sequence_id", "preprocessor", lambda c: with_parameter(pre(c), "sequence_id", 7),
+         C.INVALID_ARGUMENT, ["'sequence_id'", "sequence batching is not supported"]),
+    Case("parameter_shared_memory_region", "predictor",
+         lambda c: with_parameter(pred(c), "shared_memory_region", "input0", where="input"),
+         C.INVALID_ARGUMENT, ["'shared_memory_region' of input 'age'", "shared memory is not supported"]),
+    Case("parameter_wrong_type", "preprocessor",
+         lambda c: with_parameter(pre(c), "content_type", True, where="input"),
+         C.INVALID_ARGUMENT, ["parameter 'content_type' of input 'age' must be a string_param, got bool_param"]),
+    Case("parameter_classification_zero", "postprocessor",
+         lambda c: with_parameter(post(c), "classification", 0, where="output"),
+         C.INVALID_ARGUMENT, ["'classification' of requested output 'plan::probabilities' must be at least 1"]),
+    Case("parameter_classification_not_scores", "postprocessor",
+         lambda c: with_parameter(with_outputs(post(c), ["spend::predictions"]), "classification", 2,
+                                  where="output"),
+         C.INVALID_ARGUMENT, ["'spend::predictions' cannot be classified", "FP32 [7]"]),
+    Case("parameters_known", "preprocessor", lambda c: known_parameters(pre(c)), C.OK, [],
          answer=like_good("preprocessor")),
 
     # -- predictor and postprocessor tensors

@@ -1,6 +1,7 @@
 """The three stage servers, chained over gRPC by a Python client, give what Python torch
 computes calling the same three modules in-process."""
 
+import json
 import os
 import sys
 import unittest
@@ -79,6 +80,35 @@ class PipelineTest(unittest.TestCase):
                                 outputs=["review", "age"])
         got = oip.decode_response(self.stubs["preprocessor"].ModelInfer(req))
         self.assertEqual(list(got), ["review", "age"])
+
+    def test_classification(self):
+        # Triton's classification extension: the top classes of a score output, best first, as
+        # "score:index:label" (the label from the metadata's idx2str, or bool2str for binary).
+        with open(os.path.join(harness.EXAMPLE_DIR, "training_set_metadata.json")) as f:
+            metadata = json.load(f)
+        got_post = self.run_staged(example_rows(5, seed=8), raw=True)
+        inputs = reference.preprocessor_inputs(example_rows(5, seed=8), self.ref.hyperparameters)
+        got_pre = oip.decode_response(self.stubs["preprocessor"].ModelInfer(
+            oip.infer_request("example_preprocessor", {k: client_value(v) for k, v in inputs.items()})))
+        got_pred = oip.decode_response(self.stubs["predictor"].ModelInfer(
+            oip.request_from_outputs("example_predictor", got_pre)))
+        req = oip.request_from_outputs("example_postprocessor", got_pred)
+        for name, count in (("plan::probabilities", 2), ("plan::probabilities", 99),
+                            ("churn::probabilities", 1)):
+            with self.subTest(output=name, count=count):
+                del req.outputs[:]
+                req.outputs.add(name=name).parameters["classification"].int64_param = count
+                got = oip.decode_response(self.stubs["postprocessor"].ModelInfer(req))[name].value
+                meta = metadata[name.split("::")[0]]
+                labels = meta.get("idx2str") or meta.get("bool2str")
+                scores = got_post[name].value
+                k = min(count, scores.shape[1])
+                self.assertEqual(len(got), 5 * k)
+                for r in range(5):
+                    order = sorted(range(scores.shape[1]), key=lambda c: (-scores[r][c], c))[:k]
+                    want = [f"{float(scores[r][c]):f}:{c}" + (f":{labels[c]}" if labels else "")
+                            for c in order]
+                    self.assertEqual(list(got[r * k:(r + 1) * k]), want)
 
     def test_response_names_the_model_version(self):
         # As Triton does: the version that answered, named in the request or not.
