@@ -50,8 +50,7 @@ static const char *choice_name(Inference__InferParameter__ParameterChoiceCase c)
 /* Where a parameter sits, for messages: "request", "input 'x'". Newly allocated. */
 static char *place(where w, const char *tensor)
 {
-    return tensor ? g_strdup_printf("%s '" SW_CLIP_FMT "'", where_names[w], SW_CLIP(tensor))
-                  : g_strdup(where_names[w]);
+    return tensor ? g_strdup_printf("%s '" SW_CLIP_FMT "'", where_names[w], SW_CLIP(tensor)) : g_strdup(where_names[w]);
 }
 
 static gboolean check_one(where w, const char *tensor, const char *key, const Inference__InferParameter *value,
@@ -77,8 +76,8 @@ static gboolean check_one(where w, const char *tensor, const char *key, const In
                 "contents in the request",
                 key, at);
     else if (g_str_has_prefix(key, "sequence_"))
-        INVALID(error, "parameter '%s' of %s: sequence batching is not supported; Ludwig models are stateless",
-                key, at);
+        INVALID(error, "parameter '%s' of %s: sequence batching is not supported; Ludwig models are stateless", key,
+                at);
     else
         INVALID(error,
                 "parameter '" SW_CLIP_FMT "' of %s is not supported by this server (it reads content_type, "
