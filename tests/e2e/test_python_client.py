@@ -2,7 +2,9 @@
 a venv made with --system-site-packages, then driven from that venv (python_client_driver.py)
 against real servers, its DataFrames compared with what the `stagewise` CLI prints for the
 same rows and with the in-process reference; against the fake server of
-test_client_inputs.py for the inputs the example export lacks (h3, image, audio)."""
+test_client_inputs.py for the inputs the example export lacks (h3, image, audio). The package on
+real servers with every input type, image and audio files included: test_all_types.py
+(install_package is shared with it)."""
 
 import json
 import math
