@@ -1,8 +1,11 @@
-"""An export with every feature type but image and audio (tests/fixtures/make_all_types_export.py)
-served by the three stages gives what Python torch computes running the same modules in-process:
-stage by stage, in one call to the chained pipeline, with batching on, and through the CLI.
-Timeseries inputs go as text, FP32 and FP64 [B,T] tensors; h3 inputs as INT64, UINT64 and
-decimal strings; rows include missing values."""
+"""An export with every Ludwig feature type (tests/fixtures/make_all_types_export.py) served by
+the three stages gives what Python torch computes running the same modules in-process: stage by
+stage, in one call to the chained pipeline, with batching on, through the CLI (a CSV whose image
+and audio cells are paths relative to it) and through the Python package (a DataFrame with every
+column, image and audio as paths from base_dir). Timeseries inputs go as text, FP32 and FP64
+[B,T] tensors; h3 inputs as INT64, UINT64 and decimal strings; images as PNG (decoded exactly as
+PIL does) and JPEG files of different sizes, audio as mono and stereo WAV files of different
+lengths and rates; rows include missing values."""
 
 import concurrent.futures
 import csv
@@ -29,9 +32,11 @@ import oip_client as oip  # noqa: E402
 import reference  # noqa: E402
 from chain_case import to_python  # noqa: E402
 from test_cli import as_read_from_csv, cell  # noqa: E402
+from test_media import encode_image, pixels, voice_samples, wav_file  # noqa: E402
+import test_python_client as pyclient  # noqa: E402
 
 MODEL = "all_types"
-CLI = os.path.join(harness.BUILD_DIR, "stagewise")
+CLI = os.path.abspath(os.path.join(harness.BUILD_DIR, "stagewise"))
 DEADLINE = 60
 BATCHING = ["--threads", "8", "--max-batch-size", "16", "--max-queue-delay-us", "20000"]
 # How timeseries and h3 inputs travel: (timeseries, h3) encodings.
@@ -56,10 +61,39 @@ def series_rows(rows: List[Dict[str, Any]]) -> List[List[float]]:
     return out
 
 
-def inputs_for(ref, rows: List[Dict[str, Any]], variant: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """(what the client sends, what the in-process preprocessor takes) for `rows`."""
-    expected = reference.preprocessor_inputs(rows, ref.hyperparameters)
+# Cells a JPEG photo may differ by after decoding (as in test_media.py): one level in 255.
+JPEG_ATOL = 1.0 / 255
+
+
+def write_media(rows: List[Dict[str, Any]], folder: str, seed: int, photo_format: str = "PNG") -> None:
+    """Writes an RGB photo and a WAV voice for each row under folder/media and puts their paths,
+    relative to folder, in the rows' Photo and Voice cells. Photos differ in size (and with
+    photo_format "mixed", odd rows are JPEG); voices alternate mono at 16 kHz and stereo at 8 kHz
+    and differ in length (some shorter than the feature's frames, some longer)."""
+    os.makedirs(os.path.join(folder, "media"), exist_ok=True)
+    for i, row in enumerate(rows):
+        fmt = ("JPEG" if i % 2 else "PNG") if photo_format == "mixed" else photo_format
+        photo = encode_image(pixels(seed + i, 7 + 3 * (i % 5), 10 + 2 * (i % 4), 3), fmt, "RGB")
+        voice = wav_file(voice_samples(seed + i, 1 + i % 2, 30 + 11 * (i % 6)), 16000 if i % 2 == 0 else 8000)
+        for column, name, data in (("Photo", f"media/s{seed}-{i}.{fmt.lower()}", photo),
+                                   ("Voice", f"media/s{seed}-{i}.wav", voice)):
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(data)
+            row[column] = name
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def inputs_for(ref, rows: List[Dict[str, Any]], variant: str, base_dir: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(what the client sends, what the in-process preprocessor takes) for `rows`; image and
+    audio go as the bytes of the files they name (relative to base_dir)."""
+    expected = reference.preprocessor_inputs(rows, ref.hyperparameters, base_dir)
     sent: Dict[str, Any] = {k: v if isinstance(v, list) else v.numpy() for k, v in expected.items()}
+    for column, name in (("Photo", "photo"), ("Voice", "voice")):
+        sent[name] = [read_bytes(os.path.join(base_dir, r[column])) for r in rows]
     sent["day"] = [r["Day"] for r in rows]  # as text: the server parses dates
     series, h3 = VARIANTS[variant]
     if series != "BYTES":
@@ -140,13 +174,22 @@ class AllTypesTest(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
         assert all(code == 0 for code in codes), codes
 
+    def rows(self, n: int, seed: int, photo_format: str = "PNG") -> List[Dict[str, Any]]:
+        """all_types_rows with a photo and a voice file (write_media) under self.tmp."""
+        rows = all_types.all_types_rows(n, seed=seed)
+        write_media(rows, self.tmp, seed, photo_format)
+        return rows
+
+    def inputs(self, rows: List[Dict[str, Any]], variant: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        return inputs_for(self.ref, rows, variant, self.tmp)
+
     def test_staged_every_encoding(self):
         for n, seed in ((1, 0), (7, 1), (40, 2)):
             for variant in VARIANTS:
                 for raw in (True, False):
                     with self.subTest(rows=n, variant=variant, raw=raw):
-                        rows = all_types.all_types_rows(n, seed=seed)
-                        sent, expected_inputs = inputs_for(self.ref, rows, variant)
+                        rows = self.rows(n, seed)
+                        sent, expected_inputs = self.inputs(rows, variant)
                         pre, pred, post = run_reference(self.ref, expected_inputs)
                         req = oip.infer_request(f"{MODEL}_preprocessor", sent, raw=raw)
                         got = oip.decode_response(self.stubs["preprocessor"].ModelInfer(req, timeout=DEADLINE))
@@ -159,14 +202,29 @@ class AllTypesTest(unittest.TestCase):
                         compare.assert_outputs_equal(self, got, reference.encode_outputs(post), "postprocessor")
                         self.assertEqual(got["forecast::predictions"].shape, [n, all_types.HORIZON])
 
+    def test_staged_jpeg_photos(self):
+        """JPEG photos (PNG on even rows): the photo within JPEG_ATOL, everything else as torch."""
+        rows = self.rows(8, 50, photo_format="mixed")
+        sent, expected_inputs = self.inputs(rows, "text")
+        pre, pred, post = run_reference(self.ref, expected_inputs)
+        got = oip.decode_response(self.stubs["preprocessor"].ModelInfer(
+            oip.infer_request(f"{MODEL}_preprocessor", sent), timeout=DEADLINE))
+        expected = reference.encode_outputs(pre)
+        np.testing.assert_allclose(got["photo"].value, expected["photo"].value, rtol=0, atol=JPEG_ATOL + 1e-6)
+        self.assertEqual(got["photo"].shape, [8, 3, 8, 8])
+        compare.assert_outputs_equal(self, {k: v for k, v in got.items() if k != "photo"},
+                                     {k: v for k, v in expected.items() if k != "photo"}, "preprocessor")
+        reply = self.entry_stub.ModelInfer(oip.infer_request(MODEL, sent), timeout=DEADLINE)
+        assert_close(self, oip.decode_response(reply), reference.encode_outputs(post), "pipeline")
+
     def test_text_and_tensor_timeseries_agree(self):
         # Full-length series with no missing value: the three forms give the same tensors.
-        rows = all_types.all_types_rows(6, seed=5)
+        rows = self.rows(6, seed=5)
         for row in rows:
             row["Series"] = series_rows([row])[0] if row["Series"] is not None else [0.5] * 5
         replies = []
         for variant in VARIANTS:
-            sent, _ = inputs_for(self.ref, rows, variant)
+            sent, _ = self.inputs(rows, variant)
             req = oip.infer_request(f"{MODEL}_preprocessor", sent)
             replies.append(oip.decode_response(self.stubs["preprocessor"].ModelInfer(req, timeout=DEADLINE)))
         for other in replies[1:]:
@@ -175,8 +233,8 @@ class AllTypesTest(unittest.TestCase):
     def test_one_call_pipeline(self):
         for variant in VARIANTS:
             with self.subTest(variant=variant):
-                rows = all_types.all_types_rows(9, seed=10)
-                sent, expected_inputs = inputs_for(self.ref, rows, variant)
+                rows = self.rows(9, seed=10)
+                sent, expected_inputs = self.inputs(rows, variant)
                 _, _, post = run_reference(self.ref, expected_inputs)
                 reply = self.entry_stub.ModelInfer(oip.infer_request(MODEL, sent, request_id=variant),
                                                    timeout=DEADLINE)
@@ -187,8 +245,8 @@ class AllTypesTest(unittest.TestCase):
     def test_batching_concurrent_requests(self):
         cases = []
         for i in range(24):
-            rows = all_types.all_types_rows(1 + i % 4, seed=100 + i)
-            sent, expected_inputs = inputs_for(self.ref, rows, list(VARIANTS)[i % 3])
+            rows = self.rows(1 + i % 4, seed=100 + 10 * i)
+            sent, expected_inputs = self.inputs(rows, list(VARIANTS)[i % 3])
             _, _, post = run_reference(self.ref, expected_inputs)
             cases.append((oip.infer_request(MODEL, sent, request_id=f"b{i}"), reference.encode_outputs(post)))
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
@@ -205,7 +263,13 @@ class AllTypesTest(unittest.TestCase):
         self.assertEqual(inputs["cell"], ("INT64", [-1]))
         self.assertEqual(md.properties["type:series"], "timeseries")
         self.assertEqual(md.properties["type:cell"], "h3")
+        self.assertEqual((inputs["photo"], inputs["voice"]), (("BYTES", [-1]), ("BYTES", [-1])))
+        self.assertEqual((md.properties["type:photo"], md.properties["type:voice"]), ("image", "audio"))
+        self.assertEqual(len(md.inputs), 13)  # every input feature type, each once (image in RGB)
         md = self.stubs["predictor"].ModelMetadata(pb.ModelMetadataRequest(name=f"{MODEL}_predictor"))
+        inputs = {t.name: (t.datatype, list(t.shape)) for t in md.inputs}
+        self.assertEqual(inputs["photo"], ("FP32", [-1, 3, 8, 8]))
+        self.assertEqual(inputs["voice"], ("FP32", [-1, 16, 4]))
         outputs = {t.name: (t.datatype, list(t.shape)) for t in md.outputs}
         self.assertEqual(outputs["forecast::predictions"], ("FP32", [-1, all_types.HORIZON]))
         self.assertEqual(outputs["forecast::logits"], ("FP32", [-1, all_types.HORIZON]))
@@ -219,7 +283,7 @@ class AllTypesTest(unittest.TestCase):
 
     def test_bad_timeseries_and_h3(self):
         import grpc
-        rows = all_types.all_types_rows(3, seed=4)
+        rows = self.rows(3, seed=4)
         cases = [
             ("cell", ["1", "12ab", "3"], "input 'cell' row 1: cannot read '12ab' as an h3 index"),
             ("cell", np.array([1, 2 ** 63, 3], dtype=np.uint64),
@@ -232,7 +296,7 @@ class AllTypesTest(unittest.TestCase):
         ]
         for name, value, message in cases:
             with self.subTest(input=name, message=message):
-                sent, _ = inputs_for(self.ref, rows, "text")
+                sent, _ = self.inputs(rows, "text")
                 sent[name] = value
                 with self.assertRaises(grpc.RpcError) as cm:
                     self.stubs["preprocessor"].ModelInfer(oip.infer_request(f"{MODEL}_preprocessor", sent),
@@ -241,8 +305,10 @@ class AllTypesTest(unittest.TestCase):
                 self.assertIn(message, cm.exception.details())
 
     def test_cli_csv(self):
-        rows = all_types.all_types_rows(30, seed=21)
-        columns = ["Cell", "Series", "Num", "Flag", "Color", "Tags", "Words", "Review", "Path", "Embedding", "Day"]
+        rows = self.rows(30, seed=21, photo_format="mixed")
+        columns = ["Cell", "Photo", "Series", "Num", "Flag", "Color", "Tags", "Words", "Review", "Path", "Embedding",
+                   "Voice", "Day"]
+        # The image and audio cells are paths relative to the CSV's folder (the CLI runs from /).
         path = os.path.join(self.tmp, "in.csv")
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
@@ -250,7 +316,7 @@ class AllTypesTest(unittest.TestCase):
             for row in rows:
                 writer.writerow(["" if row[c] is None else cell(row, c) for c in columns])
         read_back = as_read_from_csv(rows)
-        _, _, post = reference.run_stages(self.ref, read_back)
+        _, _, post = reference.run_stages(self.ref, read_back, self.tmp)
         expected = {name.replace("::", "_"): [to_python(value, r) for r in range(len(rows))]
                     for name, value in post.items()}
         for staged in (False, True):
@@ -260,9 +326,60 @@ class AllTypesTest(unittest.TestCase):
                 if staged:
                     args += ["--staged", "--predictor-target", self.staged["predictor"].target,
                              "--postprocessor-target", self.staged["postprocessor"].target]
-                proc = subprocess.run(args, capture_output=True, timeout=300)
+                proc = subprocess.run(args, capture_output=True, timeout=300, cwd="/")
                 self.assertEqual(proc.returncode, 0, proc.stderr.decode(errors="replace"))
                 self.assert_cli_csv(proc.stdout.decode("utf-8"), expected)
+
+    def test_python_package(self):
+        """stagewise.Client(target).predict(df, model, base_dir=...) from the package installed in
+        a venv, on a DataFrame with every column (photos and voices as paths relative to base_dir,
+        the driver run from /): the frame the CLI prints for the same rows, and torch's answers."""
+        rows = self.rows(20, seed=60, photo_format="mixed")
+        # JSON has no NaN: a missing number is null, NaN in the DataFrame.
+        cells = [{c: None if isinstance(v, float) and math.isnan(v) else v for c, v in r.items()} for r in rows]
+        python = pyclient.install_package(os.path.join(self.tmp, "package"))
+        # One call at a time of the same rows from both: the batching entry then runs each call
+        # alone, so the two agree to the bit (calls merged in other groups may differ in the last one).
+        request = {"kind": "predict", "target": self.entry.target, "model": MODEL, "rows": cells,
+                   "options": {"base_dir": self.tmp, "batch_size": 7, "concurrency": 1}}
+        proc = subprocess.run([python, pyclient.DRIVER], input=json.dumps(request) + "\n", capture_output=True,
+                              text=True, timeout=300, cwd="/")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        got = json.loads(proc.stdout)
+        self.assertNotIn("exception", got, got.get("exception"))
+        self.assertTrue(got["module"].startswith(os.path.join(self.tmp, "package", "venv")), got["module"])
+        self.assertEqual(got["index"], list(range(len(rows))))
+        # The CLI on the same rows as JSON lines, its relative paths from the file's folder.
+        jsonl = os.path.join(self.tmp, "package-rows.jsonl")
+        with open(jsonl, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in cells)
+        cli = subprocess.run([CLI, "predict", "--target", self.entry.target, "--model", MODEL, "--input", jsonl,
+                              "--format", "jsonl", "--batch-size", "7", "--concurrency", "1"], capture_output=True, timeout=120, cwd="/")
+        self.assertEqual(cli.returncode, 0, cli.stderr.decode(errors="replace"))
+        cli_rows = [json.loads(line) for line in cli.stdout.decode("utf-8").splitlines()]
+        self.assertEqual(len(cli_rows), len(rows))
+        self.assertEqual(got["columns"], list(cli_rows[0]))
+        problems = [pyclient.same(g[c], e[c], f"row {r} {c}") for r, (g, e) in enumerate(zip(got["rows"], cli_rows))
+                    for c in got["columns"]]
+        self.assertEqual([p for p in problems if p], [])
+        # And torch's answers, column by column.
+        _, _, post = reference.run_stages(self.ref, rows, self.tmp)
+        self.assertEqual(got["columns"], [name.replace("::", "_") for name in post])
+        for name, value in post.items():
+            column = name.replace("::", "_")
+            for r in range(len(rows)):
+                self.assert_value_close(got["rows"][r][column], to_python(value, r), f"row {r} {column}")
+
+    def assert_value_close(self, got: Any, exp: Any, where: str) -> None:
+        if isinstance(exp, list):
+            self.assertIsInstance(got, list, where)
+            self.assertEqual(len(got), len(exp), where)
+            for i, (g, e) in enumerate(zip(got, exp)):
+                self.assert_value_close(g, e, f"{where}[{i}]")
+        elif isinstance(exp, (str, bool)):
+            self.assertEqual(got, exp, where)
+        else:
+            self.assertAlmostEqual(got, exp, delta=1e-5 * max(1.0, abs(exp)), msg=where)
 
     def assert_cli_csv(self, text: str, expected: Dict[str, List[Any]]) -> None:
         reader = csv.reader(io.StringIO(text, newline=""))

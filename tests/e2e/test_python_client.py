@@ -2,7 +2,9 @@
 a venv made with --system-site-packages, then driven from that venv (python_client_driver.py)
 against real servers, its DataFrames compared with what the `stagewise` CLI prints for the
 same rows and with the in-process reference; against the fake server of
-test_client_inputs.py for the inputs the example export lacks (h3, image, audio)."""
+test_client_inputs.py for the inputs the example export lacks (h3, image, audio). The package on
+real servers with every input type, image and audio files included: test_all_types.py
+(install_package is shared with it)."""
 
 import json
 import math
@@ -69,6 +71,29 @@ def same(got: Any, exp: Any, where: str) -> Optional[str]:
     return None if np.float32(got) == np.float32(exp) else f"{where}: {got!r} != {exp!r}"
 
 
+def install_package(tmp: str) -> str:
+    """A copy of the package and the protos (as a checkout holds them, so the build writes
+    nowhere in the sources), installed offline into a new venv under `tmp`; its python."""
+    src = os.path.join(tmp, "src")
+    shutil.copytree(os.path.join(SOURCE, "client", "python"), os.path.join(src, "client", "python"),
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    shutil.copytree(os.path.join(SOURCE, "proto"), os.path.join(src, "proto"))
+    venv = os.path.join(tmp, "venv")
+    # --without-pip saves the venv its own copy of pip (ensurepip takes long on a busy
+    # machine): the venv's python runs the system's pip (Debian's python3-pip, the same
+    # version as ensurepip's), which installs into the venv it runs in.
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv],
+                   check=True, capture_output=True, timeout=120)
+    python = os.path.join(venv, "bin", "python")
+    # The command the package's README gives; --no-index: nothing may come from the network.
+    proc = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check",
+                           "--no-build-isolation", "--no-index", os.path.join(src, "client", "python")],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip install failed:\n{proc.stdout}\n{proc.stderr}")
+    return python
+
+
 class PythonClientTest(chain_case.ChainCase):
     TMP_PREFIX = "sw-pyclient-"
 
@@ -101,26 +126,7 @@ class PythonClientTest(chain_case.ChainCase):
 
     @classmethod
     def install(cls) -> str:
-        """A copy of the package and the protos (as a checkout holds them, so the build writes
-        nowhere in the sources), installed offline into a new venv; its python."""
-        src = os.path.join(cls.tmp, "src")
-        shutil.copytree(os.path.join(SOURCE, "client", "python"), os.path.join(src, "client", "python"),
-                        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-        shutil.copytree(os.path.join(SOURCE, "proto"), os.path.join(src, "proto"))
-        venv = os.path.join(cls.tmp, "venv")
-        # --without-pip saves the venv its own copy of pip (ensurepip takes long on a busy
-        # machine): the venv's python runs the system's pip (Debian's python3-pip, the same
-        # version as ensurepip's), which installs into the venv it runs in.
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv],
-                       check=True, capture_output=True, timeout=120)
-        python = os.path.join(venv, "bin", "python")
-        # The command the package's README gives; --no-index: nothing may come from the network.
-        proc = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check",
-                               "--no-build-isolation", "--no-index", os.path.join(src, "client", "python")],
-                              capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"pip install failed:\n{proc.stdout}\n{proc.stderr}")
-        return python
+        return install_package(cls.tmp)
 
     # ---- helpers ---------------------------------------------------------------------------
 
