@@ -64,6 +64,9 @@ static sw_channel *open_next(const sw_settings *s, grpc_completion_queue *cq, GE
                                 .max_message_bytes = s->max_message_mb * 1024 * 1024,
                                 .tls_root_certs = ca,
                                 .keepalive_ms = 1000,
+                                /* Longer than a reconnect takes on a loaded host:
+                                 * docs/DESIGN.md, "Shutdown". */
+                                .retry_window_ms = 3000,
                                 .tls_cert_chain = cert,
                                 .tls_private_key = key,
                                 .cq = cq};

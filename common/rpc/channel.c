@@ -97,23 +97,25 @@ static gpointer complete_loop(gpointer data)
  * servers send headers with the answer, so a retried call never ran to
  * completion anywhere. CANCELLED is in the list for the calls a server that
  * starts shutting down cancels unstarted (gRPC core's "zombie" calls).
- * The retries are spread over about three seconds (0.2 + 0.4 + 0.8 + 1.6 s,
- * gRPC adding 20% jitter), longer than a reconnect takes on a loaded
- * host: with one replica and a connection dropped by a keepalive false
- * alarm, retries over 0.15 s failed a few good calls while the reconnect
- * was still under way. With all replicas down a call fails after those
- * three seconds. */
+ * The backoffs double four times and add up to `retry_window_ms` (gRPC
+ * adds 20% jitter), so the last attempt comes about that long after the
+ * first. */
 /* How long a connection attempt may take; see GRPC_ARG_MIN_RECONNECT_BACKOFF_MS
  * below. */
 #define CONNECT_TIMEOUT_MS 3000
 
-static char *service_config(int max_attempts)
+static char *service_config(int max_attempts, int retry_window_ms)
 {
+    /* 1 + 2 + 4 + 8 = 15 parts; the last is 8/15 of the window. */
+    double initial_s = retry_window_ms / 15.0 / 1000.0;
+    char initial[G_ASCII_DTOSTR_BUF_SIZE], maximum[G_ASCII_DTOSTR_BUF_SIZE];
+    g_ascii_formatd(initial, sizeof initial, "%.3f", initial_s);
+    g_ascii_formatd(maximum, sizeof maximum, "%.3f", initial_s * 8);
     return g_strdup_printf("{\"loadBalancingConfig\":[{\"round_robin\":{}}],"
                            "\"methodConfig\":[{\"name\":[{}],\"retryPolicy\":{\"maxAttempts\":%d,"
-                           "\"initialBackoff\":\"0.2s\",\"maxBackoff\":\"1.6s\",\"backoffMultiplier\":2,"
+                           "\"initialBackoff\":\"%ss\",\"maxBackoff\":\"%ss\",\"backoffMultiplier\":2,"
                            "\"retryableStatusCodes\":[\"UNAVAILABLE\",\"CANCELLED\"]}}]}",
-                           max_attempts);
+                           max_attempts, initial, maximum);
 }
 
 static grpc_channel_credentials *make_credentials(const sw_channel_options *o, GError **error)
@@ -143,7 +145,8 @@ sw_channel *sw_channel_new(const sw_channel_options *o, GError **error)
         return NULL;
     }
     int max_message = o->max_message_bytes == 0 ? 256 * 1024 * 1024 : o->max_message_bytes;
-    char *config = service_config(o->max_attempts > 0 ? MIN(o->max_attempts, 5) : 5);
+    char *config = service_config(o->max_attempts > 0 ? MIN(o->max_attempts, 5) : 5,
+                                  o->retry_window_ms > 0 ? o->retry_window_ms : 150);
     grpc_arg args[14];
     size_t n = 0;
     args[n++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_message);

@@ -32,6 +32,11 @@ typedef struct sw_channel_options {
     const char *target;    /* "host:port", "ipv4:a:p,b:q", "dns:///name:port", "unix:path" */
     int max_message_bytes; /* receive and send limit; 0 = 256 MiB, -1 = unlimited */
     int max_attempts;      /* attempts per call that no server answered; 0 = 5 */
+    /* How long after its first attempt such a call is last retried; 0 =
+     * 150 ms, which fails fast when no replica is up. The stages' next-hop
+     * channels (services/service_main.c) wait 3 s, so that their calls
+     * outlast the reconnect after a connection drops on a busy host. */
+    int retry_window_ms;
     /* Pings on the connection every this many ms, even when idle, and drops
      * it when a ping goes unanswered for as long: a dead link or host is
      * noticed within about twice this, and its calls retried elsewhere.
