@@ -43,7 +43,9 @@ struct sw_oip_service {
  * batch executor or from the next stage on other threads. Access logging
  * (and metrics) hook in at its single end. */
 typedef struct infer_call {
-    sw_call *call;
+    sw_call *call;          /* the gRPC call; NULL for sw_oip_service_infer() */
+    sw_oip_infer_done done; /* with call NULL: where the answer goes */
+    void *done_data;
     sw_oip_service *svc;
     const Inference__ModelInferRequest *req; /* kept alive by `owner` */
     GBytes *owner;
