@@ -101,6 +101,7 @@ static gboolean start_rest(service *svc, const sw_settings *s, GError **error)
         .tls_cert_pem = svc->tls_cert,
         .tls_key_pem = svc->tls_key,
         .auth = svc->auth,
+        .metrics = svc->metrics,
     };
     svc->rest = sw_rest_server_start(svc->oip, &ro, error);
     return svc->rest != NULL;

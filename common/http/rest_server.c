@@ -22,6 +22,7 @@ struct sw_rest_server {
     struct MHD_Daemon *daemon;
     sw_oip_service *service;
     sw_auth *auth;
+    sw_metrics *metrics;
     sw_worker_pool *workers;
     size_t max_body_bytes;
     int max_in_flight;
@@ -183,9 +184,11 @@ static enum MHD_Result start_infer(rest_request *rq)
     if (admitted)
         server->in_flight++;
     g_mutex_unlock(&server->lock);
-    if (!admitted)
+    if (!admitted) {
+        sw_metrics_record_refused(SW_CODE_RESOURCE_EXHAUSTED, server->metrics);
         return respond_error(rq->connection, SW_CODE_RESOURCE_EXHAUSTED,
                              "too many inference calls in flight on this server (--max-concurrent); try again later");
+    }
     rq->phase = RUNNING;
     MHD_suspend_connection(rq->connection);
     sw_worker_pool_push(server->workers, rq);
@@ -220,6 +223,7 @@ static gboolean check_headers(rest_request *rq, const char *method, const char *
     if (server->auth && !sw_rest_route_is_open(&rq->route) &&
         !sw_auth_check(server->auth,
                        MHD_lookup_connection_value(rq->connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION))) {
+        sw_metrics_record_refused(SW_CODE_UNAUTHENTICATED, server->metrics);
         *ret = respond_error(rq->connection, SW_CODE_UNAUTHENTICATED,
                              "this server requires an 'Authorization: Bearer <token>' header with the right token");
         return FALSE;
@@ -306,6 +310,7 @@ sw_rest_server *sw_rest_server_start(sw_oip_service *service, const sw_rest_opti
     sw_rest_server *server = g_new0(sw_rest_server, 1);
     server->service = service;
     server->auth = o->auth;
+    server->metrics = o->metrics;
     server->max_body_bytes = o->max_body_bytes;
     server->max_in_flight = o->max_in_flight;
     g_mutex_init(&server->lock);

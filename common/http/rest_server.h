@@ -15,6 +15,7 @@
 #include <glib.h>
 
 #include "auth.h"
+#include "metrics.h"
 #include "oip_service.h"
 
 G_BEGIN_DECLS
@@ -29,7 +30,8 @@ typedef struct sw_rest_options {
     /* TLS: PEM text, both or neither. */
     const char *tls_cert_pem;
     const char *tls_key_pem;
-    sw_auth *auth; /* NULL: no token asked for */
+    sw_auth *auth;       /* NULL: no token asked for */
+    sw_metrics *metrics; /* counts the calls this server refuses (token, limits); NULL: none */
 } sw_rest_options;
 
 /* Listens and serves at once. NULL with an error when the address cannot

@@ -35,8 +35,8 @@ TOKEN = "rest-s3cr3t"
 CURL = shutil.which("curl")
 
 
-def http_port(server: harness.StageServer) -> int:
-    m = re.search(r"event=listening .*?\bhttp_port=(\d+)", server.log_text())
+def http_port(server: harness.StageServer, key: str = "http_port") -> int:
+    m = re.search(r"event=listening .*?\b" + key + r"=(\d+)", server.log_text())
     assert m, server.log_text()
     return int(m.group(1))
 
@@ -106,7 +106,8 @@ class RestTest(unittest.TestCase):
             cls.post = cls.start("postprocessor", auth)
             cls.pred = cls.start("predictor", auth + hop + ["--next", cls.post.target])
             # A 1 MiB limit, so that a body over it is cheap to send.
-            cls.pre = cls.start("preprocessor", auth + hop + ["--next", cls.pred.target, "--max-message-mb", "1"])
+            cls.pre = cls.start("preprocessor", auth + hop + ["--next", cls.pred.target, "--max-message-mb", "1",
+                                                              "--metrics-listen", "127.0.0.1:0"])
         except Exception:
             cls.tearDownClass()
             raise
@@ -162,6 +163,11 @@ class RestTest(unittest.TestCase):
             if isinstance(r["Age"], float) and np.isnan(r["Age"]):
                 r["Age"] = 41.0
         return rows
+
+    def metrics(self) -> ops_support.Metrics:
+        status, text = ops_support.http_get(http_port(self.pre, "metrics_port"), "/metrics")
+        self.assertEqual(status, 200)
+        return ops_support.Metrics(text)
 
     def curl(self, *args: str) -> Tuple[int, str]:
         out = subprocess.run([CURL, "-sS", "-w", "\n%{http_code}", *args], capture_output=True, text=True,
@@ -294,12 +300,15 @@ class RestTest(unittest.TestCase):
         status, _, body = self.infer_json("example", {"inputs": bad})
         self.assertEqual(status, 400)
         self.assertIn("input 'embedding': data has 6 elements; shape [2,4] needs 8", json.loads(body)["error"])
-        # Tokens: none, or a wrong one.
+        # Tokens: none, or a wrong one; counted as refused, as on the gRPC port.
+        refused = self.metrics().value("stagewise_inference_refused_total", code="UNAUTHENTICATED")
         for token in (None, "wrong"):
             status, _, body = self.infer_json("example", {"inputs": inputs}, token=token)
             self.assertEqual(status, 401)
             self.assertIn("Bearer", json.loads(body)["error"])
             self.assertEqual(self.request("GET", "/v2/models/example", token=token)[0], 401)
+        self.assertEqual(self.metrics().value("stagewise_inference_refused_total", code="UNAUTHENTICATED"),
+                         refused + 4)
         # Over --max-message-mb 1: refused from Content-Length, and from a chunked body as read.
         # Refused from the Content-Length header alone, before the body is read.
         port = int(self.base.rsplit(":", 1)[1])
@@ -331,6 +340,7 @@ class RestTest(unittest.TestCase):
         rows = self.rows(5, seed=21)
         inputs = reference.preprocessor_inputs(rows, self.ref.hyperparameters)
         expected = self.grpc_infer(inputs)
+        before = self.metrics().value("stagewise_inference_requests_total", model="example", code="OK")
         payload = json.dumps({"inputs": json_inputs(inputs)}).encode()
         failures: List[str] = []
 
@@ -351,8 +361,9 @@ class RestTest(unittest.TestCase):
         for t in threads:
             t.join(120)
         self.assertEqual(failures, [])
-        # Both count in the same metrics and access path: the calls reached the one service.
-        self.assertIn("event=listening", self.pre.log_text())
+        # Both ports' calls are the one service's: each counted once, in the same metrics.
+        after = self.metrics().value("stagewise_inference_requests_total", model="example", code="OK")
+        self.assertEqual(after - before, 60)
 
 
 class RestTlsTest(unittest.TestCase):
