@@ -380,6 +380,12 @@ static gboolean parse_body(build *b, JsonObject *root, binary_cursor *bin, Infer
     JsonNode *all_binary = params ? json_object_get_member(json_node_get_object(params), "binary_data_output") : NULL;
     out->all_binary = all_binary && JSON_NODE_HOLDS_VALUE(all_binary) &&
                       json_node_get_value_type(all_binary) == G_TYPE_BOOLEAN && json_node_get_boolean(all_binary);
+    JsonNode *timeout = params ? json_object_get_member(json_node_get_object(params), "timeout") : NULL;
+    if (timeout && (!is_integer(timeout) || json_node_get_int(timeout) < 0)) {
+        BAD(error, "the request parameter 'timeout' must be a non-negative integer (microseconds)");
+        return FALSE;
+    }
+    out->timeout_us = timeout ? json_node_get_int(timeout) : 0;
     JsonArray *ins = json_node_get_array(inputs);
     guint n = json_array_get_length(ins);
     req->inputs = build_alloc(b, n * sizeof *req->inputs);

@@ -19,6 +19,7 @@ typedef struct sw_rest_request {
     GBytes *packed;        /* ModelInferRequest */
     char **binary_outputs; /* NULL-terminated names of outputs asked for as binary data */
     gboolean all_binary;   /* the request parameter binary_data_output: every output binary */
+    gint64 timeout_us;     /* the request parameter timeout (microseconds, as Triton's); 0 none */
 } sw_rest_request;
 
 /* Parses `body` (`len` bytes) as the inference request of model `model` at

@@ -48,6 +48,7 @@ typedef struct rest_request {
     gboolean too_large;
     gssize header_len; /* Inference-Header-Content-Length; -1 none */
     sw_rest_request request;
+    gint64 deadline_us; /* from the request's timeout parameter; 0 none */
     GBytes *response;
     int code;
     char *message;
@@ -157,7 +158,7 @@ static void infer_done(GBytes *response, int code, const char *message, void *us
 static void run_infer(void *item, void *user_data)
 {
     rest_request *rq = item;
-    sw_oip_service_infer(user_data, rq->request.packed, infer_done, rq);
+    sw_oip_service_infer(user_data, rq->request.packed, rq->deadline_us, infer_done, rq);
 }
 
 /* The whole body is read: parse it and start the call, or answer. */
@@ -189,6 +190,9 @@ static enum MHD_Result start_infer(rest_request *rq)
         return respond_error(rq->connection, SW_CODE_RESOURCE_EXHAUSTED,
                              "too many inference calls in flight on this server (--max-concurrent); try again later");
     }
+    /* The timeout runs from when the request was read. */
+    if (rq->request.timeout_us > 0)
+        rq->deadline_us = g_get_monotonic_time() + rq->request.timeout_us;
     rq->phase = RUNNING;
     MHD_suspend_connection(rq->connection);
     sw_worker_pool_push(server->workers, rq);

@@ -204,10 +204,10 @@ static void stage_done(GPtrArray *outputs, const GError *error, const sw_batch_t
         answer(ic, outputs);
 }
 
-/* Calls without a gRPC call cannot be cancelled. */
+/* Calls without a gRPC call end only at their own deadline. */
 static gboolean is_cancelled(const infer_call *ic)
 {
-    return ic->call && sw_call_is_cancelled(ic->call);
+    return ic->call ? sw_call_is_cancelled(ic->call) : sw__infer_call_remaining_us(ic) <= 0;
 }
 
 static gboolean still_wanted(void *user_data)
@@ -235,6 +235,13 @@ static void run_stage(infer_call *ic, GPtrArray *prepared)
     g_clear_error(&error);
     if (outputs)
         g_ptr_array_unref(outputs);
+}
+
+int64_t sw__infer_call_remaining_us(const infer_call *ic)
+{
+    if (ic->call)
+        return sw_call_remaining_us(ic->call);
+    return ic->deadline_us > 0 ? ic->deadline_us - g_get_monotonic_time() : G_MAXINT64;
 }
 
 /* Runs the call `ic` on the packed request `request`, to its single end. */
@@ -280,10 +287,12 @@ void sw__handle_model_infer(sw_call *call, void *data)
     infer_start(ic, sw_call_request(call));
 }
 
-void sw_oip_service_infer(sw_oip_service *service, GBytes *request, sw_oip_infer_done done, void *user_data)
+void sw_oip_service_infer(sw_oip_service *service, GBytes *request, gint64 deadline_us, sw_oip_infer_done done,
+                          void *user_data)
 {
     infer_call *ic = g_new0(infer_call, 1);
     ic->svc = service;
+    ic->deadline_us = deadline_us;
     ic->done = done;
     ic->done_data = user_data;
     infer_start(ic, request);

@@ -59,8 +59,11 @@ typedef void (*sw_oip_infer_done)(GBytes *response, int code, const char *messag
  * the very path of a gRPC ModelInfer: validation, limits, batching, the hop
  * to the next stage, metrics and the access log. Without batching the stage
  * runs on the calling thread, so call it from a worker thread, never from a
- * polling one. The call has no deadline and cannot be cancelled. */
-void sw_oip_service_infer(sw_oip_service *service, GBytes *request, sw_oip_infer_done done, void *user_data);
+ * polling one. `deadline_us` (g_get_monotonic_time() clock; 0: none) is
+ * the call's deadline, as a gRPC deadline is: checked before the stage
+ * runs, and passed on to the next stage. */
+void sw_oip_service_infer(sw_oip_service *service, GBytes *request, gint64 deadline_us, sw_oip_infer_done done,
+                          void *user_data);
 
 /* The ModelMetadata of model `name` at `version` ("" for any): borrowed,
  * lives as long as the service. NULL with a NOT_FOUND error. */

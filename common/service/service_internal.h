@@ -46,6 +46,7 @@ typedef struct infer_call {
     sw_call *call;          /* the gRPC call; NULL for sw_oip_service_infer() */
     sw_oip_infer_done done; /* with call NULL: where the answer goes */
     void *done_data;
+    gint64 deadline_us; /* with call NULL: monotonic deadline; 0 none */
     sw_oip_service *svc;
     const Inference__ModelInferRequest *req; /* kept alive by `owner` */
     GBytes *owner;
@@ -88,6 +89,10 @@ const model_entry *sw__find_model(sw_oip_service *svc, const char *name, const c
  * inference call. */
 void sw__infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const char *message);
 void sw__infer_call_fail_error(infer_call *ic, const GError *error);
+
+/* Microseconds left before the call's deadline (G_MAXINT64: none), for a
+ * gRPC call or one from sw_oip_service_infer(). */
+int64_t sw__infer_call_remaining_us(const infer_call *ic);
 
 /* Sends the stage's `outputs` (sw_output, borrowed) on to the next stage as
  * the pipeline model; its answer ends `ic`. */

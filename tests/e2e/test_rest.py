@@ -300,6 +300,13 @@ class RestTest(unittest.TestCase):
         status, _, body = self.infer_json("example", {"inputs": bad})
         self.assertEqual(status, 400)
         self.assertIn("input 'embedding': data has 6 elements; shape [2,4] needs 8", json.loads(body)["error"])
+        # The timeout parameter (microseconds, as Triton's) is the call's deadline: 1 us has
+        # passed before the stage runs; 60 s is plenty, through every hop.
+        status, _, body = self.infer_json("example", {"inputs": inputs, "parameters": {"timeout": 1}})
+        self.assertEqual(status, 504, body)
+        self.assertIn("deadline", json.loads(body)["error"])
+        status, _, body = self.infer_json("example", {"inputs": inputs, "parameters": {"timeout": 60_000_000}})
+        self.assertEqual(status, 200, body)
         # Tokens: none, or a wrong one; counted as refused, as on the gRPC port.
         refused = self.metrics().value("stagewise_inference_refused_total", code="UNAUTHENTICATED")
         for token in (None, "wrong"):

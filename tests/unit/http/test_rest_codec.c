@@ -62,6 +62,7 @@ static void test_flat_and_nested(void)
         "{\"name\":\"z\",\"shape\":[3],\"datatype\":\"INT8\",\"data\":[-128,0,127]}]}",
         &r);
     g_assert_cmpstr(req->id, ==, "r1");
+    g_assert_cmpint(r.timeout_us, ==, 0);
     g_assert_cmpuint(req->n_inputs, ==, 3);
     g_assert_cmpuint(req->n_raw_input_contents, ==, 3);
     g_assert_cmpstr(req->inputs[0]->datatype, ==, "FP32");
@@ -85,7 +86,8 @@ static void test_bytes_and_bool(void)
         parse_json("{\"inputs\":[{\"name\":\"s\",\"shape\":[2],\"datatype\":\"BYTES\",\"data\":[\"ab\",\"c\"],"
                    "\"parameters\":{\"content_type\":\"str\"}},"
                    "{\"name\":\"b\",\"shape\":[1,2],\"datatype\":\"BOOL\",\"data\":[[true,false]]}],"
-                   "\"outputs\":[{\"name\":\"o1\",\"parameters\":{\"binary_data\":true}},{\"name\":\"o2\"}]}",
+                   "\"outputs\":[{\"name\":\"o1\",\"parameters\":{\"binary_data\":true}},{\"name\":\"o2\"}],"
+                   "\"parameters\":{\"timeout\":250000}}",
                    &r);
     static const guint8 framed[] = {2, 0, 0, 0, 'a', 'b', 1, 0, 0, 0, 'c'};
     assert_raw(&req->raw_input_contents[0], framed, sizeof framed);
@@ -97,6 +99,7 @@ static void test_bytes_and_bool(void)
     g_assert_cmpuint(req->n_outputs, ==, 2);
     g_assert_cmpstr(req->outputs[1]->name, ==, "o2");
     g_assert_cmpstr(r.binary_outputs[0], ==, "o1");
+    g_assert_cmpint(r.timeout_us, ==, 250000);
     g_assert_null(r.binary_outputs[1]);
     inference__model_infer_request__free_unpacked(req, NULL);
     sw_rest_request_clear(&r);
@@ -160,6 +163,7 @@ static void test_malformed(void)
     expect_json_refused("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\"}]}",
                         "neither \"data\" nor a binary_data_size");
     expect_json_refused("{\"inputs\":[],\"outputs\":[{\"nom\":\"y\"}]}", "outputs[0] must be an object");
+    expect_json_refused("{\"inputs\":[],\"parameters\":{\"timeout\":\"soon\"}}", "'timeout' must be a non-negative");
     /* Client text is clipped in messages. */
     GString *long_name = g_string_new("{\"inputs\":[{\"name\":\"");
     for (int i = 0; i < 100000; i++)

@@ -37,12 +37,12 @@ static void done(GBytes *response, int code, const char *message, void *user_dat
 
 /* Runs `request` (consumed) through the service on this thread and waits
  * for its end (a batch executor may deliver it). */
-static void run(stage_server *s, GBytes *request, result *r)
+static void run_until(stage_server *s, GBytes *request, gint64 deadline_us, result *r)
 {
     memset(r, 0, sizeof *r);
     g_mutex_init(&r->lock);
     g_cond_init(&r->cond);
-    sw_oip_service_infer(s->oip, request, done, r);
+    sw_oip_service_infer(s->oip, request, deadline_us, done, r);
     g_bytes_unref(request);
     gint64 until = g_get_monotonic_time() + WAIT_US;
     g_mutex_lock(&r->lock);
@@ -52,6 +52,11 @@ static void run(stage_server *s, GBytes *request, result *r)
     /* Exactly once: nothing more arrives. */
     g_usleep(20000);
     g_assert_cmpint(r->calls, ==, 1);
+}
+
+static void run(stage_server *s, GBytes *request, result *r)
+{
+    run_until(s, request, 0, r);
 }
 
 static void result_clear(result *r)
@@ -164,6 +169,15 @@ static void test_failures(void)
     /* Not a request at all. */
     run(s, g_bytes_new_static("\xff\xff\xff", 3), &r);
     g_assert_cmpint(r.code, ==, SW_CODE_INVALID_ARGUMENT);
+    result_clear(&r);
+    /* A deadline already past: DEADLINE_EXCEEDED before the stage runs; one
+     * in the future: answered. */
+    run_until(s, infer_request("m_predictor", NULL, "x", age_input(1, 0), NULL), g_get_monotonic_time() - 1, &r);
+    g_assert_cmpint(r.code, ==, SW_CODE_DEADLINE_EXCEEDED);
+    result_clear(&r);
+    run_until(s, infer_request("m_predictor", NULL, "x", age_input(1, 0), NULL),
+              g_get_monotonic_time() + 10 * G_USEC_PER_SEC, &r);
+    g_assert_cmpint(r.code, ==, SW_CODE_OK);
     result_clear(&r);
     stage_server_stop(s);
     /* While the module loads: UNAVAILABLE, as on gRPC. */
