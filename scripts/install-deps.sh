@@ -13,7 +13,7 @@ packages=(
   python3-torch python3-numpy python3-grpcio python3-grpc-tools python3-pil
   # the Python client package (client/python): built and installed offline into a venv
   python3-pandas python3-venv python3-pip python3-setuptools python3-wheel
-  openssl iproute2 clang-format podman debootstrap
+  openssl curl iproute2 clang-format podman debootstrap
   # valgrind: the client library's memcheck run (tests/e2e/test_client_library.py);
   # clang and libclang-rt-14-dev (libclang_rt.fuzzer, libFuzzer): the fuzz targets.
   valgrind clang libclang-rt-14-dev

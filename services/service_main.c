@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "metrics_http.h"
 #include "oip_service.h"
+#include "rest_server.h"
 #include "server.h"
 #include "settings.h"
 #include "stage.h"
@@ -38,6 +39,7 @@ typedef struct service {
     sw_server *server;
     sw_metrics *metrics;
     sw_metrics_http *metrics_http;
+    sw_rest_server *rest; /* NULL without --http-listen */
     char *tls_cert, *tls_key, *tls_client_ca;
 } service;
 
@@ -78,6 +80,34 @@ static sw_channel *open_next(const sw_settings *s, grpc_completion_queue *cq, GE
     g_free(cert);
     g_free(key);
     return next;
+}
+
+/* The REST port (--http-listen), with the gRPC port's TLS and token. */
+static gboolean start_rest(service *svc, const sw_settings *s, GError **error)
+{
+    if (s->http_listen == NULL)
+        return TRUE;
+    /* libmicrohttpd leaves checking client certificates to the caller;
+     * serving without the check would accept anyone that --tls-client-ca
+     * is meant to keep out. */
+    if (svc->tls_client_ca) {
+        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
+                    "--http-listen does not support mutual TLS (--tls-client-ca): serve REST without "
+                    "--tls-client-ca, or use the gRPC port");
+        return FALSE;
+    }
+    sw_rest_options ro = {
+        .listen = s->http_listen,
+        .worker_threads = s->threads,
+        .max_body_bytes = (size_t)s->max_message_mb * 1024 * 1024,
+        .max_in_flight = s->max_concurrent,
+        .tls_cert_pem = svc->tls_cert,
+        .tls_key_pem = svc->tls_key,
+        .auth = svc->auth,
+        .metrics = svc->metrics,
+    };
+    svc->rest = sw_rest_server_start(svc->oip, &ro, error);
+    return svc->rest != NULL;
 }
 
 static gboolean service_start(service *svc, sw_stage_kind kind, const sw_settings *s, GError **error)
@@ -158,11 +188,12 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
         .cq = svc->cq,
     };
     svc->server = sw_server_new(&so, methods, n_methods, error);
-    return svc->server != NULL;
+    return svc->server != NULL && start_rest(svc, s, error);
 }
 
 static void service_stop(service *svc)
 {
+    sw_rest_server_stop(svc->rest);
     sw_server_free(svc->server);
     sw_oip_service_free(svc->oip);
     sw_metrics_http_stop(svc->metrics_http);
@@ -238,10 +269,11 @@ static void serve_until_signal(service *svc, const sw_settings *s, sigset_t *sig
 {
     sw_oip_service_set_serving(svc->oip, TRUE);
     sw_log(SW_LOG_INFO,
-           "event=listening model=%s device=%s port=%d metrics_port=%d threads=%d tls=%s auth=%s next=%s "
+           "event=listening model=%s device=%s port=%d metrics_port=%d http_port=%d threads=%d tls=%s auth=%s next=%s "
            "max_open_files=%llu",
            svc->stage->model_name, svc->stage->device, sw_server_port(svc->server),
-           svc->metrics_http ? sw_metrics_http_port(svc->metrics_http) : 0, s->threads,
+           svc->metrics_http ? sw_metrics_http_port(svc->metrics_http) : 0,
+           svc->rest ? sw_rest_server_port(svc->rest) : 0, s->threads,
            s->tls_cert ? (s->tls_client_ca ? "mutual" : "on") : "off", svc->auth ? "bearer" : "off",
            s->next ? s->next : "none", (unsigned long long)open_files);
     int sig = 0;
@@ -252,6 +284,10 @@ static void serve_until_signal(service *svc, const sw_settings *s, sigset_t *sig
     sw_oip_service_end_watches(svc->oip);
     sw_log(SW_LOG_INFO, "event=draining signal=%d timeout_s=%d", sig, s->drain_timeout_s);
     g_thread_unref(g_thread_new("sw-signal", exit_on_second_signal, signals));
+    /* First: its calls in flight may be waiting on a hop that the gRPC
+     * server's polling thread completes. */
+    sw_rest_server_stop(svc->rest);
+    svc->rest = NULL;
     gboolean cancelled = sw_server_shutdown(svc->server, s->drain_timeout_s * 1000);
     sw_log(SW_LOG_INFO, "event=stopped cancelled_after_timeout=%s", cancelled ? "yes" : "no");
 }

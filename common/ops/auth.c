@@ -61,11 +61,16 @@ static gboolean equal_constant_time(const char *a, const char *b)
     return diff == 0;
 }
 
+gboolean sw_auth_check(const sw_auth *auth, const char *given)
+{
+    return given && equal_constant_time(given, auth->expected);
+}
+
 gboolean sw_auth_admit(sw_call *call, void *data)
 {
     sw_auth *auth = data;
     char *given = sw_call_metadata(call, "authorization");
-    gboolean ok = given && equal_constant_time(given, auth->expected);
+    gboolean ok = sw_auth_check(auth, given);
     if (given) {
         memset(given, 0, strlen(given));
         g_free(given);

@@ -21,6 +21,10 @@ void sw_auth_free(sw_auth *auth);
  * UNAUTHENTICATED. `auth` is the sw_auth. */
 gboolean sw_auth_admit(sw_call *call, void *auth);
 
+/* TRUE when `given` (an Authorization value, "Bearer <token>"; NULL
+ * reads as missing) carries the right token. Any thread. */
+gboolean sw_auth_check(const sw_auth *auth, const char *given);
+
 /* The token from a file, for sending downstream; newly allocated. */
 char *sw_auth_read_token(const char *path, GError **error);
 

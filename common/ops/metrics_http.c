@@ -40,8 +40,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, cons
     return ret;
 }
 
-/* "HOST:PORT" to an IPv4 socket address. */
-static gboolean parse_listen(const char *listen, struct sockaddr_in *addr, GError **error)
+gboolean sw_http_parse_listen(const char *listen, const char *flag, struct sockaddr_in *addr, GError **error)
 {
     const char *colon = strrchr(listen, ':');
     char *host = colon ? g_strndup(listen, (gsize)(colon - listen)) : NULL;
@@ -62,7 +61,7 @@ static gboolean parse_listen(const char *listen, struct sockaddr_in *addr, GErro
         }
     }
     if (!ok)
-        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "--metrics-listen '%s' is not HOST:PORT", listen);
+        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s '%s' is not HOST:PORT", flag, listen);
     g_free(host);
     return ok;
 }
@@ -70,7 +69,7 @@ static gboolean parse_listen(const char *listen, struct sockaddr_in *addr, GErro
 sw_metrics_http *sw_metrics_http_start(const char *listen, sw_metrics *metrics, GError **error)
 {
     struct sockaddr_in addr;
-    if (!parse_listen(listen, &addr, error))
+    if (!sw_http_parse_listen(listen, "--metrics-listen", &addr, error))
         return NULL;
     sw_metrics_http *http = g_new0(sw_metrics_http, 1);
     http->metrics = metrics;

@@ -11,6 +11,13 @@ G_BEGIN_DECLS
 
 typedef struct sw_metrics_http sw_metrics_http;
 
+struct sockaddr_in;
+
+/* "HOST:PORT" (an IPv4 address or name; port 0 picks one) to a socket
+ * address, for the HTTP listeners. FALSE with an INVALID_ARGUMENT error
+ * naming `flag` when it is not one. */
+gboolean sw_http_parse_listen(const char *listen, const char *flag, struct sockaddr_in *addr, GError **error);
+
 /* Listens on `listen` ("HOST:PORT", an IPv4 address or name; port 0 picks
  * one). `metrics` is borrowed and must outlive the server. */
 sw_metrics_http *sw_metrics_http_start(const char *listen, sw_metrics *metrics, GError **error);

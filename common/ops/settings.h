@@ -45,6 +45,7 @@ typedef struct sw_settings {
     char *log_format;
     gboolean access_log;
     char *metrics_listen;
+    char *http_listen;
     int max_batch_size;
     int max_queue_delay_us;
     int max_queue_size;

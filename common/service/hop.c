@@ -38,10 +38,11 @@ static void forward_done(GBytes *response, const GError *error, void *user_data)
         return;
     }
     /* A hop cancelled because our own deadline passed is our deadline. */
-    int code = error->code == SW_CODE_CANCELLED && sw_call_remaining_us(ic->call) <= 0 ? SW_CODE_DEADLINE_EXCEEDED
-                                                                                       : error->code;
+    int code = error->code == SW_CODE_CANCELLED && sw__infer_call_remaining_us(ic) <= 0 ? SW_CODE_DEADLINE_EXCEEDED
+                                                                                        : error->code;
     /* This hop retried over every replica of the next stage already. */
-    sw_call_refuse_retry(ic->call);
+    if (ic->call)
+        sw_call_refuse_retry(ic->call);
     char *text = g_strdup_printf("%s at %s: %s: %s", next_stage_name(ic->svc->stage), sw_channel_target(ic->svc->next),
                                  sw_code_name(code), error->message);
     sw__infer_call_finish(ic, NULL, downstream_code(code), text);
@@ -54,10 +55,11 @@ void sw__hop_forward(infer_call *ic, GPtrArray *outputs)
     Inference__ModelInferRequest *next_req = sw_oip_request_build(svc->base_name, ic->req->id, outputs, ic->req);
     GPtrArray *parts = sw_oip_request_pack_parts(next_req);
     sw_oip_request_free(next_req);
-    int64_t remaining = sw_call_remaining_us(ic->call);
+    /* A call without a gRPC call (REST) has no parent: its own deadline. */
+    int64_t remaining = sw__infer_call_remaining_us(ic);
     ic->forwarded_us = g_get_monotonic_time();
     sw_channel_call_async_parts(svc->next, SW_PATH_MODEL_INFER, parts, remaining == G_MAXINT64 ? -1 : MAX(remaining, 0),
                                 svc->next_metadata[0] ? (const char *const *)svc->next_metadata : NULL,
-                                sw_call_grpc_call(ic->call), forward_done, ic);
+                                ic->call ? sw_call_grpc_call(ic->call) : NULL, forward_done, ic);
     g_ptr_array_unref(parts);
 }

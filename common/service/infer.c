@@ -73,6 +73,30 @@ static char *quote_clipped(const char *text)
     return quoted;
 }
 
+/* The answer of a call without a gRPC call: the parts joined into one
+ * packed response. */
+static void answer_done(sw_oip_infer_done done, void *done_data, GPtrArray *reply, int code, const char *message)
+{
+    if (reply == NULL) {
+        done(NULL, code, message, done_data);
+        return;
+    }
+    GBytes *packed;
+    if (reply->len == 1) {
+        packed = g_bytes_ref(g_ptr_array_index(reply, 0));
+    } else {
+        GByteArray *joined = g_byte_array_new();
+        for (guint i = 0; i < reply->len; i++) {
+            gsize len = 0;
+            const guint8 *data = g_bytes_get_data(g_ptr_array_index(reply, i), &len);
+            g_byte_array_append(joined, data, (guint)len);
+        }
+        packed = g_byte_array_free_to_bytes(joined);
+    }
+    done(packed, SW_CODE_OK, NULL, done_data);
+    g_bytes_unref(packed);
+}
+
 /* Ends the call with the response in `reply` (GBytes parts: OK) or with
  * `code`/`message`, and frees `ic`. */
 void sw__infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const char *message)
@@ -97,11 +121,15 @@ void sw__infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const cha
         g_free(quoted_model);
     }
     sw_call *call = ic->call;
+    sw_oip_infer_done done = ic->done;
+    void *done_data = ic->done_data;
     if (ic->owner)
         g_bytes_unref(ic->owner);
     g_free(ic);
     /* Last: once the call ends, a draining server may free the service. */
-    if (reply)
+    if (call == NULL)
+        answer_done(done, done_data, reply, code, message);
+    else if (reply)
         sw_call_reply_parts(call, reply);
     else
         sw_call_fail(call, code, message);
@@ -199,9 +227,15 @@ static void stage_done(GPtrArray *outputs, const GError *error, const sw_batch_t
         answer(ic, outputs);
 }
 
+/* Calls without a gRPC call end only at their own deadline. */
+static gboolean is_cancelled(const infer_call *ic)
+{
+    return ic->call ? sw_call_is_cancelled(ic->call) : sw__infer_call_remaining_us(ic) <= 0;
+}
+
 static gboolean still_wanted(void *user_data)
 {
-    return !sw_call_is_cancelled(((infer_call *)user_data)->call);
+    return !is_cancelled(user_data);
 }
 
 static void run_stage(infer_call *ic, GPtrArray *prepared)
@@ -226,15 +260,20 @@ static void run_stage(infer_call *ic, GPtrArray *prepared)
         g_ptr_array_unref(outputs);
 }
 
-void sw__handle_model_infer(sw_call *call, void *data)
+int64_t sw__infer_call_remaining_us(const infer_call *ic)
 {
-    infer_call *ic = g_new0(infer_call, 1);
-    ic->call = call;
-    ic->svc = data;
+    if (ic->call)
+        return sw_call_remaining_us(ic->call);
+    return ic->deadline_us > 0 ? ic->deadline_us - g_get_monotonic_time() : G_MAXINT64;
+}
+
+/* Runs the call `ic` on the packed request `request`, to its single end. */
+static void infer_start(infer_call *ic, GBytes *request)
+{
     ic->start_us = g_get_monotonic_time();
     sw_metrics_in_flight_add(ic->svc->metrics, 1);
     GError *error = NULL;
-    Inference__ModelInferRequest *req = sw_oip_unpack_infer_request(sw_call_request(call), &ic->owner, &error);
+    Inference__ModelInferRequest *req = sw_oip_unpack_infer_request(request, &ic->owner, &error);
     if (req == NULL) {
         sw__infer_call_fail_error(ic, error);
         g_error_free(error);
@@ -243,7 +282,7 @@ void sw__handle_model_infer(sw_call *call, void *data)
     ic->req = req;
     /* Checked once the request is read, so the answer is logged and counted
      * under its id and model. */
-    if (sw_call_is_cancelled(call)) {
+    if (is_cancelled(ic)) {
         sw__infer_call_finish(ic, NULL, SW_CODE_DEADLINE_EXCEEDED,
                               "the deadline passed or the call was cancelled before it ran");
         return;
@@ -261,4 +300,23 @@ void sw__handle_model_infer(sw_call *call, void *data)
         return;
     }
     run_stage(ic, prepared);
+}
+
+void sw__handle_model_infer(sw_call *call, void *data)
+{
+    infer_call *ic = g_new0(infer_call, 1);
+    ic->call = call;
+    ic->svc = data;
+    infer_start(ic, sw_call_request(call));
+}
+
+void sw_oip_service_infer(sw_oip_service *service, GBytes *request, gint64 deadline_us, sw_oip_infer_done done,
+                          void *user_data)
+{
+    infer_call *ic = g_new0(infer_call, 1);
+    ic->svc = service;
+    ic->deadline_us = deadline_us;
+    ic->done = done;
+    ic->done_data = user_data;
+    infer_start(ic, request);
 }

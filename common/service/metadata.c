@@ -68,12 +68,30 @@ void sw__handle_server_metadata(sw_call *call, void *data)
     if (!check_request(call, &inference__server_metadata_request__descriptor))
         return;
     Inference__ServerMetadataResponse resp = INFERENCE__SERVER_METADATA_RESPONSE__INIT;
-    resp.name = "stagewise";
-    resp.version = SW_VERSION;
+    sw_oip_service_server_metadata(&resp);
+    sw_call_reply(call, &resp.base);
+}
+
+void sw_oip_service_server_metadata(Inference__ServerMetadataResponse *resp)
+{
+    inference__server_metadata_response__init(resp);
+    resp->name = "stagewise";
+    resp->version = SW_VERSION;
     /* No OIP extension (model repository, statistics, ...) is implemented
      * yet, and claiming one would mislead clients that probe for them. */
-    resp.n_extensions = 0;
-    sw_call_reply(call, &resp.base);
+    resp->n_extensions = 0;
+}
+
+const Inference__ModelMetadataResponse *sw_oip_service_model_metadata(sw_oip_service *svc, const char *name,
+                                                                      const char *version, GError **error)
+{
+    const model_entry *entry = sw__find_model(svc, name, version ? version : "", error);
+    return entry ? &entry->metadata : NULL;
+}
+
+gboolean sw_oip_service_is_serving(sw_oip_service *svc)
+{
+    return sw__is_serving(svc);
 }
 
 /* Allocates zeroed memory that lives as long as the service. */

@@ -14,6 +14,7 @@
 #include "batcher.h"
 #include "channel.h"
 #include "export.h"
+#include "inference.pb-c.h"
 #include "server.h"
 #include "stage.h"
 
@@ -45,6 +46,35 @@ void sw_oip_service_free(sw_oip_service *service);
 
 /* Fills `methods` (room for SW_OIP_SERVICE_MAX_METHODS) and returns how many. */
 size_t sw_oip_service_methods(sw_oip_service *service, sw_method *methods);
+
+/* Where the answer of sw_oip_service_infer() goes: exactly once, on
+ * whichever thread ends the call (the caller's, a batch executor's, or the
+ * gRPC polling thread after a hop), so it must not block. `response` is a
+ * packed ModelInferResponse (borrowed: take a reference to keep it) when
+ * `code` is 0 (OK), else NULL and `message` says what went wrong. */
+typedef void (*sw_oip_infer_done)(GBytes *response, int code, const char *message, void *user_data);
+
+/* One ModelInfer from a transport other than gRPC (the REST layer): the
+ * packed ModelInferRequest `request` (a reference is taken) goes through
+ * the very path of a gRPC ModelInfer: validation, limits, batching, the hop
+ * to the next stage, metrics and the access log. Without batching the stage
+ * runs on the calling thread, so call it from a worker thread, never from a
+ * polling one. `deadline_us` (g_get_monotonic_time() clock; 0: none) is
+ * the call's deadline, as a gRPC deadline is: checked before the stage
+ * runs, and passed on to the next stage. */
+void sw_oip_service_infer(sw_oip_service *service, GBytes *request, gint64 deadline_us, sw_oip_infer_done done,
+                          void *user_data);
+
+/* The ModelMetadata of model `name` at `version` ("" for any): borrowed,
+ * lives as long as the service. NULL with a NOT_FOUND error. */
+const Inference__ModelMetadataResponse *sw_oip_service_model_metadata(sw_oip_service *service, const char *name,
+                                                                      const char *version, GError **error);
+
+/* ServerMetadata: `response` filled with static strings. */
+void sw_oip_service_server_metadata(Inference__ServerMetadataResponse *response);
+
+/* Readiness as ServerReady and ModelReady report it. */
+gboolean sw_oip_service_is_serving(sw_oip_service *service);
 
 /* Inference calls get UNAVAILABLE until this says the stage's module is
  * loaded. */

@@ -44,7 +44,10 @@ struct sw_oip_service {
  * batch executor or from the next stage on other threads. Access logging
  * (and metrics) hook in at its single end. */
 typedef struct infer_call {
-    sw_call *call;
+    sw_call *call;          /* the gRPC call; NULL for sw_oip_service_infer() */
+    sw_oip_infer_done done; /* with call NULL: where the answer goes */
+    void *done_data;
+    gint64 deadline_us; /* with call NULL: monotonic deadline; 0 none */
     sw_oip_service *svc;
     const Inference__ModelInferRequest *req; /* kept alive by `owner` */
     GBytes *owner;
@@ -100,6 +103,9 @@ int64_t sw__classification_count(const Inference__ModelInferRequest__InferReques
  * "score:index:label" with `labels` (by index; NULL: none). NULL with
  * INVALID_ARGUMENT for a tensor of another shape or type. */
 sw_output *sw__classify(const sw_output *output, int64_t count, const char *const *labels, GError **error);
+/* Microseconds left before the call's deadline (G_MAXINT64: none), for a
+ * gRPC call or one from sw_oip_service_infer(). */
+int64_t sw__infer_call_remaining_us(const infer_call *ic);
 
 /* Sends the stage's `outputs` (sw_output, borrowed) on to the next stage as
  * the pipeline model; its answer ends `ic`. */

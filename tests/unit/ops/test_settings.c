@@ -118,6 +118,7 @@ static void test_defaults(void)
     g_assert_cmpstr(s.log_format, ==, "kv");
     g_assert_false(s.access_log);
     g_assert_null(s.metrics_listen);
+    g_assert_null(s.http_listen);
     g_assert_cmpint(s.max_batch_size, ==, 0);
     g_assert_cmpint(s.max_queue_delay_us, ==, 100);
     g_assert_cmpint(s.max_queue_size, ==, 1024);
@@ -153,6 +154,17 @@ static void test_flags(void)
     g_assert_cmpstr(rest[1], ==, "positional");
     g_strfreev(rest);
     sw_settings_clear(&s);
+
+    /* The REST port: off by default (above), from a flag or the environment. */
+    s = load_ok(SW_STAGE_POSTPROCESSOR,
+                (const char *const[]){"--model-dir", "/m", "--http-listen", "0.0.0.0:8080", NULL});
+    g_assert_cmpstr(s.http_listen, ==, "0.0.0.0:8080");
+    sw_settings_clear(&s);
+    env_guard http_env = env_set("STAGEWISE_HTTP_LISTEN", "127.0.0.1:9000");
+    s = load_ok(SW_STAGE_PREDICTOR, (const char *const[]){"--model-dir", "/m", NULL});
+    g_assert_cmpstr(s.http_listen, ==, "127.0.0.1:9000");
+    sw_settings_clear(&s);
+    env_restore(&http_env);
 
     /* TLS needs the certificate and the key together. */
     s = load_ok(SW_STAGE_PREPROCESSOR,
