@@ -64,7 +64,7 @@ static gboolean check_one(where w, const char *tensor, const char *key, const In
         if (got == known[i].choice)
             return TRUE;
         char *at = place(w, tensor);
-        INVALID(error, "parameter '%s' of %s must be a %s, got %s", key, at, choice_name(known[i].choice),
+        INVALID(error, "parameter '%s' of %s must be given as %s, got %s", key, at, choice_name(known[i].choice),
                 choice_name(got));
         g_free(at);
         return FALSE;

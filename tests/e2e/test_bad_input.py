@@ -743,7 +743,7 @@ CASES: List[Case] = [
          C.INVALID_ARGUMENT, ["'shared_memory_region' of input 'age'", "shared memory is not supported"]),
     Case("parameter_wrong_type", "preprocessor",
          lambda c: with_parameter(pre(c), "content_type", True, where="input"),
-         C.INVALID_ARGUMENT, ["parameter 'content_type' of input 'age' must be a string_param, got bool_param"]),
+         C.INVALID_ARGUMENT, ["parameter 'content_type' of input 'age' must be given as string_param, got bool_param"]),
     Case("parameter_classification_zero", "postprocessor",
          lambda c: with_parameter(post(c), "classification", 0, where="output"),
          C.INVALID_ARGUMENT, ["'classification' of requested output 'plan::probabilities' must be at least 1"]),

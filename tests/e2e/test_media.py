@@ -218,7 +218,8 @@ class MediaTest(unittest.TestCase):
         self.assert_refused(inputs, grpc.StatusCode.INVALID_ARGUMENT, "'voice'", "'sample_rate'")
         self.assert_refused(inputs, grpc.StatusCode.INVALID_ARGUMENT, "'sample_rate' must be a positive",
                             parameters={"voice": {"sample_rate": 0}})
-        self.assert_refused(inputs, grpc.StatusCode.INVALID_ARGUMENT, "'sample_rate' must be a positive",
+        self.assert_refused(inputs, grpc.StatusCode.INVALID_ARGUMENT,
+                            "parameter 'sample_rate' of input 'voice' must be given as int64_param, got string_param",
                             parameters={"voice": {"sample_rate": "16000"}})
 
     # ---- bad input ----------------------------------------------------------------------
