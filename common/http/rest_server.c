@@ -29,7 +29,9 @@ struct sw_rest_server {
     int port;
     GMutex lock;
     GCond idle;
-    int in_flight; /* inference calls suspended on their connection; under lock */
+    /* Inference calls admitted and not yet answered on the wire (the count
+     * drops when MHD reports the response sent); under lock. */
+    int in_flight;
 };
 
 typedef enum phase { READING, RUNNING, ANSWERED } phase;
@@ -52,6 +54,7 @@ typedef struct rest_request {
     GBytes *response;
     int code;
     char *message;
+    gboolean counted; /* holds one of the server's in_flight */
 } rest_request;
 
 static void free_bytes(void *bytes)
@@ -144,14 +147,10 @@ static void infer_done(GBytes *response, int code, const char *message, void *us
     rq->code = code;
     rq->message = g_strdup(message);
     rq->phase = ANSWERED;
-    sw_rest_server *server = rq->server;
-    /* Resumed before the count drops, so a stopping server still has a
-     * daemon to resume it on. */
+    /* The count drops once the answer is sent (request_completed), so a
+     * stopping server keeps its daemon until then: dropping it here let
+     * the stop close the connection before the answer went out. */
     MHD_resume_connection(rq->connection);
-    g_mutex_lock(&server->lock);
-    if (--server->in_flight == 0)
-        g_cond_broadcast(&server->idle);
-    g_mutex_unlock(&server->lock);
 }
 
 /* On a worker thread. */
@@ -184,6 +183,7 @@ static enum MHD_Result start_infer(rest_request *rq)
     gboolean admitted = server->max_in_flight <= 0 || server->in_flight < server->max_in_flight;
     if (admitted)
         server->in_flight++;
+    rq->counted = admitted;
     g_mutex_unlock(&server->lock);
     if (!admitted) {
         sw_metrics_record_refused(SW_CODE_RESOURCE_EXHAUSTED, server->metrics);
@@ -295,6 +295,13 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     rest_request *rq = *state;
     if (rq == NULL)
         return;
+    if (rq->counted) {
+        sw_rest_server *server = rq->server;
+        g_mutex_lock(&server->lock);
+        if (--server->in_flight == 0)
+            g_cond_broadcast(&server->idle);
+        g_mutex_unlock(&server->lock);
+    }
     sw_rest_route_clear(&rq->route);
     if (rq->body)
         g_byte_array_unref(rq->body);

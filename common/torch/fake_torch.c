@@ -37,7 +37,8 @@ struct sw_torch_module {
     char *tokens_output;
     char *schema;
     gint forward_calls;
-    gint64 max_rows; /* under lock */
+    gint forward_started; /* counted on entry, before the sleep */
+    gint64 max_rows;      /* under lock */
     GMutex lock;
 };
 
@@ -193,6 +194,7 @@ static void record_call(sw_torch_module *m, int64_t rows)
 
 GPtrArray *sw_torch_module_forward(sw_torch_module *m, sw_value *const *inputs, size_t n_inputs, GError **error)
 {
+    g_atomic_int_inc(&m->forward_started);
     if (m->sleep_us > 0)
         g_usleep((gulong)m->sleep_us);
     int64_t rows = n_inputs > 0 ? sw_value_batch_size(inputs[0]) : 0;
@@ -232,6 +234,11 @@ GPtrArray *sw_torch_module_forward(sw_torch_module *m, sw_value *const *inputs, 
     if (m->tokens_output && first_strings)
         g_ptr_array_add(out, tokens_value(m->tokens_output, first_strings));
     return out;
+}
+
+int sw_fake_torch_forward_started(const sw_torch_module *m)
+{
+    return g_atomic_int_get(&m->forward_started);
 }
 
 int sw_fake_torch_forward_calls(const sw_torch_module *m)

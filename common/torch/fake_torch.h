@@ -14,6 +14,9 @@ G_BEGIN_DECLS
  * what a batching test needs to see that requests were run together.
  * Thread-safe snapshots. */
 int sw_fake_torch_forward_calls(const sw_torch_module *module);
+/* forward calls begun, counted before the module's sleep: a test sees
+ * that a call is running while it still runs. */
+int sw_fake_torch_forward_started(const sw_torch_module *module);
 int64_t sw_fake_torch_max_rows(const sw_torch_module *module);
 
 /* Writes a module description to `path` (see fake_torch.c for the keys);

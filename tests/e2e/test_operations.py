@@ -800,9 +800,11 @@ FLAG_DEFAULTS = {
     "next-tls-cert": "unset", "next-tls-key": "unset", "auth-token-file": "unset",
     "next-auth-token-file": "unset", "log-level": "info", "log-format": "kv", "access-log": "false",
     "metrics-listen": "unset", "http-listen": "unset", "max-batch-size": "0", "max-queue-delay-us": "100", "max-queue-size": "1024",
-    "instances": "1",
+    "instances": "1", "max-image-pixels": "50000000", "max-image-mb": "64", "max-audio-mb": "64",
+    "max-audio-samples": "20000000",
 }
 PREDICTOR_ONLY = {"device", "instances"}
+PREPROCESSOR_ONLY = {"max-image-pixels", "max-image-mb", "max-audio-mb", "max-audio-samples"}
 
 
 class LoggingTest(OpsCase):
@@ -993,7 +995,8 @@ class SettingsTest(OpsCase):
                 self.assertEqual(r.returncode, 0, r.stderr)
                 listed = dict(re.findall(r"^\s+--([a-z][a-z-]*)(?:=\S+)?\s+(.*)$", r.stdout, re.M))
                 expected = {k: v for k, v in FLAG_DEFAULTS.items()
-                            if stage == "predictor" or k not in PREDICTOR_ONLY}
+                            if (stage == "predictor" or k not in PREDICTOR_ONLY)
+                            and (stage == "preprocessor" or k not in PREPROCESSOR_ONLY)}
                 self.assertEqual(set(listed) - {"help", "config"}, set(expected), r.stdout)
                 self.assertIn("config", listed)
                 self.assertIn("STAGEWISE_CONFIG", listed["config"])
