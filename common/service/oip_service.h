@@ -23,7 +23,7 @@ G_BEGIN_DECLS
 typedef struct sw_oip_service sw_oip_service;
 
 /* The maximum number of methods sw_oip_service_methods() fills. */
-#define SW_OIP_SERVICE_MAX_METHODS 8
+#define SW_OIP_SERVICE_MAX_METHODS 10
 
 typedef struct sw_oip_service_options {
     int max_rows;                /* most rows per request; 0 no limit */
