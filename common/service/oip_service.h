@@ -70,7 +70,10 @@ void sw_oip_service_infer(sw_oip_service *service, GBytes *request, gint64 deadl
 const Inference__ModelMetadataResponse *sw_oip_service_model_metadata(sw_oip_service *service, const char *name,
                                                                       const char *version, GError **error);
 
-/* ServerMetadata: `response` filled with static strings. */
+/* ServerMetadata: `response` filled with static strings. Its first
+ * SW_OIP_SERVICE_REST_EXTENSIONS extensions are those REST implements too;
+ * the rest (model_configuration, statistics) are gRPC only. */
+#define SW_OIP_SERVICE_REST_EXTENSIONS 2
 void sw_oip_service_server_metadata(Inference__ServerMetadataResponse *response);
 
 /* Readiness as ServerReady and ModelReady report it. */
