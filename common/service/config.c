@@ -1,5 +1,5 @@
 /* ModelConfig (Triton's model_configuration extension): what Triton's
- * model_config.proto would say of each model, built once with its
+ * model configuration would say of each model, built once with its
  * metadata. */
 #include <string.h>
 
