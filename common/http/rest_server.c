@@ -119,6 +119,7 @@ static enum MHD_Result answer_get(rest_request *rq)
     case SW_REST_SERVER_METADATA: {
         Inference__ServerMetadataResponse m;
         sw_oip_service_server_metadata(&m);
+        m.n_extensions = MIN(m.n_extensions, SW_OIP_SERVICE_REST_EXTENSIONS);
         return respond_json(c, MHD_HTTP_OK, sw_rest_server_metadata_json(&m));
     }
     default: break;

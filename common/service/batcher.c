@@ -102,9 +102,15 @@ static int64_t queued_rows(sw_batcher *b)
  * rather than when their batch would have formed. */
 #define RECHECK_US 50000
 
+guint64 sw_batch_next_execution(void)
+{
+    static guint64 last;
+    return __atomic_add_fetch(&last, 1, __ATOMIC_RELAXED);
+}
+
 static void answer_unwanted(pending *p)
 {
-    static const sw_batch_timing never_ran = {.started_us = 0, .finished_us = 0};
+    static const sw_batch_timing never_ran = {.started_us = 0, .finished_us = 0, .execution = 0};
     GError *error = g_error_new_literal(SW_ERROR, SW_CODE_DEADLINE_EXCEEDED,
                                         "the deadline passed or the call was cancelled while it was queued");
     p->done(NULL, error, &never_ran, p->user_data);
@@ -318,7 +324,7 @@ static void run_each_alone(const executor *ex, GPtrArray *batch)
     for (guint r = 0; r < batch->len; r++) {
         pending *p = g_ptr_array_index(batch, r);
         GError *error = NULL;
-        sw_batch_timing timing = {.started_us = g_get_monotonic_time()};
+        sw_batch_timing timing = {.started_us = g_get_monotonic_time(), .execution = sw_batch_next_execution()};
         GPtrArray *outputs = sw_stage_run_instance(b->stage, instance_of(ex), p->prepared, &error);
         timing.finished_us = g_get_monotonic_time();
         sw_metrics_record_execution(b->metrics, p->rows);
@@ -339,7 +345,7 @@ static void run_batch(const executor *ex, GPtrArray *batch)
                                         : concat_inputs(ex, batch, rows);
     sw_log(SW_LOG_DEBUG, "event=batch requests=%u rows=%" G_GINT64_FORMAT, batch->len, rows);
     GError *error = NULL;
-    sw_batch_timing timing = {.started_us = g_get_monotonic_time()};
+    sw_batch_timing timing = {.started_us = g_get_monotonic_time(), .execution = sw_batch_next_execution()};
     GPtrArray *outputs = sw_stage_run_instance(b->stage, instance_of(ex), inputs, &error);
     timing.finished_us = g_get_monotonic_time();
     sw_metrics_record_execution(b->metrics, rows);

@@ -36,7 +36,12 @@ typedef struct sw_batcher_options {
 typedef struct sw_batch_timing {
     gint64 started_us;
     gint64 finished_us;
+    guint64 execution; /* which forward call (sw_batch_next_execution); 0 never ran */
 } sw_batch_timing;
+
+/* A new number, unique in the process, for one forward call: the requests
+ * of one batch share it, so statistics count the batch once. */
+guint64 sw_batch_next_execution(void);
 
 /* Called once per request, on an executor thread: `outputs` (sw_output,
  * this request's rows only) on success, else `error`. All borrowed. */

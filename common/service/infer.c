@@ -102,7 +102,9 @@ static void answer_done(sw_oip_infer_done done, void *done_data, GPtrArray *repl
 void sw__infer_call_finish(infer_call *ic, GPtrArray *reply, int code, const char *message)
 {
     int status = reply ? SW_CODE_OK : code;
-    gint64 total = g_get_monotonic_time() - ic->start_us;
+    gint64 end_us = g_get_monotonic_time();
+    gint64 total = end_us - ic->start_us;
+    sw__stats_record_call(ic, status, end_us);
     const char *model = ic->req ? ic->req->model_name : NULL;
     gint64 queue = ic->ran.started_us ? ic->ran.started_us - ic->start_us : 0;
     gint64 compute = ic->ran.started_us ? ic->ran.finished_us - ic->ran.started_us : 0;
@@ -169,6 +171,7 @@ static GPtrArray *prepare(infer_call *ic, GError **error)
         return NULL;
     GPtrArray *prepared = sw_stage_prepare(ic->svc->stage, decoded, &ic->rows, error);
     g_ptr_array_unref(decoded);
+    ic->prepared_us = g_get_monotonic_time();
     if (prepared && ic->svc->max_rows > 0 && ic->rows > ic->svc->max_rows) {
         g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
                     "the request has %" G_GINT64_FORMAT " rows; this server takes at most %d per request", ic->rows,
@@ -219,6 +222,8 @@ static void stage_done(GPtrArray *outputs, const GError *error, const sw_batch_t
 {
     infer_call *ic = user_data;
     ic->ran = *timing;
+    if (outputs)
+        sw__stats_count_execution(ic->entry, timing);
     if (outputs == NULL)
         sw__infer_call_fail_error(ic, error);
     else if (ic->entry == &ic->svc->pipeline_model && ic->svc->next)
@@ -249,7 +254,7 @@ static void run_stage(infer_call *ic, GPtrArray *prepared)
         }
         return;
     }
-    sw_batch_timing timing = {.started_us = g_get_monotonic_time()};
+    sw_batch_timing timing = {.started_us = g_get_monotonic_time(), .execution = sw_batch_next_execution()};
     GPtrArray *outputs = sw_stage_run(ic->svc->stage, prepared, &error);
     timing.finished_us = g_get_monotonic_time();
     sw_metrics_record_execution(ic->svc->metrics, ic->rows);

@@ -77,9 +77,13 @@ void sw_oip_service_server_metadata(Inference__ServerMetadataResponse *resp)
     inference__server_metadata_response__init(resp);
     resp->name = "stagewise";
     resp->version = SW_VERSION;
-    /* No OIP extension (model repository, statistics, ...) is implemented
-     * yet, and claiming one would mislead clients that probe for them. */
-    resp->n_extensions = 0;
+    /* Triton's names for what this server implements: the classification
+     * parameter and binary tensor data (REST), ModelConfig and
+     * ModelStatistics (gRPC only: they come last, past
+     * SW_OIP_SERVICE_REST_EXTENSIONS). No model repository extension. */
+    static char *extensions[] = {"classification", "binary_tensor_data", "model_configuration", "statistics"};
+    resp->n_extensions = G_N_ELEMENTS(extensions);
+    resp->extensions = extensions;
 }
 
 const Inference__ModelMetadataResponse *sw_oip_service_model_metadata(sw_oip_service *svc, const char *name,
@@ -201,6 +205,9 @@ void sw__build_model_metadata(sw_oip_service *svc, model_entry *entry, const cha
     m->properties = metadata_alloc(svc, sizeof(*m->properties) * (entries->len + 1));
     memcpy(m->properties, entries->pdata, sizeof(*m->properties) * entries->len);
     g_ptr_array_unref(entries);
+    entry->stats = g_new0(model_stats, 1);
+    g_mutex_init(&entry->stats->lock);
+    sw__build_model_config(svc, entry, inputs, outputs);
 }
 
 void sw__handle_model_metadata(sw_call *call, void *data)

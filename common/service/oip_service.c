@@ -15,6 +15,7 @@ sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, con
     svc->base_name = g_strdup(model_base_name);
     svc->next = next;
     svc->max_rows = options->max_rows;
+    svc->batching = options->batching;
     svc->max_reply_bytes = options->max_reply_bytes;
     svc->access_log = options->access_log;
     svc->metrics = options->metrics;
@@ -54,6 +55,8 @@ void sw_oip_service_free(sw_oip_service *svc)
     g_free(svc->next_metadata[1]);
     if (svc->pipeline_outputs)
         g_ptr_array_unref(svc->pipeline_outputs);
+    sw__stats_free(&svc->stage_model);
+    sw__stats_free(&svc->pipeline_model);
     g_ptr_array_unref(svc->allocations);
     g_free(svc);
 }
@@ -121,6 +124,8 @@ size_t sw_oip_service_methods(sw_oip_service *svc, sw_method *methods)
         SW_INLINE_METHOD(SW_PATH_MODEL_READY, sw__handle_model_ready, FALSE),
         SW_INLINE_METHOD(SW_PATH_SERVER_METADATA, sw__handle_server_metadata, FALSE),
         SW_INLINE_METHOD(SW_PATH_MODEL_METADATA, sw__handle_model_metadata, FALSE),
+        SW_INLINE_METHOD(SW_PATH_MODEL_CONFIG, sw__handle_model_config, FALSE),
+        SW_INLINE_METHOD(SW_PATH_MODEL_STATISTICS, sw__handle_model_statistics, FALSE),
         {
             .path = SW_PATH_MODEL_INFER,
             .dispatch = SW_DISPATCH_WORKER,

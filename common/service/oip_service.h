@@ -23,7 +23,7 @@ G_BEGIN_DECLS
 typedef struct sw_oip_service sw_oip_service;
 
 /* The maximum number of methods sw_oip_service_methods() fills. */
-#define SW_OIP_SERVICE_MAX_METHODS 8
+#define SW_OIP_SERVICE_MAX_METHODS 10
 
 typedef struct sw_oip_service_options {
     int max_rows;                /* most rows per request; 0 no limit */
@@ -70,7 +70,10 @@ void sw_oip_service_infer(sw_oip_service *service, GBytes *request, gint64 deadl
 const Inference__ModelMetadataResponse *sw_oip_service_model_metadata(sw_oip_service *service, const char *name,
                                                                       const char *version, GError **error);
 
-/* ServerMetadata: `response` filled with static strings. */
+/* ServerMetadata: `response` filled with static strings. Its first
+ * SW_OIP_SERVICE_REST_EXTENSIONS extensions are those REST implements too;
+ * the rest (model_configuration, statistics) are gRPC only. */
+#define SW_OIP_SERVICE_REST_EXTENSIONS 2
 void sw_oip_service_server_metadata(Inference__ServerMetadataResponse *response);
 
 /* Readiness as ServerReady and ModelReady report it. */

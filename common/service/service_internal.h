@@ -15,9 +15,26 @@
 /* The metadata of one model this service answers for. It never changes:
  * built once, everything it points to owned by `allocations` or borrowed
  * from specs that live as long as the service. */
+/* Cumulative ModelStatistics of one model (stats.c), under `lock`. */
+#define SW_STATS_RECENT 64
+typedef struct model_stats {
+    GMutex lock;
+    guint64 last_inference_ms; /* real time of the last call's end */
+    guint64 inference_count;   /* rows of calls answered OK */
+    guint64 execution_count;   /* distinct forward calls that ran for it */
+    guint64 success_count, success_ns, fail_count, fail_ns;
+    guint64 queue_ns, input_ns, infer_ns, output_ns; /* of calls answered OK */
+    /* The last forward calls counted, so a batch's requests count it once:
+     * their ends come one after another on the executor that ran it. */
+    guint64 recent[SW_STATS_RECENT];
+    guint recent_next;
+} model_stats;
+
 typedef struct model_entry {
     const char *name;
     Inference__ModelMetadataResponse metadata;
+    Inference__ModelConfigResponse config; /* built with the metadata */
+    model_stats *stats;                    /* owned by the service */
 } model_entry;
 
 struct sw_oip_service {
@@ -26,7 +43,8 @@ struct sw_oip_service {
     sw_channel *next;       /* borrowed; NULL at the end of the pipeline */
     char *next_metadata[3]; /* authorization for the next stage, NULL-terminated */
     int max_rows;
-    size_t max_reply_bytes; /* 0: no limit */
+    sw_batcher_options batching; /* max_batch_size 0: no batching */
+    size_t max_reply_bytes;      /* 0: no limit */
     gboolean access_log;
     sw_batcher *batcher; /* NULL: every call runs forward alone */
     sw_metrics *metrics;
@@ -54,18 +72,21 @@ typedef struct infer_call {
     const model_entry *entry;
     int64_t rows;
     gint64 start_us;
+    gint64 prepared_us;  /* when its inputs were decoded and prepared */
     sw_batch_timing ran; /* when forward ran for it */
     gint64 forwarded_us; /* when it went to the next stage */
 } infer_call;
 
 /* Handlers of the RPCs (sw_method_handler), by file: metadata.c,
- * infer.c, health.c. `data` is the sw_oip_service. */
+ * infer.c, health.c, config.c, stats.c. `data` is the sw_oip_service. */
 void sw__handle_server_live(sw_call *call, void *data);
 void sw__handle_server_ready(sw_call *call, void *data);
 void sw__handle_model_ready(sw_call *call, void *data);
 void sw__handle_server_metadata(sw_call *call, void *data);
 void sw__handle_model_metadata(sw_call *call, void *data);
 void sw__handle_model_infer(sw_call *call, void *data);
+void sw__handle_model_config(sw_call *call, void *data);
+void sw__handle_model_statistics(sw_call *call, void *data);
 void sw__handle_health_check(sw_call *call, void *data);
 void sw__handle_health_watch(sw_call *call, void *data);
 
@@ -73,6 +94,15 @@ void sw__handle_health_watch(sw_call *call, void *data);
  * long as the service), allocating from the service. */
 void sw__build_model_metadata(sw_oip_service *svc, model_entry *entry, const char *name, GPtrArray *inputs,
                               GPtrArray *outputs);
+
+/* Statistics (stats.c). sw__stats_count_execution: once the stage ran for a
+ * call of `entry`; sw__stats_record_call: at the call's end. */
+void sw__stats_count_execution(const model_entry *entry, const sw_batch_timing *ran);
+void sw__stats_record_call(const infer_call *ic, int status, gint64 end_us);
+void sw__stats_free(model_entry *entry);
+
+/* Fills `entry->config` (config.c) once its metadata is built. */
+void sw__build_model_config(sw_oip_service *svc, model_entry *entry, GPtrArray *inputs, GPtrArray *outputs);
 
 /* The readiness flag of sw_oip_service_set_serving(): service_main sets it
  * once the module is loaded and clears it when draining. */

@@ -14,6 +14,8 @@
 #define SW_PATH_SERVER_METADATA "/" SW_OIP_SERVICE "/ServerMetadata"
 #define SW_PATH_MODEL_METADATA "/" SW_OIP_SERVICE "/ModelMetadata"
 #define SW_PATH_MODEL_INFER "/" SW_OIP_SERVICE "/ModelInfer"
+#define SW_PATH_MODEL_STATISTICS "/" SW_OIP_SERVICE "/ModelStatistics"
+#define SW_PATH_MODEL_CONFIG "/" SW_OIP_SERVICE "/ModelConfig"
 #define SW_PATH_HEALTH_CHECK "/" SW_HEALTH_SERVICE "/Check"
 #define SW_PATH_HEALTH_WATCH "/" SW_HEALTH_SERVICE "/Watch"
 

@@ -203,7 +203,9 @@ static void test_server_metadata(void)
     g_assert_no_error(error);
     g_assert_cmpstr(resp->name, ==, "stagewise");
     g_assert_cmpstr(resp->version, ==, SW_VERSION);
-    g_assert_cmpuint(resp->n_extensions, ==, 0);
+    g_assert_cmpuint(resp->n_extensions, ==, 4);
+    g_assert_cmpstr(resp->extensions[2], ==, "model_configuration");
+    g_assert_cmpstr(resp->extensions[3], ==, "statistics");
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     stage_server_stop(s);
 }
