@@ -73,7 +73,8 @@ typedef struct sw_method {
      * server ends the stream itself (and calls this no more) when the
      * client cancels (CANCELLED), a message is larger than
      * SW_INLINE_REQUEST_MAX_BYTES (RESOURCE_EXHAUSTED), or the server
-     * shuts down while it waits for the next message (UNAVAILABLE). */
+     * shuts down while it waits for the next message (UNAVAILABLE), so a
+     * sw_call_on_cancel() callback must not end it. */
     sw_stream_message_func on_message;
 } sw_method;
 

@@ -1,6 +1,6 @@
 /* Server reflection over the embedded descriptor set: a small reader of
- * FileDescriptorSet / FileDescriptorProto (protobuf-c ships no
- * descriptor.proto code), an index of symbols, and the stream handler. */
+ * FileDescriptorSet / FileDescriptorProto (protobuf-c ships no C code
+ * for protobuf's descriptor messages), an index of symbols, and the stream handler. */
 #include "reflection.h"
 
 #include <string.h>
