@@ -10,6 +10,7 @@ import queue
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import grpc
@@ -174,6 +175,40 @@ class ReflectionTest(unittest.TestCase):
             q.put(None)
             self.assertEqual(list(stream), [])
             self.assertEqual(stream.code(), grpc.StatusCode.OK)
+
+
+class ReflectionDrainTest(unittest.TestCase):
+    def test_open_stream_does_not_hold_the_drain(self):
+        """A client that keeps its reflection stream open (waiting to ask more) gets UNAVAILABLE
+        when the server drains, at once rather than at --drain-timeout."""
+        with tempfile.TemporaryDirectory() as d:
+            modules = generate_reflection_modules(d)
+            server = harness.StageServer("predictor", args=["--drain-timeout", "20"])
+            try:
+                with server.channel() as ch:
+                    r = Reflection(ch, modules["v1"], "v1")
+                    q = queue.Queue()
+
+                    def requests():
+                        while True:
+                            item = q.get()
+                            if item is None:
+                                return
+                            yield item
+
+                    stream = r.call(requests(), timeout=30)
+                    q.put(r.pb.ServerReflectionRequest(list_services=""))
+                    self.assertEqual(next(stream).WhichOneof("message_response"), "list_services_response")
+                    start = time.monotonic()
+                    self.assertEqual(server.stop(), 0)
+                    self.assertLess(time.monotonic() - start, 10)
+                    with self.assertRaises(grpc.RpcError):
+                        next(stream)
+                    self.assertEqual(stream.code(), grpc.StatusCode.UNAVAILABLE)
+                    self.assertEqual(stream.details(), "the server is shutting down")
+                    q.put(None)
+            finally:
+                server.stop()
 
 
 if __name__ == "__main__":
