@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "metrics_http.h"
 #include "oip_service.h"
+#include "reflection.h"
 #include "rest_server.h"
 #include "server.h"
 #include "settings.h"
@@ -36,6 +37,7 @@ typedef struct service {
     sw_channel *next;
     sw_auth *auth;
     sw_oip_service *oip;
+    sw_reflection *reflection; /* grpc.reflection v1 and v1alpha */
     sw_server *server;
     sw_metrics *metrics;
     sw_metrics_http *metrics_http;
@@ -160,8 +162,11 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
         (s->tls_key && (svc->tls_key = read_pem(s->tls_key, "--tls-key", error)) == NULL) ||
         (s->tls_client_ca && (svc->tls_client_ca = read_pem(s->tls_client_ca, "--tls-client-ca", error)) == NULL))
         return FALSE;
-    sw_method methods[SW_OIP_SERVICE_MAX_METHODS];
+    if ((svc->reflection = sw_reflection_new(error)) == NULL)
+        return FALSE;
+    sw_method methods[SW_OIP_SERVICE_MAX_METHODS + SW_REFLECTION_METHODS];
     size_t n_methods = sw_oip_service_methods(svc->oip, methods);
+    n_methods += sw_reflection_methods(svc->reflection, methods + n_methods);
     /* The budget is the server's alone, not also gRPC's resource quota:
      * under pressure gRPC resets whichever connections it picks (GOAWAY
      * "Buffers full"), and scripts/attacks.py saw it pick well-behaved
@@ -195,6 +200,7 @@ static void service_stop(service *svc)
 {
     sw_rest_server_stop(svc->rest);
     sw_server_free(svc->server);
+    sw_reflection_free(svc->reflection);
     sw_oip_service_free(svc->oip);
     sw_metrics_http_stop(svc->metrics_http);
     sw_metrics_free(svc->metrics);

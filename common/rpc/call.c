@@ -13,6 +13,8 @@
 static void close_done(sw_completion *done, int success);
 static void stream_done(sw_completion *done, int success);
 static void send_done(sw_completion *done, int success);
+static void read_done(sw_completion *done, int success);
+static void stream_read(sw_call *c);
 
 void sw__call_unref(sw_call *c)
 {
@@ -36,6 +38,8 @@ void sw__call_unref(sw_call *c)
         grpc_byte_buffer_destroy(bb);
     if (c->streaming)
         grpc_byte_buffer_destroy(c->streaming);
+    if (c->incoming)
+        grpc_byte_buffer_destroy(c->incoming);
     g_free(c->finish_message);
     g_mutex_clear(&c->stream_lock);
     g_free(c);
@@ -52,6 +56,7 @@ sw_call *sw__call_new(sw_server *s, const registered_method *m, sw_completion_fu
     c->close_tag = (sw_call_tag){.base = {.func = close_done}, .call = c};
     c->send_tag = (sw_call_tag){.base = {.func = send_done}, .call = c};
     c->stream_tag = (sw_call_tag){.base = {.func = stream_done}, .call = c};
+    c->read_tag = (sw_call_tag){.base = {.func = read_done}, .call = c};
     g_mutex_init(&c->stream_lock);
     g_queue_init(&c->outbox);
     grpc_metadata_array_init(&c->metadata);
@@ -108,6 +113,11 @@ static void send_reply(sw_call *c, grpc_byte_buffer *response, grpc_status_code 
     /* Before the reply can reach the client: a client that waits for each
      * reply before its next call must not find this call holding the slot. */
     sw__server_release_call(s, c);
+    if (c->method && c->method->method.on_message) {
+        g_mutex_lock(&s->lock);
+        g_hash_table_remove(s->streams, c);
+        g_mutex_unlock(&s->lock);
+    }
     sw__call_start_batch(c, ops, n, &c->send_tag);
     sw__call_unref(c); /* the handler's reference */
     /* Last, touching neither the call nor anything of the handler's: a
@@ -191,7 +201,100 @@ static void stream_next(sw_call *c)
     if (c->finish_pending) {
         c->finish_pending = FALSE;
         send_reply(c, NULL, (grpc_status_code)c->finish_code, c->finish_message);
+    } else if (c->read_pending) {
+        stream_read(c);
     }
+}
+
+/* With stream_lock held: the status follows the queued messages. */
+static void end_stream_locked(sw_call *c, int code, const char *message)
+{
+    g_assert(!c->ended && !c->finish_pending);
+    c->finish_pending = TRUE;
+    c->finish_code = code;
+    c->finish_message = g_strdup(message);
+    if (c->streaming == NULL)
+        stream_next(c);
+}
+
+/* With stream_lock held, nothing being sent: reads the client's next
+ * message, unless the stream ended or the server is shutting down. */
+static void stream_read(sw_call *c)
+{
+    c->read_pending = FALSE;
+    if (c->ended || c->finish_pending)
+        return;
+    if (g_atomic_int_get(&c->server->shutting_down)) {
+        end_stream_locked(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
+        return;
+    }
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->incoming;
+    c->reading = TRUE;
+    if (!sw__call_start_batch(c, &op, 1, &c->read_tag)) {
+        c->reading = FALSE;
+        end_stream_locked(c, GRPC_STATUS_INTERNAL, "the next message could not be received");
+    }
+}
+
+void sw__call_stream_start(sw_call *c)
+{
+    g_mutex_lock(&c->stream_lock);
+    stream_read(c);
+    g_mutex_unlock(&c->stream_lock);
+}
+
+void sw__call_stream_shutdown(sw_call *c)
+{
+    g_mutex_lock(&c->stream_lock);
+    /* A handler running now reads no further: stream_read() sees the
+     * shutdown when it returns. */
+    if (!c->ended && !c->finish_pending && !c->in_handler)
+        end_stream_locked(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
+    g_mutex_unlock(&c->stream_lock);
+}
+
+/* One message of a bidirectional stream arrived (or its end). */
+static void on_read(sw_call *c, int success)
+{
+    g_mutex_lock(&c->stream_lock);
+    c->reading = FALSE;
+    grpc_byte_buffer *bb = c->incoming;
+    c->incoming = NULL;
+    if (c->ended || c->finish_pending) {
+        /* Ended meanwhile (shutdown): nothing more to read or answer. */
+    } else if (!success || (bb == NULL && g_atomic_int_get(&c->cancelled))) {
+        end_stream_locked(c, GRPC_STATUS_CANCELLED, "the stream was cancelled");
+    } else if (bb && grpc_byte_buffer_length(bb) > SW_INLINE_REQUEST_MAX_BYTES) {
+        char *msg = g_strdup_printf("a message of %zu bytes; this method takes at most %d", grpc_byte_buffer_length(bb),
+                                    SW_INLINE_REQUEST_MAX_BYTES);
+        end_stream_locked(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        g_free(msg);
+    } else {
+        GBytes *message = bb ? sw_byte_buffer_to_bytes(bb) : NULL;
+        c->in_handler = TRUE;
+        g_mutex_unlock(&c->stream_lock);
+        c->method->method.on_message(c, message, c->method->method.user_data);
+        g_mutex_lock(&c->stream_lock);
+        c->in_handler = FALSE;
+        if (message)
+            g_bytes_unref(message);
+        if (c->ended || c->finish_pending) {
+            /* The handler ended the stream. */
+        } else if (bb == NULL) {
+            end_stream_locked(c, GRPC_STATUS_INTERNAL, "the stream's handler did not end it");
+        } else if (c->streaming == NULL && g_queue_is_empty(&c->outbox)) {
+            stream_read(c);
+        } else {
+            c->read_pending = TRUE; /* once the answers are sent */
+        }
+    }
+    g_mutex_unlock(&c->stream_lock);
+    if (bb)
+        grpc_byte_buffer_destroy(bb);
+    sw__call_unref(c);
 }
 
 void sw_call_send(sw_call *c, const ProtobufCMessage *message)
@@ -216,12 +319,7 @@ void sw_call_finish(sw_call *c, int code, const char *message)
 {
     g_atomic_int_inc(&c->refs);
     g_mutex_lock(&c->stream_lock);
-    g_assert(!c->ended && !c->finish_pending);
-    c->finish_pending = TRUE;
-    c->finish_code = code;
-    c->finish_message = g_strdup(message);
-    if (c->streaming == NULL)
-        stream_next(c);
+    end_stream_locked(c, code, message);
     g_mutex_unlock(&c->stream_lock);
     sw__call_unref(c);
 }
@@ -299,6 +397,11 @@ static void stream_done(sw_completion *done, int success)
 {
     (void)success; /* a failed send ends the call, which RECV_CLOSE reports */
     on_stream_sent(((sw_call_tag *)done)->call);
+}
+
+static void read_done(sw_completion *done, int success)
+{
+    on_read(((sw_call_tag *)done)->call, success);
 }
 
 static void send_done(sw_completion *done, int success)

@@ -30,7 +30,7 @@ static void shutdown_done(sw_completion *done, int success);
  * admitted: a call refused for the in-flight limit costs no buffering. */
 static gboolean receives_itself(const registered_method *m)
 {
-    return m && m->method.dispatch == SW_DISPATCH_WORKER;
+    return m && (m->method.dispatch == SW_DISPATCH_WORKER || m->method.on_message);
 }
 
 /* Posts one request slot for `m` (NULL: unregistered methods). */
@@ -172,6 +172,13 @@ static void on_accept(sw_server *s, sw_call *c, int success)
             s->on_refused(GRPC_STATUS_UNAUTHENTICATED, s->on_refused_data);
         return;
     }
+    if (c->method->method.on_message) {
+        g_mutex_lock(&s->lock);
+        g_hash_table_add(s->streams, c);
+        g_mutex_unlock(&s->lock);
+        sw__call_stream_start(c);
+        return;
+    }
     if (c->method->method.dispatch == SW_DISPATCH_INLINE) {
         /* Inline work is bounded: nothing these methods take is this large. */
         if (payload_bytes(c) > SW_INLINE_REQUEST_MAX_BYTES) {
@@ -279,6 +286,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     g_mutex_init(&s->lock);
     g_cond_init(&s->shutdown_done_cond);
     s->shutdown_tag = (shutdown_tag){.base = {.func = shutdown_done}, .server = s};
+    s->streams = g_hash_table_new(NULL, NULL);
     grpc_arg args[9];
     size_t n_args = 0;
     args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_message_bytes);
@@ -312,6 +320,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     s->n_methods = n_methods;
     s->methods = g_new0(registered_method, n_methods);
     for (size_t i = 0; i < n_methods; i++) {
+        g_assert(methods[i].on_message == NULL || methods[i].dispatch == SW_DISPATCH_INLINE);
         s->methods[i].method = methods[i];
         s->methods[i].handle = grpc_server_register_method(
             s->grpc, methods[i].path, NULL,
@@ -390,6 +399,29 @@ static gboolean wait_drained(sw_server *s, gint64 until)
     return TRUE;
 }
 
+/* Bidirectional streams waiting for their client's next message would
+ * hold the drain until it timed out: end them now. One answering a message
+ * ends when its handler returns (stream_read sees `shutting_down`). */
+static void end_idle_streams(sw_server *s)
+{
+    GPtrArray *open = g_ptr_array_new();
+    g_mutex_lock(&s->lock);
+    GHashTableIter it;
+    gpointer key;
+    g_hash_table_iter_init(&it, s->streams);
+    while (g_hash_table_iter_next(&it, &key, NULL)) {
+        /* Safe: a call leaves the table before its handler's reference goes. */
+        g_atomic_int_inc(&((sw_call *)key)->refs);
+        g_ptr_array_add(open, key);
+    }
+    g_mutex_unlock(&s->lock);
+    for (guint i = 0; i < open->len; i++) {
+        sw__call_stream_shutdown(g_ptr_array_index(open, i));
+        sw__call_unref(g_ptr_array_index(open, i));
+    }
+    g_ptr_array_free(open, TRUE);
+}
+
 gboolean sw_server_shutdown(sw_server *s, int drain_timeout_ms)
 {
     if (!s->started)
@@ -398,6 +430,7 @@ gboolean sw_server_shutdown(sw_server *s, int drain_timeout_ms)
     /* No connection may reach gRPC once it shuts down. */
     g_clear_pointer(&s->listener, sw_listener_free);
     grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
+    end_idle_streams(s);
     gboolean cancelled = !wait_drained(s, g_get_monotonic_time() + (gint64)drain_timeout_ms * 1000);
     /* Cancels what is left and closes every connection, idle ones included,
      * so the shutdown completes now rather than when clients hang up. */
@@ -438,6 +471,7 @@ void sw_server_free(sw_server *s)
     if (s->fd_credentials)
         grpc_server_credentials_release(s->fd_credentials);
     g_free(s->methods);
+    g_hash_table_destroy(s->streams);
     g_mutex_clear(&s->lock);
     g_cond_clear(&s->shutdown_done_cond);
     g_free(s);

@@ -33,6 +33,11 @@ typedef struct sw_call sw_call;
 
 typedef void (*sw_method_handler)(sw_call *call, void *user_data);
 
+/* Bidirectional streaming: one request message of a stream (borrowed: valid
+ * during the call), or NULL once the client half-closed it. See
+ * sw_method.on_message. */
+typedef void (*sw_stream_message_func)(sw_call *call, GBytes *message, void *user_data);
+
 /* The longest status message sent, in bytes: longer ones are cut (and
  * marked) so a status always fits gRPC's 8 KiB header limit. */
 #define SW_STATUS_MAX_BYTES 2000
@@ -58,6 +63,19 @@ typedef struct sw_method {
      * bounds the polling thread's work for one call: keep it to a few KiB.
      * 0: never. */
     size_t inline_max_bytes;
+    /* Bidirectional streaming (SW_DISPATCH_INLINE only; `handler` unused):
+     * the server reads the client's messages one at a time and gives each
+     * to this function on the polling thread, which answers with
+     * sw_call_send() (any number of messages, none included) or ends the
+     * stream with sw_call_finish(), only from inside this function. The
+     * next message is read once the answers queued so far are sent. After
+     * the client half-closes it gets NULL and must sw_call_finish(). The
+     * server ends the stream itself (and calls this no more) when the
+     * client cancels (CANCELLED), a message is larger than
+     * SW_INLINE_REQUEST_MAX_BYTES (RESOURCE_EXHAUSTED), or the server
+     * shuts down while it waits for the next message (UNAVAILABLE), so a
+     * sw_call_on_cancel() callback must not end it. */
+    sw_stream_message_func on_message;
 } sw_method;
 
 /* Middleware run on every call to a method that is not open, before its
@@ -149,7 +167,7 @@ void sw_call_reply(sw_call *call, const ProtobufCMessage *message);
 void sw_call_reply_parts(sw_call *call, GPtrArray *parts);
 /* Ends the call with a non-OK status; `code` is a gRPC status code. */
 void sw_call_fail(sw_call *call, int code, const char *message);
-/* Server streaming. sw_call_send() queues one response message (packed at
+/* Server streaming (and the answers of bidirectional streams). sw_call_send() queues one response message (packed at
  * once; `message` is borrowed); messages go out in order, one at a time.
  * sw_call_finish() ends the stream with a status after the queued messages.
  * Both may be called from any thread; nothing may follow finish. */

@@ -41,7 +41,7 @@ struct sw_call {
     gboolean ended;
     gboolean counted;  /* holds one of the server's in-flight slots */
     size_t held_bytes; /* of the server's request memory budget */
-    sw_call_tag accept_tag, recv_tag, close_tag, send_tag, stream_tag;
+    sw_call_tag accept_tag, recv_tag, close_tag, send_tag, stream_tag, read_tag;
     /* Server streaming: messages wait in `outbox` while one is being sent,
      * and the status waits for them. */
     GMutex stream_lock;
@@ -51,6 +51,12 @@ struct sw_call {
     gboolean finish_pending;
     int finish_code;
     char *finish_message;
+    /* Bidirectional streams: a message read is in flight (`reading`), is
+     * due once the outbox is sent (`read_pending`), or is with the method's
+     * on_message (`in_handler`); under stream_lock. `incoming` is what the
+     * read received. */
+    gboolean reading, read_pending, in_handler;
+    grpc_byte_buffer *incoming;
     sw_call_cancelled_func on_cancel;
     void *on_cancel_data;
     /* What the reply batch sends, kept until it completes. */
@@ -86,6 +92,7 @@ struct sw_server {
     gboolean shutdown_done;
     int active; /* calls given to handlers and not yet ended; under lock */
     gint shutting_down;
+    GHashTable *streams; /* bidirectional calls not yet ended; under lock */
     gboolean started;
 };
 
@@ -105,6 +112,11 @@ void sw__call_watch_close(sw_call *call);
  * (`counted`) and its share of the request memory budget (`held_bytes`),
  * as its reply is about to be sent. */
 void sw__server_release_call(sw_server *server, sw_call *call);
+/* Bidirectional streaming (call.c): starts reading the first message of an
+ * accepted call; and, at shutdown, ends with UNAVAILABLE a stream that
+ * waits for the client's next message. */
+void sw__call_stream_start(sw_call *call);
+void sw__call_stream_shutdown(sw_call *call);
 /* Told by call.c when a handler ended a call: wakes a drain waiting for the
  * last call. Touches nothing of the call's. */
 void sw__server_call_ended(sw_server *server);
