@@ -214,7 +214,9 @@ static void test_new_and_load(void)
     g_assert_null(stage->instances);
 
     /* Before the module is loaded, running it is UNAVAILABLE, not a crash. */
-    GPtrArray *prepared = prepare_ok(stage, predictor_inputs(), 2);
+    GPtrArray *inputs = predictor_inputs();
+    GPtrArray *prepared = prepare_ok(stage, inputs, 2);
+    g_ptr_array_unref(inputs);
     g_assert_null(sw_stage_run(stage, prepared, &error));
     g_assert_error(error, SW_ERROR, SW_CODE_UNAVAILABLE);
     g_clear_error(&error);
@@ -572,17 +574,33 @@ static void test_prepare_string_forms(void)
 /* Timeseries tensors become List[Tensor] of float32 rows; h3 indexes sent
  * as UINT64 or decimal strings become INT64, and anything else is refused
  * naming the input and row. */
-static void test_prepare_timeseries_and_h3(void)
+/* A preprocessor with a timeseries input of length 3 and an h3 input, and
+ * two rows of them: FP32 series and UINT64 cells. */
+static sw_stage *ts_h3_stage(fixture *f)
 {
-    fixture f;
-    fixture_custom(&f, "[{\"name\": \"ts\", \"type\": \"timeseries\"}, {\"name\": \"cell\", \"type\": \"h3\"}]",
+    fixture_custom(f, "[{\"name\": \"ts\", \"type\": \"timeseries\"}, {\"name\": \"cell\", \"type\": \"h3\"}]",
                    "{\"ts\": {\"max_timeseries_length\": 3}}");
-    sw_stage *stage = loaded_stage(&f, SW_STAGE_PREPROCESSOR, 1);
-    static const float series[6] = {1.5f, -2.0f, 3.25f, 4.0f, 5.0f, 6.5f};
-    static const uint64_t big = 617700169958293503u; /* past 2^53 */
+    return loaded_stage(f, SW_STAGE_PREPROCESSOR, 1);
+}
+
+static const float series[6] = {1.5f, -2.0f, 3.25f, 4.0f, 5.0f, 6.5f};
+static const uint64_t big_cell = 617700169958293503u; /* past 2^53 */
+
+static GPtrArray *ts_h3_inputs(void)
+{
     GPtrArray *d = sw_value_array_new();
     g_ptr_array_add(d, numeric("ts", SW_DTYPE_FP32, 2, (int64_t[]){2, 3}, series));
-    g_ptr_array_add(d, numeric("cell", SW_DTYPE_UINT64, 1, (int64_t[]){2}, (uint64_t[]){big, 0x7fffffffffffffffu}));
+    g_ptr_array_add(d,
+                    numeric("cell", SW_DTYPE_UINT64, 1, (int64_t[]){2}, (uint64_t[]){big_cell, 0x7fffffffffffffffu}));
+    return d;
+}
+
+/* Timeseries tensors become List[Tensor] rows; h3 in every form becomes INT64. */
+static void test_prepare_timeseries_and_h3_forms(void)
+{
+    fixture f;
+    sw_stage *stage = ts_h3_stage(&f);
+    GPtrArray *d = ts_h3_inputs();
     GPtrArray *prepared = prepare_ok(stage, d, 2);
     sw_value *ts = find_value(prepared, "ts");
     g_assert_cmpint(ts->kind, ==, SW_VALUE_TENSOR_LIST);
@@ -601,7 +619,7 @@ static void test_prepare_timeseries_and_h3(void)
     g_assert_cmpint(cell->tensor->dtype, ==, SW_DTYPE_INT64);
     g_assert_cmpint(cell->tensor->ndim, ==, 1);
     const int64_t *cells = sw_tensor_data(cell->tensor, NULL);
-    g_assert_cmpint(cells[0], ==, (int64_t)big);
+    g_assert_cmpint(cells[0], ==, (int64_t)big_cell);
     g_assert_cmpint(cells[1], ==, G_MAXINT64);
     g_ptr_array_unref(prepared);
 
@@ -620,7 +638,7 @@ static void test_prepare_timeseries_and_h3(void)
     const float *f0 = sw_tensor_data(g_ptr_array_index(ts->items, 0), NULL);
     g_assert_cmpfloat(f0[0], ==, 0.1f);
     cells = sw_tensor_data(find_value(prepared, "cell")->tensor, NULL);
-    g_assert_cmpint(cells[0], ==, (int64_t)big);
+    g_assert_cmpint(cells[0], ==, (int64_t)big_cell);
     g_assert_cmpint(cells[1], ==, 0);
     g_ptr_array_unref(prepared);
 
@@ -632,10 +650,20 @@ static void test_prepare_timeseries_and_h3(void)
     g_assert_cmpint(find_value(prepared, "cell")->tensor->dtype, ==, SW_DTYPE_INT64);
     g_ptr_array_unref(prepared);
 
+    g_ptr_array_unref(d);
+    sw_stage_free(stage);
+    fixture_clear(&f);
+}
+
+static void test_prepare_timeseries_text(void)
+{
+    fixture f;
+    sw_stage *stage = ts_h3_stage(&f);
+    GPtrArray *d = ts_h3_inputs();
     /* Timeseries text: the tokens the module reads must be numbers; "nan"
      * (missing) and tokens past max_timeseries_length are the module's. */
     replace_value(d, strings("ts", (const char *const[]){"nan", " 1\t-2e3  inf 4 junk "}, 2));
-    prepared = prepare_ok(stage, d, 2);
+    GPtrArray *prepared = prepare_ok(stage, d, 2);
     g_assert_cmpint(find_value(prepared, "ts")->kind, ==, SW_VALUE_STRINGS);
     g_ptr_array_unref(prepared);
     static const char *const bad_series[][2] = {
@@ -649,8 +677,16 @@ static void test_prepare_timeseries_and_h3(void)
         g_ptr_array_ref(d);
         expect_refused(stage, d, "input 'ts' row 1: cannot read", bad_series[i][1]);
     }
-    replace_value(d, strings("ts", (const char *const[]){"1 2 3", "4 5 6"}, 2));
+    g_ptr_array_unref(d);
+    sw_stage_free(stage);
+    fixture_clear(&f);
+}
 
+static void test_prepare_timeseries_and_h3_refused(void)
+{
+    fixture f;
+    sw_stage *stage = ts_h3_stage(&f);
+    GPtrArray *d = ts_h3_inputs();
     /* Refused: bad h3 text, indexes past 2^63, wrong timeseries length or datatype. */
     static const char *const bad_cells[] = {"12x", "-5", " 7", "", "nan", "18446744073709551616", "1e5"};
     for (size_t i = 0; i < G_N_ELEMENTS(bad_cells); i++) {
@@ -675,15 +711,19 @@ static void test_prepare_timeseries_and_h3(void)
     expect_refused(stage, d, "input 'ts' (timeseries)", "wrong number of dimensions");
     sw_stage_free(stage);
     fixture_clear(&f);
+}
 
+static void test_prepare_timeseries_any_length(void)
+{
+    fixture f;
     /* Without max_timeseries_length any length goes, but not an empty row;
      * text for another tokenizer than space is the module's to read. */
     fixture_custom(&f, "[{\"name\": \"ts\", \"type\": \"timeseries\", \"preprocessing\": {\"tokenizer\": \"comma\"}}]",
                    "{}");
-    stage = loaded_stage(&f, SW_STAGE_PREPROCESSOR, 1);
-    d = sw_value_array_new();
+    sw_stage *stage = loaded_stage(&f, SW_STAGE_PREPROCESSOR, 1);
+    GPtrArray *d = sw_value_array_new();
     g_ptr_array_add(d, numeric("ts", SW_DTYPE_FP32, 2, (int64_t[]){1, 5}, series));
-    prepared = prepare_ok(stage, d, 1);
+    GPtrArray *prepared = prepare_ok(stage, d, 1);
     g_assert_cmpint(((sw_tensor *)g_ptr_array_index(find_value(prepared, "ts")->items, 0))->shape[0], ==, 5);
     g_ptr_array_unref(prepared);
     replace_value(d, strings("ts", (const char *const[]){"1,2,3"}, 1));
@@ -901,7 +941,10 @@ int main(int argc, char **argv)
     g_test_add_func("/stage/prepare-refuses", test_prepare_refuses);
     g_test_add_func("/stage/prepare-dates", test_prepare_dates);
     g_test_add_func("/stage/prepare-string-forms", test_prepare_string_forms);
-    g_test_add_func("/stage/prepare-timeseries-and-h3", test_prepare_timeseries_and_h3);
+    g_test_add_func("/stage/prepare-timeseries-and-h3-forms", test_prepare_timeseries_and_h3_forms);
+    g_test_add_func("/stage/prepare-timeseries-text", test_prepare_timeseries_text);
+    g_test_add_func("/stage/prepare-timeseries-and-h3-refused", test_prepare_timeseries_and_h3_refused);
+    g_test_add_func("/stage/prepare-timeseries-any-length", test_prepare_timeseries_any_length);
     g_test_add_func("/stage/run-echo-shares", test_run_echo_shares);
     g_test_add_func("/stage/run-scale-and-fail", test_run_scale_and_fail);
     g_test_add_func("/stage/run-ragged-output", test_run_ragged_output);
