@@ -130,3 +130,29 @@ const sw_output *output_named(GPtrArray *outputs, const char *name)
     g_error("no output '%s'", name);
     return NULL;
 }
+
+/* The four inputs of the predictor, `rows` rows: age holds age0, age0 + 1, ... */
+GPtrArray *predictor_inputs(int rows, float age0)
+{
+    GPtrArray *inputs = sw_output_array_new();
+    float *age = g_new(float, rows);
+    int32_t *color = g_new(int32_t, rows);
+    int64_t *review = g_new0(int64_t, (size_t)rows * 6);
+    int32_t *when = g_new0(int32_t, (size_t)rows * 9);
+    for (int r = 0; r < rows; r++) {
+        age[r] = age0 + (float)r;
+        color[r] = r % 3;
+        review[r * 6] = r;
+        when[r * 9] = 2020 + r;
+    }
+    int64_t b[1] = {rows}, review_shape[2] = {rows, 6}, when_shape[2] = {rows, 9};
+    add_tensor(inputs, "age", SW_DTYPE_FP32, 1, b, age);
+    add_tensor(inputs, "color", SW_DTYPE_INT32, 1, b, color);
+    add_tensor(inputs, "review", SW_DTYPE_INT64, 2, review_shape, review);
+    add_tensor(inputs, "when", SW_DTYPE_INT32, 2, when_shape, when);
+    g_free(age);
+    g_free(color);
+    g_free(review);
+    g_free(when);
+    return inputs;
+}

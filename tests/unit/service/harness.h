@@ -56,6 +56,9 @@ void assert_error(const GError *error, int code, const char *substring);
 
 /* Appends an output-shaped tensor (copied from `data`) to `inputs`. */
 void add_tensor(GPtrArray *inputs, const char *name, sw_dtype dtype, int ndim, const int64_t *shape, const void *data);
+/* The four inputs of the fake predictor (age, color, review, when), `rows`
+ * rows: age holds age0, age0 + 1, ... New array of sw_output. */
+GPtrArray *predictor_inputs(int rows, float age0);
 /* A packed ModelInferRequest of `model` (`version` NULL: none) over `inputs`
  * (consumed), asking for the outputs in `wanted` (NULL-terminated; NULL: all). */
 GBytes *infer_request(const char *model, const char *version, const char *id, GPtrArray *inputs,

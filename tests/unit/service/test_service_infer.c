@@ -68,29 +68,6 @@ static void result_clear(result *r)
     g_cond_clear(&r->cond);
 }
 
-/* The four inputs of the fake predictor, `rows` rows: age holds age0,
- * age0 + 1, ... */
-static GPtrArray *age_input(int rows, float age0)
-{
-    GPtrArray *inputs = sw_output_array_new();
-    float *age = g_new(float, rows);
-    int32_t *color = g_new0(int32_t, rows);
-    int64_t *review = g_new0(int64_t, (size_t)rows * 6);
-    int32_t *when = g_new0(int32_t, (size_t)rows * 9);
-    for (int i = 0; i < rows; i++)
-        age[i] = age0 + (float)i;
-    int64_t b[1] = {rows}, review_shape[2] = {rows, 6}, when_shape[2] = {rows, 9};
-    add_tensor(inputs, "age", SW_DTYPE_FP32, 1, b, age);
-    add_tensor(inputs, "color", SW_DTYPE_INT32, 1, b, color);
-    add_tensor(inputs, "review", SW_DTYPE_INT64, 2, review_shape, review);
-    add_tensor(inputs, "when", SW_DTYPE_INT32, 2, when_shape, when);
-    g_free(age);
-    g_free(color);
-    g_free(review);
-    g_free(when);
-    return inputs;
-}
-
 /* The outputs of the packed response in `r`. */
 static GPtrArray *decode(const result *r)
 {
@@ -110,7 +87,7 @@ static GPtrArray *decode(const result *r)
 static void check_scaled(stage_server *s, sw_metrics *metrics)
 {
     result r;
-    run(s, infer_request("m_predictor", NULL, "rest-1", age_input(3, 10), NULL), &r);
+    run(s, infer_request("m_predictor", NULL, "rest-1", predictor_inputs(3, 10), NULL), &r);
     g_assert_cmpstr(r.message, ==, NULL);
     g_assert_cmpint(r.code, ==, SW_CODE_OK);
     GPtrArray *outputs = decode(&r);
@@ -157,7 +134,7 @@ static void test_failures(void)
     server_setup setup = {.kind = SW_STAGE_PREDICTOR, .module = "op=echo"};
     stage_server *s = stage_server_start(&setup);
     result r;
-    run(s, infer_request("nosuch", NULL, "x", age_input(1, 0), NULL), &r);
+    run(s, infer_request("nosuch", NULL, "x", predictor_inputs(1, 0), NULL), &r);
     g_assert_cmpint(r.code, ==, SW_CODE_NOT_FOUND);
     g_assert_null(r.response);
     g_assert_nonnull(strstr(r.message, "'nosuch' is not served here"));
@@ -172,10 +149,10 @@ static void test_failures(void)
     result_clear(&r);
     /* A deadline already past: DEADLINE_EXCEEDED before the stage runs; one
      * in the future: answered. */
-    run_until(s, infer_request("m_predictor", NULL, "x", age_input(1, 0), NULL), g_get_monotonic_time() - 1, &r);
+    run_until(s, infer_request("m_predictor", NULL, "x", predictor_inputs(1, 0), NULL), g_get_monotonic_time() - 1, &r);
     g_assert_cmpint(r.code, ==, SW_CODE_DEADLINE_EXCEEDED);
     result_clear(&r);
-    run_until(s, infer_request("m_predictor", NULL, "x", age_input(1, 0), NULL),
+    run_until(s, infer_request("m_predictor", NULL, "x", predictor_inputs(1, 0), NULL),
               g_get_monotonic_time() + 10 * G_USEC_PER_SEC, &r);
     g_assert_cmpint(r.code, ==, SW_CODE_OK);
     result_clear(&r);
@@ -183,7 +160,7 @@ static void test_failures(void)
     /* While the module loads: UNAVAILABLE, as on gRPC. */
     server_setup loading = {.kind = SW_STAGE_PREDICTOR, .module = "op=echo", .not_loaded = TRUE};
     s = stage_server_start(&loading);
-    run(s, infer_request("m_predictor", NULL, "x", age_input(1, 0), NULL), &r);
+    run(s, infer_request("m_predictor", NULL, "x", predictor_inputs(1, 0), NULL), &r);
     g_assert_cmpint(r.code, ==, SW_CODE_UNAVAILABLE);
     result_clear(&r);
     stage_server_stop(s);
