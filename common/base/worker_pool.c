@@ -17,6 +17,7 @@ struct sw_worker_pool {
     worker *workers;
     int n_workers;
     gboolean stopping;
+    gint pending; /* pushed and not yet finished by `func` */
 };
 
 /* With the lock held: the next item for `w`, waiting for one while there is
@@ -56,6 +57,7 @@ static gpointer worker_loop(gpointer data)
     while ((item = next_item(p, w)) != NULL) {
         g_mutex_unlock(&p->lock);
         p->func(item, p->user_data);
+        g_atomic_int_dec_and_test(&p->pending);
         g_mutex_lock(&p->lock);
     }
     g_mutex_unlock(&p->lock);
@@ -85,6 +87,7 @@ sw_worker_pool *sw_worker_pool_new(const char *name, int n_threads, sw_work_func
 void sw_worker_pool_push(sw_worker_pool *p, void *item)
 {
     g_return_if_fail(item != NULL);
+    g_atomic_int_inc(&p->pending);
     g_mutex_lock(&p->lock);
     g_assert(!p->stopping);
     if (p->n_idle > 0) {
@@ -103,6 +106,11 @@ int sw_worker_pool_idle(sw_worker_pool *p)
     int idle = p->n_idle;
     g_mutex_unlock(&p->lock);
     return idle;
+}
+
+int sw_worker_pool_pending(const sw_worker_pool *p)
+{
+    return g_atomic_int_get(&p->pending);
 }
 
 void sw_worker_pool_free(sw_worker_pool *p)

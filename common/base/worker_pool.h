@@ -25,6 +25,9 @@ sw_worker_pool *sw_worker_pool_new(const char *name, int n_threads, sw_work_func
 void sw_worker_pool_push(sw_worker_pool *pool, void *item);
 /* Workers waiting for an item now (a snapshot). */
 int sw_worker_pool_idle(sw_worker_pool *pool);
+/* Items pushed and not yet finished, queued or running (a snapshot, read
+ * without the lock). */
+int sw_worker_pool_pending(const sw_worker_pool *pool);
 /* Runs every item already pushed, then joins the threads and frees the pool.
  * Nothing may be pushed once this has begun. */
 void sw_worker_pool_free(sw_worker_pool *pool);

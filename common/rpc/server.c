@@ -74,14 +74,63 @@ static void run_on_worker(void *item, void *user_data)
 {
     (void)user_data;
     sw_call *c = item;
+    if (c->resume) {
+        sw_method_handler resume = c->resume;
+        c->resume = NULL;
+        resume(c, c->resume_data);
+        return;
+    }
     c->method->method.handler(c, c->method->method.user_data);
 }
 
+gboolean sw_call_on_polling_thread(const sw_call *c)
+{
+    return c->server->poller == g_thread_self();
+}
+
+void sw_call_continue_on_worker(sw_call *c, sw_method_handler func, void *user_data)
+{
+    g_return_if_fail(sw_call_on_polling_thread(c));
+    c->resume = func;
+    c->resume_data = user_data;
+    sw_worker_pool_push(c->server->workers, c);
+}
+
+/* Events taken per look before an inline call: bounds that look when calls
+ * keep arriving. */
+#define HAND_OFF_MAX_EVENTS 64
+
+/* Runs the events already waiting on the queue, without waiting for more,
+ * with calls among them that could run inline sent to workers instead. */
+static void hand_off_waiting(sw_server *s)
+{
+    s->handing_off = TRUE;
+    for (int i = 0; i < HAND_OFF_MAX_EVENTS; i++) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type != GRPC_OP_COMPLETE)
+            break; /* nothing waiting (a shut-down queue has no inline call) */
+        sw_completion_run(ev.tag, ev.success);
+    }
+    s->handing_off = FALSE;
+}
+
+/* Whether a worker method's request of `bytes` runs on the polling thread. */
+static gboolean runs_inline(sw_server *s, const sw_method *m, size_t bytes)
+{
+    if (m->inline_max_bytes == 0 || bytes > m->inline_max_bytes)
+        return FALSE;
+    if (!m->inline_when_idle)
+        return TRUE;
+    return !s->handing_off && sw_worker_pool_pending(s->workers) == 0;
+}
+
+/* Counted before the refusal is sent, so a client that sees it finds it
+ * in the metrics. */
 static void refuse(sw_server *s, sw_call *c, int code, const char *message)
 {
-    sw_call_fail(c, code, message);
     if (s->on_refused)
         s->on_refused(code, s->on_refused_data);
+    sw_call_fail(c, code, message);
 }
 
 static size_t payload_bytes(const sw_call *c)
@@ -117,9 +166,11 @@ static void dispatch_received(sw_server *s, sw_call *c)
         g_free(msg);
         return;
     }
-    size_t inline_max = c->method->method.inline_max_bytes;
-    if (inline_max > 0 && payload_bytes(c) <= inline_max) {
-        c->method->method.handler(c, c->method->method.user_data);
+    const sw_method *m = &c->method->method;
+    if (runs_inline(s, m, payload_bytes(c))) {
+        if (m->inline_when_idle)
+            hand_off_waiting(s);
+        m->handler(c, m->user_data);
         return;
     }
     sw_worker_pool_push(s->workers, c);

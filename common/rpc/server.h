@@ -63,6 +63,15 @@ typedef struct sw_method {
      * bounds the polling thread's work for one call: keep it to a few KiB.
      * 0: never. */
     size_t inline_max_bytes;
+    /* With inline_max_bytes, for handlers that do the work themselves (run
+     * a model) rather than queue it: such a request runs on the polling
+     * thread only while no call of this server waits for or runs on a
+     * worker. Before it runs, the events already waiting on the completion
+     * queue are taken, and calls among them go to workers, so no call waits
+     * behind it for more than the one it runs. A handler that finds the
+     * work larger than it looked (rows, not bytes) passes it on with
+     * sw_call_continue_on_worker(). */
+    gboolean inline_when_idle;
     /* Bidirectional streaming (SW_DISPATCH_INLINE only; `handler` unused):
      * the server reads the client's messages one at a time and gives each
      * to this function on the polling thread, which answers with
@@ -150,6 +159,16 @@ struct grpc_call *sw_call_grpc_call(const sw_call *call);
 gboolean sw_call_is_cancelled(const sw_call *call);
 /* Microseconds left before the call's deadline (G_MAXINT64: none). */
 int64_t sw_call_remaining_us(const sw_call *call);
+
+/* TRUE while the handler runs on the server's polling thread (an inline
+ * method, or a worker method's small request: see inline_max_bytes). */
+gboolean sw_call_on_polling_thread(const sw_call *call);
+/* From a handler on the polling thread: `func(call, user_data)` runs on a
+ * worker instead, and the handler returns without ending the call, for
+ * work found too large to hold the polling thread once the request was
+ * read. `user_data` is the caller's (typically what the handler decoded so
+ * far) and passes to `func` untouched. */
+void sw_call_continue_on_worker(sw_call *call, sw_method_handler func, void *user_data);
 
 /* Marks the call's failure, whenever it ends with one, as not to be
  * retried by the client's gRPC retry policy (trailing metadata

@@ -57,6 +57,10 @@ struct sw_call {
      * read received. */
     gboolean reading, read_pending, in_handler;
     grpc_byte_buffer *incoming;
+    /* sw_call_continue_on_worker(): what the worker runs instead of the
+     * method's handler. */
+    sw_method_handler resume;
+    void *resume_data;
     sw_call_cancelled_func on_cancel;
     void *on_cancel_data;
     /* What the reply batch sends, kept until it completes. */
@@ -93,6 +97,10 @@ struct sw_server {
     int active; /* calls given to handlers and not yet ended; under lock */
     gint shutting_down;
     GHashTable *streams; /* bidirectional calls not yet ended; under lock */
+    /* The polling thread is taking the events already waiting before it
+     * runs a call inline (inline_when_idle): calls among them go to
+     * workers. Polling thread only. */
+    gboolean handing_off;
     gboolean started;
 };
 

@@ -272,6 +272,39 @@ int64_t sw__infer_call_remaining_us(const infer_call *ic)
     return ic->deadline_us > 0 ? ic->deadline_us - g_get_monotonic_time() : G_MAXINT64;
 }
 
+/* The most rows a request may have to run on the polling thread
+ * (oip_service.c says when calls run there): a stage's run on a few rows. */
+#define INLINE_MAX_ROWS 16
+
+/* The rows the request declares: the largest first dimension of its inputs. */
+static int64_t declared_rows(const Inference__ModelInferRequest *req)
+{
+    int64_t rows = 0;
+    for (size_t i = 0; i < req->n_inputs; i++)
+        if (req->inputs[i]->n_shape > 0)
+            rows = MAX(rows, req->inputs[i]->shape[0]);
+    return rows;
+}
+
+/* The rest of infer_start(), wherever it runs. */
+static void infer_prepare_and_run(infer_call *ic)
+{
+    GError *error = NULL;
+    GPtrArray *prepared = prepare(ic, &error);
+    if (prepared == NULL) {
+        sw__infer_call_fail_error(ic, error);
+        g_error_free(error);
+        return;
+    }
+    run_stage(ic, prepared);
+}
+
+static void infer_resume_on_worker(sw_call *call, void *user_data)
+{
+    (void)call;
+    infer_prepare_and_run(user_data);
+}
+
 /* Runs the call `ic` on the packed request `request`, to its single end. */
 static void infer_start(infer_call *ic, GBytes *request)
 {
@@ -298,13 +331,18 @@ static void infer_start(infer_call *ic, GBytes *request)
         g_set_error(&error, SW_ERROR, SW_CODE_UNAVAILABLE,
                     "model '%s' is still loading; ask again when health says SERVING", req->model_name);
     }
-    GPtrArray *prepared = ic->entry ? prepare(ic, &error) : NULL;
-    if (prepared == NULL) {
+    if (ic->entry == NULL) {
         sw__infer_call_fail_error(ic, error);
         g_error_free(error);
         return;
     }
-    run_stage(ic, prepared);
+    /* Batched calls only queue here; others run the stage. */
+    if (ic->call && ic->svc->batcher == NULL && declared_rows(req) > INLINE_MAX_ROWS &&
+        sw_call_on_polling_thread(ic->call)) {
+        sw_call_continue_on_worker(ic->call, infer_resume_on_worker, ic);
+        return;
+    }
+    infer_prepare_and_run(ic);
 }
 
 void sw__handle_model_infer(sw_call *call, void *data)

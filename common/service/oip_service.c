@@ -111,6 +111,34 @@ const model_entry *sw__find_model(sw_oip_service *svc, const char *name, const c
  * while 64 KiB of them held every other client's calls for milliseconds. */
 #define BATCHED_INLINE_MAX_BYTES 4096
 
+/* Without batching, a small request runs to completion on the polling
+ * thread while no other inference call is in flight (server.h,
+ * inline_when_idle): no thread hand-off, and the stage's module stays warm
+ * on that one thread. The bounds keep what one call can hold the polling
+ * thread for to a stage's run on a few rows (rows are checked once the
+ * request is read: sw__infer_inline_max_rows). */
+#define RUN_INLINE_MAX_BYTES 16384
+
+/* Stages that decode image or audio files never run inline: a small file
+ * can decode to many megapixels. */
+static gboolean decodes_media(const sw_stage *stage)
+{
+    for (guint i = 0; i < stage->inputs->len; i++) {
+        const sw_tensor_spec *spec = g_ptr_array_index(stage->inputs, i);
+        if (stage->kind == SW_STAGE_PREPROCESSOR &&
+            (g_strcmp0(spec->feature_type, "image") == 0 || g_strcmp0(spec->feature_type, "audio") == 0))
+            return TRUE;
+    }
+    return FALSE;
+}
+
+static size_t infer_inline_max_bytes(const sw_oip_service *svc)
+{
+    if (svc->batcher)
+        return BATCHED_INLINE_MAX_BYTES;
+    return decodes_media(svc->stage) ? 0 : RUN_INLINE_MAX_BYTES;
+}
+
 size_t sw_oip_service_methods(sw_oip_service *svc, sw_method *methods)
 {
 #define SW_INLINE_METHOD(method_path, method_handler, is_open)                                                         \
@@ -131,7 +159,8 @@ size_t sw_oip_service_methods(sw_oip_service *svc, sw_method *methods)
             .dispatch = SW_DISPATCH_WORKER,
             .handler = sw__handle_model_infer,
             .user_data = svc,
-            .inline_max_bytes = svc->batcher ? BATCHED_INLINE_MAX_BYTES : 0,
+            .inline_max_bytes = infer_inline_max_bytes(svc),
+            .inline_when_idle = svc->batcher == NULL,
         },
         /* Open: Kubernetes probes carry no token. */
         SW_INLINE_METHOD(SW_PATH_HEALTH_CHECK, sw__handle_health_check, TRUE),

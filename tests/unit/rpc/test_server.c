@@ -375,6 +375,103 @@ static void test_dispatch_threads(void)
     ctx_clear(&x);
 }
 
+/* Where a resumed call ran, and where its handler first ran. */
+static void resumed_handler(sw_call *call, void *user_data)
+{
+    ctx *x = user_data;
+    record_thread(x);
+    reply_status(call, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    counter_add(&x->ended, 1);
+}
+
+/* "more" asks for the rest of the work on a worker, as a request found too
+ * large to run inline once read would (a handler already on a worker just
+ * goes on). */
+static void maybe_resume_handler(sw_call *call, void *user_data)
+{
+    ctx *x = user_data;
+    char *service = unpack_request(sw_call_request(call));
+    gboolean more = strcmp(service, "more") == 0;
+    g_free(service);
+    g_mutex_lock(&x->lock);
+    x->cancel_thread = g_thread_self(); /* reused: where the handler began */
+    g_mutex_unlock(&x->lock);
+    if (more && sw_call_on_polling_thread(call)) {
+        sw_call_continue_on_worker(call, resumed_handler, x);
+        return;
+    }
+    resumed_handler(call, x);
+}
+
+static void test_inline_when_idle(void)
+{
+    ctx x;
+    ctx_init(&x);
+    sw_method methods[] = {
+        {.path = "/test.Idle/Inline", .dispatch = SW_DISPATCH_INLINE, .handler = scripted_handler, .user_data = &x},
+        {.path = "/test.Idle/Block", .dispatch = SW_DISPATCH_WORKER, .handler = blocking_handler, .user_data = &x},
+        {.path = "/test.Idle/Run",
+         .dispatch = SW_DISPATCH_WORKER,
+         .handler = maybe_resume_handler,
+         .user_data = &x,
+         .inline_max_bytes = 16,
+         .inline_when_idle = TRUE},
+    };
+    sw_server_options o = harness_server_options();
+    o.worker_threads = 2;
+    sw_server *s = harness_server_start(&o, methods, G_N_ELEMENTS(methods));
+    sw_channel *ch = harness_channel_to(s, NULL);
+    g_assert_cmpint(call_code(ch, "/test.Idle/Inline", "up", CALL_TIMEOUT_US, NULL), ==, SW_CODE_OK);
+    GThread *poller = ctx_thread(&x);
+
+    /* Idle: runs to completion on the polling thread. */
+    g_assert_cmpint(call_code(ch, "/test.Idle/Run", "up", CALL_TIMEOUT_US, NULL), ==, SW_CODE_OK);
+    g_assert_true(ctx_thread(&x) == poller);
+
+    /* Asked to go on elsewhere: begins on the polling thread, ends on a
+     * worker. */
+    g_assert_cmpint(call_code(ch, "/test.Idle/Run", "more", CALL_TIMEOUT_US, NULL), ==, SW_CODE_OK);
+    g_mutex_lock(&x.lock);
+    g_assert_true(x.cancel_thread == poller);
+    g_mutex_unlock(&x.lock);
+    g_assert_true(ctx_thread(&x) != poller);
+
+    /* A worker busy: small calls go to the other worker rather than hold
+     * the polling thread. */
+    counter done;
+    counter_init(&done);
+    async_result blocked = {.done = &done};
+    call_check_async(ch, "/test.Idle/Block", "up", CALL_TIMEOUT_US, &blocked);
+    counter_wait(&x.entered, 1);
+    GThread *blocked_worker = ctx_thread(&x);
+    g_assert_cmpint(call_code(ch, "/test.Idle/Run", "up", CALL_TIMEOUT_US, NULL), ==, SW_CODE_OK);
+    g_assert_true(ctx_thread(&x) != poller);
+    g_assert_true(ctx_thread(&x) != blocked_worker);
+    counter_add(&x.release, 1);
+    counter_wait(&done, 1);
+    g_assert_cmpint(blocked.code, ==, SW_CODE_OK);
+    g_free(blocked.message);
+
+    /* Many at once, wherever each runs, all answered. */
+    enum { N = 32 };
+    async_result results[N];
+    memset(results, 0, sizeof results);
+    for (int i = 0; i < N; i++) {
+        results[i].done = &done;
+        call_check_async(ch, "/test.Idle/Run", i % 4 ? "up" : "more", CALL_TIMEOUT_US, &results[i]);
+    }
+    counter_wait(&done, 1 + N);
+    for (int i = 0; i < N; i++) {
+        g_assert_cmpint(results[i].code, ==, SW_CODE_OK);
+        g_free(results[i].message);
+    }
+
+    sw_channel_free(ch);
+    harness_server_stop(s);
+    counter_clear(&done);
+    ctx_clear(&x);
+}
+
 static void test_admission(void)
 {
     ctx x;
@@ -679,6 +776,7 @@ int main(int argc, char **argv)
     g_test_add_func("/rpc/server/fail-code-and-message", test_fail_code_and_message);
     g_test_add_func("/rpc/server/unregistered-method-is-unimplemented", test_unregistered_method_is_unimplemented);
     g_test_add_func("/rpc/server/dispatch-threads", test_dispatch_threads);
+    g_test_add_func("/rpc/server/inline-when-idle", test_inline_when_idle);
     g_test_add_func("/rpc/server/admission", test_admission);
     g_test_add_func("/rpc/server/max-in-flight", test_max_in_flight);
     g_test_add_func("/rpc/server/deadline-reaches-handler", test_deadline_reaches_handler);
