@@ -65,7 +65,9 @@ void sw__server_release_call(sw_server *s, sw_call *c)
 void sw__server_call_ended(sw_server *s)
 {
     g_mutex_lock(&s->lock);
-    if (--s->active == 0)
+    /* Only a shutdown waits for this, and glib's broadcast is a system call
+     * even with no one waiting. */
+    if (--s->active == 0 && g_atomic_int_get(&s->shutting_down))
         g_cond_broadcast(&s->shutdown_done_cond);
     g_mutex_unlock(&s->lock);
 }
