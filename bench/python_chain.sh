@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # python-chain, sourced by bench/run.sh (it uses that script's BUILD, EXPORT, OUT, ROWS,
 # PYTHON, ROOT, bench, log, SERVER_PIDS and stop_servers): what a team would write to run
 # the three stages in separate processes, three Python grpcio servers

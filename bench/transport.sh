@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The transport floor, sourced by bench/run.sh (it uses that script's BENCH, BUILD,
 # EXPORT, OUT, ROWS, PYTHON, bench, log, SERVER_PIDS and stop_servers): bare gRPC C
 # core servers (stagewise-transport-floor: one thread, one completion queue, every
