@@ -47,11 +47,10 @@ typedef struct options {
 
 /* What a completion-queue tag stands for. */
 typedef enum tag_kind {
-    TAG_ACCEPTED,     /* a call of the method arrived, payload included */
-    TAG_UNKNOWN,      /* a call of any other method arrived */
-    TAG_NEXT_DONE,    /* the next process answered (or failed) */
-    TAG_REPLIED,      /* our answer went out and the call is closed */
-    TAG_SHUTDOWN_DONE /* the server stopped accepting calls */
+    TAG_ACCEPTED,  /* a call of the method arrived, payload included */
+    TAG_UNKNOWN,   /* a call of any other method arrived */
+    TAG_NEXT_DONE, /* the next process answered (or failed) */
+    TAG_REPLIED    /* our answer went out and the call is closed */
 } tag_kind;
 
 typedef struct floor_server floor_server;
@@ -80,7 +79,6 @@ typedef struct floor_call {
 
 /* Everything one process holds, released in reverse order by floor_stop. */
 struct floor_server {
-    const options *opts;
     grpc_server *grpc;
     grpc_completion_queue *cq;
     grpc_channel *channel; /* NULL without --next */
@@ -89,8 +87,8 @@ struct floor_server {
     grpc_byte_buffer *reply;        /* the answer every call gets */
     grpc_byte_buffer *next_request; /* what every call sends on */
     int live_calls;                 /* floor_call objects not yet freed */
-    int shutting_down;
-    tag_kind shutdown_tag;
+    int stopped;                    /* the server accepts no more calls */
+    int stopped_tag;                /* its address is the tag saying so */
 };
 
 /* `size` bytes that parse as an empty protobuf message: field 100 of wire
@@ -166,9 +164,9 @@ static void post_accept(floor_server *s, tag_kind kind)
             ? grpc_server_request_registered_call(s->grpc, s->method, &c->call, &c->deadline, &c->request_metadata,
                                                   &c->payload, s->cq, s->cq, c)
             : grpc_server_request_call(s->grpc, &c->call, &c->details, &c->request_metadata, s->cq, s->cq, c);
-    if (rc != GRPC_CALL_OK) {
+    if (rc != GRPC_CALL_OK) { /* no event will come for it */
         fprintf(stderr, "stagewise-transport-floor: could not wait for calls (%d)\n", (int)rc);
-        abort();
+        call_free(c);
     }
 }
 
@@ -251,7 +249,6 @@ static void handle(floor_server *s, floor_call *c, int success)
             reply(c, NULL, c->next_status, "the next process failed");
         return;
     case TAG_REPLIED: call_free(c); return;
-    case TAG_SHUTDOWN_DONE: s->shutting_down = 2; return;
     }
 }
 
@@ -266,11 +263,9 @@ static grpc_arg int_arg(const char *key, int value)
 }
 
 /* Creates, binds and starts the server (and the channel to --next);
- * prints the bound port. FALSE with a message on stderr. */
+ * prints the bound port. 0 with a message on stderr. */
 static int floor_start(floor_server *s, const options *o)
 {
-    s->opts = o;
-    s->shutdown_tag = TAG_SHUTDOWN_DONE;
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_arg args[] = {int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1), int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1),
                        int_arg(GRPC_ARG_ENABLE_RETRIES, 0)};
@@ -307,12 +302,12 @@ static int floor_start(floor_server *s, const options *o)
 /* Polls until the server has stopped and every call has ended. */
 static void floor_run(floor_server *s)
 {
-    while (s->shutting_down < 2 || s->live_calls > 0) {
+    while (!s->stopped || s->live_calls > 0) {
         grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type != GRPC_OP_COMPLETE)
             break;
-        if (ev.tag == &s->shutdown_tag)
-            s->shutting_down = 2;
+        if (ev.tag == &s->stopped_tag)
+            s->stopped = 1;
         else
             handle(s, ev.tag, ev.success);
     }
@@ -345,7 +340,7 @@ static void *signal_thread(void *arg)
     sigaddset(&set, SIGINT);
     int sig = 0;
     sigwait(&set, &sig);
-    grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
+    grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->stopped_tag);
     grpc_server_cancel_all_calls(s->grpc);
     return NULL;
 }
