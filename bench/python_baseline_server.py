@@ -2,7 +2,13 @@
 Ludwig modules in-process behind the same OIP ModelInfer call ("<name>", one call for the whole
 pipeline). The benchmark compares stagewise's pipeline with it.
 
+With --stage the server runs one module instead of three and, given --next HOST:PORT, sends
+its outputs on to the next server as a ModelInfer of the same model and answers with that
+server's reply: three of them chained (python-chain in bench/run.sh) are what a team would
+write to run the stages in separate processes.
+
     /usr/bin/python3 bench/python_baseline_server.py EXPORT_DIR PORT_FILE [--stubs DIR] [--threads N]
+        [--stage preprocessor|predictor|postprocessor] [--next HOST:PORT]
 
 Listens on 127.0.0.1 on a free port, writes the port to PORT_FILE, serves until SIGTERM."""
 
@@ -45,6 +51,8 @@ def main():
     ap.add_argument("port_file")
     ap.add_argument("--stubs", default="build/tests/py")
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--stage", choices=["preprocessor", "predictor", "postprocessor"])
+    ap.add_argument("--next", help="HOST:PORT of the next stage's server (with --stage)")
     args = ap.parse_args()
     sys.path.insert(0, args.stubs)
     import grpc
@@ -67,29 +75,43 @@ def main():
                 inputs[t.name] = torch.from_numpy(arr.copy())
         return inputs
 
-    def encode(response, outputs):
+    def encode(tensors, raw_contents, outputs):
+        """`outputs` into a response's outputs (or a request's inputs) and raw contents."""
         for key, value in outputs.items():
-            out = response.outputs.add(name=key)
+            out = tensors.add(name=key)
             if isinstance(value, torch.Tensor):
                 out.datatype = TORCH_TO_OIP[value.dtype]
                 out.shape.extend(value.shape)
-                response.raw_output_contents.append(value.contiguous().numpy().tobytes())
+                raw_contents.append(value.contiguous().numpy().tobytes())
                 continue
             out.datatype = "BYTES"
             out.shape.append(len(value))
             if value and not isinstance(value[0], str):
                 out.parameters["content_type"].string_param = "json"
                 value = [json.dumps(v if isinstance(v, list) else v.tolist()) for v in value]
-            response.raw_output_contents.append(frame(value))
+            raw_contents.append(frame(value))
+
+    modules = {"preprocessor": [pre], "predictor": [pred], "postprocessor": [post], None: [pre, pred, post]}
+    run = modules[args.stage]
+    next_infer = None
+    if args.next:
+        next_infer = pb_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(args.next, options=[
+            ("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)])).ModelInfer
 
     class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         def ModelInfer(self, request, context):
             if request.model_name != name:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model_name} not found")
+            outputs = decode(request)
             with torch.no_grad():
-                outputs = post(pred(pre(decode(request))))
+                for module in run:
+                    outputs = module(outputs)
+            if next_infer:
+                forward = pb.ModelInferRequest(model_name=name, id=request.id)
+                encode(forward.inputs, forward.raw_input_contents, outputs)
+                return next_infer(forward)
             response = pb.ModelInferResponse(model_name=name, id=request.id)
-            encode(response, outputs)
+            encode(response.outputs, response.raw_output_contents, outputs)
             return response
 
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(args.threads), options=[

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Markdown table of a bench/run.sh results folder: every step of every JSON, with its
-CPU per row set against the matching in-process floor (same rows per request and
-concurrency), the figure the issue's targets are judged by. Given several folders
+CPU per row set against the matching in-process floor (the model floor) and, where the
+run has one, the matching transport floor (bare gRPC servers with the same message sizes,
+bench/transport.sh), at the same rows per request and concurrency: the figures the issue's
+targets are judged by. Given several folders
 (repeated runs), each figure is the median over the runs of that step.
 
 usage: report.py RESULTS_DIR [RESULTS_DIR ...]
@@ -22,9 +24,18 @@ FLOORS = {
     "grpc-pipeline": "floor-pipeline",
     "grpc-predictor-batched": "floor-predictor",
     "python-pipeline": "floor-pipeline",
+    "python-chain": "floor-pipeline",
 }
-ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-predictor", "grpc-predictor",
-         "grpc-predictor-batched", "grpc-pipeline", "grpc-staged", "python-pipeline"]
+# Which transport floor a measurement is compared with: bare gRPC servers carrying the same
+# messages (bench/transport.sh). Measurements without one show "-".
+TRANSPORT = {
+    "grpc-predictor": "transport-1",
+    "grpc-predictor-batched": "transport-1",
+    "grpc-pipeline": "transport-3",
+}
+ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-predictor", "transport-1", "transport-3",
+         "grpc-predictor", "grpc-predictor-batched", "grpc-pipeline", "grpc-staged", "python-pipeline",
+         "python-chain"]
 
 
 def load(results_dir):
@@ -70,27 +81,52 @@ def fmt(value, digits=1):
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def floor_cpu(runs, kind, rows, conc):
+    """CPU µs/row of the floor `kind` at the same rows and concurrency, or None."""
+    found = runs.get((kind, rows, conc)) if kind else None
+    return found[1].get("cpu_us_per_row") if found else None
+
+
+def ratio(value, base):
+    return value / base if value is not None and base else None
+
+
 def table(runs):
     lines = ["| measurement | rows/req | conc | req/s | rows/s | p50 µs | p90 µs | p99 µs | errors "
-             "| CPU µs/row | × floor | client CPU µs/row | switches/req | other cores |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| CPU µs/row | model floor | transport floor | × (model+transport) | × model floor "
+             "| client CPU µs/row | switches/req | other cores |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     rank = {k: i for i, k in enumerate(ORDER)}
     for key in sorted(runs, key=lambda k: (k[1], k[2], rank.get(k[0], 99), k[0])):
         kind, rows, conc = key
         _, s = runs[key]
         cpu = s.get("cpu_us_per_row")
-        floor = runs.get((FLOORS.get(kind), rows, conc))
-        ratio = None
-        if floor and cpu is not None and floor[1].get("cpu_us_per_row"):
-            ratio = cpu / floor[1]["cpu_us_per_row"]
+        model = floor_cpu(runs, FLOORS.get(kind), rows, conc)
+        transport = floor_cpu(runs, TRANSPORT.get(kind), rows, conc)
+        both = model + transport if model is not None and transport is not None else None
         lat = s["latency_us"]
         other = s.get("other_cpu_s")
         other = None if other is None or not s["elapsed_s"] else other / s["elapsed_s"]
         lines.append(f"| {kind} | {rows} | {conc} | {fmt(s['requests_per_s'])} | {fmt(s['rows_per_s'])} "
                      f"| {lat['p50']} | {lat['p90']} | {lat['p99']} | {s['errors']} | {fmt(cpu)} "
-                     f"| {fmt(ratio, 2) if ratio else '-'} | {fmt(s['client_cpu_us_per_row'])} "
+                     f"| {fmt(model)} | {fmt(transport)} | {fmt(ratio(cpu, both), 2)} "
+                     f"| {fmt(ratio(cpu, model), 2)} | {fmt(s['client_cpu_us_per_row'])} "
                      f"| {fmt(s.get('server_switches_per_request'))} | {fmt(other, 2)} |")
     return "\n".join(lines)
+
+
+def transport_sizes(dirs):
+    """The message sizes the transport floor used (bench/transport.sh), from the first folder."""
+    lines = []
+    for path in sorted(glob.glob(os.path.join(dirs[0], "transport-sizes-r*.txt")),
+                       key=lambda p: int(re.search(r"-r(\d+)\.txt$", p).group(1))):
+        with open(path, encoding="utf-8") as f:
+            pred_req, pred_reply, to_pred, to_post, reply = f.read().split()
+        rows = re.search(r"-r(\d+)\.txt$", path).group(1)
+        lines.append(f"- {rows} rows: transport-1 {pred_req} bytes in, {pred_reply} out; transport-3: the "
+                     f"client's request as grpc-pipeline's, then {to_pred} and {to_post} bytes forwarded, "
+                     f"every reply {reply} bytes")
+    return lines
 
 
 def main():
@@ -106,13 +142,23 @@ def main():
     print(f"stagewise-bench on {machine['cpu_model']}, {machine['nproc']} CPUs ({what})\n")
     print(table(runs))
     print("\nCPU µs/row: server CPU (all threads of every server involved) per row for gRPC rows; "
-          "the bench process's own CPU for in-process rows. × floor: against the in-process run "
-          "of the same work (predictor alone for grpc-predictor, the pipeline otherwise). "
+          "the bench process's own CPU for in-process rows. "
           "Client CPU: the bench process (the load generator for gRPC rows). Switches/req: times "
           "the servers' threads were scheduled onto a CPU per request (wake-ups and preemptions, "
           "from /proc/PID/task/*/schedstat). Other cores: CPU "
           "the rest of the machine used during the step (/proc/stat busy time minus the bench and "
           "the servers, per second): anything above ~0.05 means the figures are disturbed.")
+    print("\nModel floor: CPU µs/row of the same work in-process (floor-predictor or floor-pipeline) at "
+          "the same rows and concurrency. Transport floor: CPU µs/row of bare gRPC C core servers "
+          "(stagewise-transport-floor: one thread and one completion queue each, calls handled inline, "
+          "no model) carrying the same message sizes: transport-1 for the predictor alone, transport-3, "
+          "a chain of three, for the one-call pipeline. × (model+transport): served CPU over the sum of "
+          "the two floors, what the serving code adds beyond running the model and moving the bytes "
+          "(1.0 = nothing); × model floor: served CPU over the model floor alone. \"-\": no such floor "
+          "for that measurement.")
+    sizes = transport_sizes(dirs)
+    if sizes:
+        print("\nTransport floor message sizes (from the real servers in this run):\n" + "\n".join(sizes))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@
 #   grpc-pipeline         preprocessor --next predictor --next postprocessor, one call
 #   grpc-predictor-batched the predictor with dynamic batching (64 rows, 100 µs)
 #   python-pipeline       a plain Python grpcio server running the three modules
+#   python-chain          three Python grpcio servers, one stage each, chained
+#                         (python_chain.sh)
+#   transport-1, -3       the transport floor: one and three bare gRPC servers with
+#                         the predictor's and the pipeline's message sizes (transport.sh)
 # each at concurrency 1 and a saturating one, with 1-row and 64-row requests.
 # Server CPU per row comes from /proc/PID/stat of every server involved.
 # JSON goes to bench/results/<date>/, progress to stderr, a markdown table to
@@ -33,6 +37,10 @@ read -r -a SERVER_ARGS <<<"${BENCH_SERVER_ARGS:-}"
 PYTHON=${SW_PYTHON:-/usr/bin/python3}
 
 log() { echo "run.sh: $*" >&2; }
+# shellcheck source=bench/transport.sh
+source "$ROOT/bench/transport.sh"
+# shellcheck source=bench/python_chain.sh
+source "$ROOT/bench/python_chain.sh"
 
 # --- build: cheap when up to date; the build also writes the example export.
 if [[ ! -f $BUILD/CMakeCache.txt ]]; then
@@ -43,7 +51,7 @@ cmake --build "$BUILD" -j"$(nproc)" >&2
 BENCH="$BUILD/stagewise-bench"
 
 mkdir -p "$OUT/logs"
-rm -f "$OUT"/floor-*.json "$OUT"/grpc-*.json "$OUT"/python-*.json # only what this run writes
+rm -f "$OUT"/floor-*.json "$OUT"/grpc-*.json "$OUT"/python-*.json "$OUT"/transport-* # only what this run writes
 
 # --- servers: every one started here is stopped on any exit.
 SERVER_PIDS=()
@@ -148,6 +156,7 @@ for r in $ROWS; do
     bench "grpc-staged-r$r" --staged "$PRE,$PRED,$POST" --rows-from-export "$EXPORT" --rows-per-request "$r" \
         --server-pids "$PRE_PID,$PRED_PID,$POST_PID"
 done
+transport_sizes "$PRED" "$POST"
 stop_servers
 
 # --- one-call pipeline: each stage forwards to the next.
@@ -167,6 +176,9 @@ PRED=$STARTED_TARGET; PRED_PID=$STARTED_PID
 bench "grpc-predictor-batched-r1" --target "$PRED" --request-file "$OUT/predictor-r1.pb" --server-pids "$PRED_PID"
 stop_servers
 
+# --- the transport floor: bare gRPC servers with the same message sizes.
+transport_floors
+
 # --- what a team would otherwise write: a Python grpcio server running the
 # three modules in-process behind one ModelInfer call (it takes dates as
 # vectors, having no date parser).
@@ -183,6 +195,7 @@ for r in $ROWS; do
         --rows-per-request "$r" --date-form vector --server-pids "$PY_PID"
 done
 stop_servers
+python_chain
 
 log "done in $(($(date +%s) - START)) s; results in $OUT"
 "$PYTHON" "$ROOT/bench/report.py" "$OUT" | tee "$OUT/summary.md"

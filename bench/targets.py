@@ -2,8 +2,10 @@
 """The issue's throughput targets, computed from one or more bench/run.sh results
 folders: each run's figures and their median, as a markdown table. On a noisy machine
 one run can be off by tens of percent, floors included; several runs and their median
-say more. Noise only ever makes the in-process floor slower, so every run is set
-against the fastest floor of all the runs given (per rows and concurrency).
+say more. Noise only ever makes a floor slower, so every run is set against the fastest
+floor of all the runs given (per rows and concurrency), the in-process model floor and
+the transport floor (bare gRPC servers, bench/transport.sh) alike. A target whose
+measurements a run lacks is reported as "not measured", with the reason below the table.
 
 usage: targets.py RESULTS_DIR [RESULTS_DIR ...]
 """
@@ -15,10 +17,14 @@ import sys
 from report import load
 
 
+class NotMeasured(Exception):
+    """A target whose measurements this run does not have; the message says which."""
+
+
 def step(runs, kind, rows, conc):
     found = runs.get((kind, rows, conc))
     if found is None:
-        raise KeyError(f"no {kind} step with {rows} rows at concurrency {conc}")
+        raise NotMeasured(f"no {kind} step with {rows} rows at concurrency {conc}")
     return found[1]
 
 
@@ -30,20 +36,47 @@ def p50(runs, kind, rows, conc):
     return step(runs, kind, rows, conc)["latency_us"]["p50"]
 
 
+def against_both(runs, rows, conc):
+    """The one-call pipeline's CPU/row over the 1-thread model floor plus the transport floor
+    (transport-3, three bare gRPC servers with the same message sizes) at the same concurrency."""
+    return cpu(runs, "grpc-pipeline", rows, conc) / (cpu(runs, "floor-pipeline", rows, 1)
+                                                     + cpu(runs, "transport-3", rows, conc))
+
+
+def not_measured(reason):
+    def compute(_runs):
+        raise NotMeasured(reason)
+    return compute
+
+
+NO_ONE_STAGE = "the bench has no one-stage gRPC run of the {} (only grpc-staged, three stages in a row)"
+
 # (what, goal, how it is computed from one run, format)
 TARGETS = [
-    ("1-row requests, concurrency 4, one-call pipeline: CPU/row against the 1-thread floor",
+    ("1-row requests, concurrency 1, one-call pipeline: CPU/row against model floor + transport floor",
+     "≤ 1.3×", lambda r: against_both(r, 1, 1), "{:.2f}×"),
+    ("1-row requests, concurrency 4, one-call pipeline: CPU/row against model floor + transport floor",
+     "≤ 1.3×", lambda r: against_both(r, 1, 4), "{:.2f}×"),
+    ("1-row requests, concurrency 1, one-call pipeline: CPU/row against the 1-thread model floor",
+     "≤ 2.0×", lambda r: cpu(r, "grpc-pipeline", 1, 1) / cpu(r, "floor-pipeline", 1, 1), "{:.2f}×"),
+    ("1-row requests, concurrency 4, one-call pipeline: CPU/row against the 1-thread model floor",
      "≤ 2.0×", lambda r: cpu(r, "grpc-pipeline", 1, 4) / cpu(r, "floor-pipeline", 1, 1), "{:.2f}×"),
-    ("64-row requests, concurrency 4, one-call pipeline: CPU/row against the 1-thread floor",
+    ("64-row requests, concurrency 4, one-call pipeline: CPU/row against the 1-thread model floor",
      "≤ 1.3×", lambda r: cpu(r, "grpc-pipeline", 64, 4) / cpu(r, "floor-pipeline", 64, 1), "{:.2f}×"),
-    ("64-row requests, concurrency 4, staged: CPU/row against the 1-thread floor",
+    ("64-row requests, concurrency 4, staged: CPU/row against the 1-thread model floor",
      "≤ 1.3×", lambda r: cpu(r, "grpc-staged", 64, 4) / cpu(r, "floor-pipeline", 64, 1), "{:.2f}×"),
-    ("added latency of the predictor hop, concurrency 1, 1 row (p50 over in-process)",
+    ("per hop, predictor: p50 over gRPC minus p50 in-process, concurrency 1, 1 row",
      "≤ 100 µs", lambda r: p50(r, "grpc-predictor", 1, 1) - p50(r, "floor-predictor", 1, 1), "{:.0f} µs"),
+    ("per hop, preprocessor: p50 over gRPC minus p50 in-process", "≤ 100 µs",
+     not_measured(NO_ONE_STAGE.format("preprocessor")), "{:.0f} µs"),
+    ("per hop, postprocessor: p50 over gRPC minus p50 in-process", "≤ 100 µs",
+     not_measured(NO_ONE_STAGE.format("postprocessor")), "{:.0f} µs"),
     ("added latency per hop in the one-call pipeline, concurrency 1, 1 row ((p50 − floor p50) / 3)",
      "≤ 100 µs", lambda r: (p50(r, "grpc-pipeline", 1, 1) - p50(r, "floor-pipeline", 1, 1)) / 3, "{:.0f} µs"),
-    ("Python grpcio server p50 over the pipeline's p50, concurrency 1, 1 row",
-     "≥ 3×", lambda r: p50(r, "python-pipeline", 1, 1) / p50(r, "grpc-pipeline", 1, 1), "{:.2f}×"),
+    ("single-process Python grpcio server p50 over the pipeline's p50, concurrency 1, 1 row",
+     "≥ 2×", lambda r: p50(r, "python-pipeline", 1, 1) / p50(r, "grpc-pipeline", 1, 1), "{:.2f}×"),
+    ("three chained Python grpcio servers' p50 over the pipeline's p50, concurrency 1, 1 row",
+     "≥ 3×", lambda r: p50(r, "python-chain", 1, 1) / p50(r, "grpc-pipeline", 1, 1), "{:.2f}×"),
     ("batching, 16 concurrent 1-row clients: predictor req/s batched over unbatched",
      "≥ 2×", lambda r: step(r, "grpc-predictor-batched", 1, 16)["requests_per_s"]
      / step(r, "grpc-predictor", 1, 16)["requests_per_s"], "{:.2f}×"),
@@ -56,7 +89,7 @@ def with_best_floors(all_runs):
     best = {}
     for runs in all_runs:
         for key, (doc, s) in runs.items():
-            if key[0].startswith("floor-") and (key not in best or s["cpu_us_per_row"] < best[key][1]["cpu_us_per_row"]):
+            if key[0].startswith(("floor-", "transport-")) and (key not in best or s["cpu_us_per_row"] < best[key][1]["cpu_us_per_row"]):
                 best[key] = (doc, s)
     return [{**runs, **best} for runs in all_runs]
 
@@ -69,10 +102,21 @@ def main():
     names = [os.path.basename(os.path.normpath(d)) for d in dirs]
     print("| target | goal | " + " | ".join(names) + " | median |")
     print("|---|---|" + "--:|" * (len(dirs) + 1))
+    reasons = []
     for what, goal, compute, form in TARGETS:
-        values = [compute(runs) for runs in all_runs]
-        cells = [form.format(v) for v in values]
-        print(f"| {what} | {goal} | " + " | ".join(cells) + f" | **{form.format(statistics.median(values))}** |")
+        values, cells = [], []
+        for runs in all_runs:
+            try:
+                values.append(compute(runs))
+                cells.append(form.format(values[-1]))
+            except NotMeasured as e:
+                cells.append("not measured")
+                if str(e) not in reasons:
+                    reasons.append(str(e))
+        median = f"**{form.format(statistics.median(values))}**" if values else "not measured"
+        print(f"| {what} | {goal} | " + " | ".join(cells) + f" | {median} |")
+    if reasons:
+        print("\nNot measured: " + "; ".join(reasons) + ".")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+# shellcheck shell=bash
+# The transport floor, sourced by bench/run.sh (it uses that script's BENCH, BUILD,
+# EXPORT, OUT, ROWS, PYTHON, bench, log, SERVER_PIDS and stop_servers): bare gRPC C
+# core servers (stagewise-transport-floor: one thread, one completion queue, every
+# call handled inline, no stagewise code) carrying the same messages as the served
+# measurements, so each report sets the served figure against the model floor and
+# the transport floor side by side.
+#   transport-1  one bare server: the predictor's request (the same file grpc-predictor
+#                replays) and a reply of the predictor's reply size
+#   transport-3  three bare servers chained: the one-call pipeline's request (built as
+#                grpc-pipeline builds it), the requests the preprocessor and the
+#                predictor forward, and the pipeline's reply at every hop
+# The sizes come from the real servers: transport_sizes, while the staged servers run.
+
+# Bytes of a request file (as the pipeline model with --as-pipeline) and of the reply
+# a server sends to it when --target is given.
+message_sizes() {
+    "$PYTHON" "$ROOT/bench/message_sizes.py" --stubs "$BUILD/tests/py" "$@"
+}
+
+# transport_sizes PRED POST: with a predictor at PRED and a postprocessor at POST,
+# writes $OUT/transport-sizes-rN.txt for every row count: "PRED_REQUEST PRED_REPLY
+# PRE_TO_PRED PRED_TO_POST PIPELINE_REPLY" (bytes; the one-call pipeline passes the
+# postprocessor's reply back unchanged, so it is the reply at every hop).
+transport_sizes() {
+    local pred=$1 post=$2 r sizes pred_req pred_reply to_pred to_post pipe_reply
+    for r in $ROWS; do
+        "$BENCH" --rows-from-export "$EXPORT" --rows-per-request "$r" --write-request "$OUT/postprocessor-r$r.pb" \
+            --write-stage postprocessor
+        sizes=$(message_sizes "$OUT/predictor-r$r.pb" --target "$pred")
+        read -r pred_req pred_reply <<<"$sizes"
+        sizes=$(message_sizes "$OUT/predictor-r$r.pb" --as-pipeline)
+        read -r to_pred _ <<<"$sizes"
+        sizes=$(message_sizes "$OUT/postprocessor-r$r.pb" --as-pipeline --target "$post")
+        read -r to_post pipe_reply <<<"$sizes"
+        echo "$pred_req $pred_reply $to_pred $to_post $pipe_reply" >"$OUT/transport-sizes-r$r.txt"
+        log "transport sizes, $r rows: predictor $pred_req -> $pred_reply bytes; pipeline hops" \
+            "pre->pred $to_pred, pred->post $to_post, replies $pipe_reply"
+    done
+}
+
+# start_floor NAME ARGS...: a stagewise-transport-floor on an ephemeral loopback port;
+# sets STARTED_PID and STARTED_TARGET as run.sh's start_server does.
+start_floor() {
+    local name=$1 port=""
+    shift
+    SERVER_SEQ=$((SERVER_SEQ + 1))
+    local logfile="$OUT/logs/$SERVER_SEQ-$name.log"
+    "$BUILD/stagewise-transport-floor" --listen 127.0.0.1:0 "$@" >"$logfile" 2>&1 &
+    STARTED_PID=$!
+    SERVER_PIDS+=("$STARTED_PID")
+    for _ in $(seq 600); do
+        port=$(grep -m1 'event=listening' "$logfile" | grep -oE ' port=[0-9]+' | head -n1 | cut -d= -f2 || true)
+        [[ -n $port ]] && break
+        if ! kill -0 "$STARTED_PID" 2>/dev/null; then
+            log "$name exited before listening:"; cat "$logfile" >&2; exit 1
+        fi
+        sleep 0.1
+    done
+    [[ -n $port ]] || { log "$name did not start:"; cat "$logfile" >&2; exit 1; }
+    STARTED_TARGET="127.0.0.1:$port"
+    log "$name pid $STARTED_PID at $STARTED_TARGET $*"
+}
+
+# transport_floors: transport-1 and transport-3 for every row count, at the same
+# concurrencies and with the same requests as grpc-predictor and grpc-pipeline.
+transport_floors() {
+    local r pred_req pred_reply to_pred to_post pipe_reply c_target c_pid b_target b_pid
+    for r in $ROWS; do
+        read -r pred_req pred_reply to_pred to_post pipe_reply <"$OUT/transport-sizes-r$r.txt"
+        start_floor transport-1 --reply-bytes "$pred_reply"
+        bench "transport-1-r$r" --target "$STARTED_TARGET" --request-file "$OUT/predictor-r$r.pb" \
+            --server-pids "$STARTED_PID"
+        stop_servers
+
+        start_floor transport-3-post --reply-bytes "$pipe_reply"; c_target=$STARTED_TARGET; c_pid=$STARTED_PID
+        start_floor transport-3-pred --reply-bytes "$pipe_reply" --next "$c_target" --next-bytes "$to_post"
+        b_target=$STARTED_TARGET; b_pid=$STARTED_PID
+        start_floor transport-3-pre --reply-bytes "$pipe_reply" --next "$b_target" --next-bytes "$to_pred"
+        bench "transport-3-r$r" --target "$STARTED_TARGET" --rows-from-export "$EXPORT" --rows-per-request "$r" \
+            --server-pids "$STARTED_PID,$b_pid,$c_pid"
+        stop_servers
+    done
+}
