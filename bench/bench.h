@@ -79,6 +79,7 @@ typedef struct bench_step {
      * host shows how much else was running; < 0 when unreadable. */
     double machine_busy_s;
     double machine_steal_s;
+    int64_t connections_opened; /* HTTP mode: connections the step opened; < 0 not counted */
 } bench_step;
 
 /* CPU of the threads of one server process that share a name (gRPC's
@@ -113,6 +114,12 @@ gboolean bench_machine_cpu_s(double *busy, double *steal);
 /* Records the machine's busy and stolen CPU since the `busy`/`steal`
  * snapshot into `step`. */
 void bench_step_set_machine(bench_step *step, double busy, double steal);
+
+/* Runs `run(ctx, step)` once and measures it into a new step at
+ * `concurrency`: elapsed time, this process's CPU, the machine's and that
+ * of `server_pids` (by thread); the step is finished (latencies sorted). */
+typedef void (*bench_run_fn)(void *ctx, bench_step *step);
+bench_step *bench_step_measure(int concurrency, const GArray *server_pids, bench_run_fn run, void *ctx);
 
 /* CPU seconds (user + system, all threads) summed over `pids`; FALSE with an
  * error when one cannot be read (the process is gone). */
