@@ -4,7 +4,8 @@
  *
  * The pieces: rows.c builds the inputs (synthetic rows from an export, or a
  * replayed request), load.c drives gRPC servers with a fixed number of
- * asynchronous calls in flight, inprocess.c runs the same stages without
+ * asynchronous calls in flight (http_load.c, declared in http.h, does the
+ * same over HTTP/1.1), inprocess.c runs the same stages without
  * gRPC, stats.c measures (latency percentiles, CPU of this process and of
  * the servers), report.c prints and writes JSON, main.c ties them together. */
 #ifndef SW_BENCH_H
