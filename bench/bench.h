@@ -4,7 +4,8 @@
  *
  * The pieces: rows.c builds the inputs (synthetic rows from an export, or a
  * replayed request), load.c drives gRPC servers with a fixed number of
- * asynchronous calls in flight, inprocess.c runs the same stages without
+ * asynchronous calls in flight (http_load.c, declared in http.h, does the
+ * same over HTTP/1.1), inprocess.c runs the same stages without
  * gRPC, stats.c measures (latency percentiles, CPU of this process and of
  * the servers), report.c prints and writes JSON, main.c ties them together. */
 #ifndef SW_BENCH_H
@@ -79,6 +80,7 @@ typedef struct bench_step {
      * host shows how much else was running; < 0 when unreadable. */
     double machine_busy_s;
     double machine_steal_s;
+    int64_t connections_opened; /* HTTP mode: connections the step opened; < 0 not counted */
 } bench_step;
 
 /* CPU of the threads of one server process that share a name (gRPC's
@@ -113,6 +115,12 @@ gboolean bench_machine_cpu_s(double *busy, double *steal);
 /* Records the machine's busy and stolen CPU since the `busy`/`steal`
  * snapshot into `step`. */
 void bench_step_set_machine(bench_step *step, double busy, double steal);
+
+/* Runs `run(ctx, step)` once and measures it into a new step at
+ * `concurrency`: elapsed time, this process's CPU, the machine's and that
+ * of `server_pids` (by thread); the step is finished (latencies sorted). */
+typedef void (*bench_run_fn)(void *ctx, bench_step *step);
+bench_step *bench_step_measure(int concurrency, const GArray *server_pids, bench_run_fn run, void *ctx);
 
 /* CPU seconds (user + system, all threads) summed over `pids`; FALSE with an
  * error when one cannot be read (the process is gone). */

@@ -203,36 +203,24 @@ static void run_phase(bench_load *load, int concurrency, double seconds, int64_t
     g_free(slots);
 }
 
+/* What a measured phase runs (bench_step_measure's callback). */
+typedef struct measured_phase {
+    bench_load *load;
+    int concurrency;
+    const bench_limits *limits;
+} measured_phase;
+
+static void run_measured(void *ctx, bench_step *step)
+{
+    measured_phase *p = ctx;
+    run_phase(p->load, p->concurrency, p->limits->duration_s, p->limits->requests, step);
+}
+
 bench_step *bench_load_step(bench_load *load, int concurrency, const bench_limits *limits, const GArray *server_pids)
 {
     load->timeout_us = limits->timeout_ms > 0 ? limits->timeout_ms * 1000 : -1;
     if (limits->warmup_s > 0)
         run_phase(load, concurrency, limits->warmup_s, 0, NULL);
-    bench_step *step = bench_step_new(concurrency);
-    GError *error = NULL;
-    double server_before = 0, server_after = 0;
-    gboolean servers = server_pids && server_pids->len > 0 && bench_pids_cpu_s(server_pids, &server_before, &error);
-    bench_threads_sample *threads_before = servers ? bench_threads_sample_take(server_pids) : NULL;
-    double busy = -1, steal = -1;
-    if (!bench_machine_cpu_s(&busy, &steal))
-        busy = -1;
-    double client_before = bench_self_cpu_s();
-    int64_t start = bench_now_us();
-    run_phase(load, concurrency, limits->duration_s, limits->requests, step);
-    step->elapsed_s = (double)(bench_now_us() - start) / 1e6;
-    step->client_cpu_s = bench_self_cpu_s() - client_before;
-    bench_step_set_machine(step, busy, steal);
-    if (servers && bench_pids_cpu_s(server_pids, &server_after, &error)) {
-        step->server_cpu_s = server_after - server_before;
-        bench_threads_sample *threads_after = bench_threads_sample_take(server_pids);
-        step->server_threads = bench_threads_cpu_between(threads_before, threads_after);
-        bench_threads_sample_free(threads_after);
-    }
-    bench_threads_sample_free(threads_before);
-    if (error) {
-        bench_step_add_error(step, error->message);
-        g_error_free(error);
-    }
-    bench_step_finish(step);
-    return step;
+    measured_phase phase = {load, concurrency, limits};
+    return bench_step_measure(concurrency, server_pids, run_measured, &phase);
 }

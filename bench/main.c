@@ -6,6 +6,7 @@
 
 #include "bench.h"
 #include "channel.h"
+#include "http.h"
 #include "oip_codec.h"
 
 #define EXIT_STEP_ERRORS 1
@@ -14,6 +15,8 @@
 #define USAGE_EXAMPLES                                                                                                 \
     "Modes (one per run):\n"                                                                                           \
     "  --target T           one call per request to T (any OIP server)\n"                                              \
+    "  --http-target H:P    one v2 REST call per request (POST /v2/models/<model>/infer over HTTP/1.1),\n"             \
+    "                       JSON tensors, or Triton's binary tensor extension with --http-binary\n"                    \
     "  --staged A,B,C       three calls per request: <model>_preprocessor at A, _predictor at B,\n"                    \
     "                       _postprocessor at C, each response fed to the next stage\n"                                \
     "  --in-process DIR     no gRPC: the export's stages in this process (the floor)\n"                                \
@@ -24,15 +27,17 @@
     "  stagewise-bench --in-process models/example --rows-per-request 64 --concurrency 1,16\n"                         \
     "  stagewise-bench --target localhost:8001 --rows-from-export models/example \\\n"                                 \
     "      --concurrency 1,2,4,8,16,32 --duration-s 10 --server-pids 1234,1235,1236 --json-out pipe.json\n"            \
+    "  stagewise-bench --http-target localhost:8000 --rows-from-export models/example --concurrency 1,4\n"             \
     "  stagewise-bench --rows-from-export models/example --rows-per-request 64 --write-request pred.pb\n"              \
     "  stagewise-bench --target localhost:8002 --request-file pred.pb --server-pids 1235\n"                            \
     "\n"                                                                                                               \
     "Each step prints requests/s, rows/s, latency percentiles (µs, nearest rank), errors and CPU per\n"               \
-    "row: the servers' (utime+stime of --server-pids, all threads) for gRPC modes, this process's for\n"               \
-    "--in-process. Exit status: 0, 1 when any call failed, 2 on bad usage or setup.\n"
+    "row: the servers' (utime+stime of --server-pids, all threads) for gRPC and HTTP modes, this\n"                    \
+    "process's for --in-process. Exit status: 0, 1 when any call failed, 2 on bad usage or setup.\n"
 
 typedef struct bench_options {
     char *target;
+    char *http_target;
     char *model;
     char *rows_from_export;
     char *rows_file;
@@ -54,6 +59,7 @@ typedef struct bench_options {
     int timeout_ms;
     int seed;
     gboolean codec;
+    gboolean http_binary;
 } bench_options;
 
 /* Options choosing what is sent or run (the requests, their source, the
@@ -66,6 +72,17 @@ static GOptionEntry *request_option_entries(bench_options *o)
          .arg_data = &o->target,
          .description = "gRPC target to load (host:port, unix:path, ...)",
          .arg_description = "T"},
+        {.long_name = "http-target",
+         .arg = G_OPTION_ARG_STRING,
+         .arg_data = &o->http_target,
+         .description = "v2 REST (HTTP/1.1) server to load: host:port, or an http(s):// URL without a path",
+         .arg_description = "H:P"},
+        {.long_name = "http-binary",
+         .arg = G_OPTION_ARG_NONE,
+         .arg_data = &o->http_binary,
+         .description = "with --http-target: tensors as Triton's binary data (Inference-Header-Content-Length), "
+                        "outputs asked for as binary too; default JSON tensors",
+         .arg_description = NULL},
         {.long_name = "model",
          .arg = G_OPTION_ARG_STRING,
          .arg_data = &o->model,
@@ -213,7 +230,8 @@ static void free_options(bench_options *o)
 {
     char **strings[] = {&o->target,        &o->model,       &o->rows_from_export, &o->rows_file, &o->request_file,
                         &o->write_request, &o->write_stage, &o->in_process,       &o->device,    &o->staged,
-                        &o->concurrency,   &o->server_pids, &o->json_out,         &o->date_form, &o->label};
+                        &o->concurrency,   &o->server_pids, &o->json_out,         &o->date_form, &o->label,
+                        &o->http_target};
     for (size_t i = 0; i < G_N_ELEMENTS(strings); i++)
         g_clear_pointer(strings[i], g_free);
 }
@@ -242,9 +260,11 @@ static GArray *parse_int_list(const char *text, const char *what)
 static gboolean check_options(const bench_options *o)
 {
     const char *problem = NULL;
-    int modes = !!o->target + !!o->staged + !!o->in_process;
+    int modes = !!o->target + !!o->http_target + !!o->staged + !!o->in_process;
     if (o->write_request == NULL && modes != 1)
-        problem = "give exactly one of --target, --staged and --in-process (or --write-request)";
+        problem = "give exactly one of --target, --http-target, --staged and --in-process (or --write-request)";
+    else if (o->http_binary && !o->http_target)
+        problem = "--http-binary is for --http-target";
     else if (!!o->rows_from_export + !!o->request_file > 1)
         problem = "give --rows-from-export or --request-file, not both";
     else if (!o->rows_from_export && !o->request_file && !o->in_process)
@@ -408,14 +428,19 @@ static int write_request(const bench_options *o, const sw_export *export, const 
     return rc;
 }
 
+/* Where the requests go (or the export run in-process). */
+static const char *run_target(const bench_options *o)
+{
+    return o->staged ? o->staged : o->target ? o->target : o->http_target ? o->http_target : o->in_process;
+}
+
 /* What the JSON says about this run besides its steps. */
 static JsonObject *describe_run(const bench_options *o, const bench_input *input, const char *mode)
 {
     JsonObject *c = json_object_new();
     json_object_set_string_member(c, "mode", mode);
     json_object_set_string_member(c, "label", o->label ? o->label : "");
-    const char *target = o->staged ? o->staged : o->target ? o->target : o->in_process;
-    json_object_set_string_member(c, "target", target);
+    json_object_set_string_member(c, "target", run_target(o));
     json_object_set_string_member(c, "model", input->model);
     json_object_set_string_member(c, "first_stage", input->pipeline ? "pipeline" : sw_stage_kind_name(input->first));
     json_object_set_string_member(c, "source",
@@ -436,6 +461,8 @@ static JsonObject *describe_run(const bench_options *o, const bench_input *input
     json_object_set_boolean_member(c, "codec", o->codec);
     json_object_set_string_member(c, "device", o->device ? o->device : "cpu");
     json_object_set_string_member(c, "date_form", o->date_form ? o->date_form : "string");
+    if (o->http_target)
+        json_object_set_string_member(c, "http_body", o->http_binary ? "binary" : "json");
     return c;
 }
 
@@ -456,9 +483,10 @@ static GArray *parse_pids(const char *text)
     return pids;
 }
 
-/* The runner for this mode: gRPC (one target or three staged) or local. */
+/* The runner for this mode: gRPC (one target or three staged), HTTP or local. */
 typedef struct runner {
     bench_load *load;
+    bench_http *http;
     bench_local *local;
     const bench_input *input;
 } runner;
@@ -476,6 +504,18 @@ static gboolean runner_open(runner *r, const bench_options *o, const sw_export *
         return r->local != NULL;
     }
     GBytes *packed = bench_input_pack(input);
+    if (o->http_target) {
+        bench_http_body body;
+        if (bench_http_body_build(packed, o->http_binary, &body, error)) {
+            for (guint i = 0; i < body.binary_inputs->len; i++)
+                fprintf(stderr, "stagewise-bench: sent as binary data: %s\n",
+                        (char *)g_ptr_array_index(body.binary_inputs, i));
+            r->http = bench_http_new(o->http_target, input->model, &body, input->rows, error);
+        }
+        bench_http_body_clear(&body);
+        g_bytes_unref(packed);
+        return r->http != NULL;
+    }
     if (o->staged) {
         gchar **targets = g_strsplit(o->staged, ",", -1);
         char *base = model_base(o, export, input);
@@ -502,6 +542,8 @@ static bench_step *runner_step(runner *r, int concurrency, const bench_limits *l
 {
     if (r->local)
         return bench_local_step(r->local, r->input, concurrency, limits);
+    if (r->http)
+        return bench_http_step(r->http, concurrency, limits, pids);
     return bench_load_step(r->load, concurrency, limits, pids);
 }
 
@@ -509,6 +551,7 @@ static void runner_close(runner *r)
 {
     bench_local_free(r->local);
     bench_load_free(r->load);
+    bench_http_free(r->http);
 }
 
 static int sweep(const bench_options *o, const sw_export *export, const bench_input *input, int argc, char **argv)
@@ -517,7 +560,7 @@ static int sweep(const bench_options *o, const sw_export *export, const bench_in
     GArray *pids = parse_pids(o->server_pids);
     if (levels == NULL || pids == NULL)
         return EXIT_USAGE;
-    const char *mode = o->in_process ? "in-process" : o->staged ? "staged" : "grpc";
+    const char *mode = o->in_process ? "in-process" : o->staged ? "staged" : o->http_target ? "http" : "grpc";
     runner r = {0};
     GError *error = NULL;
     int rc = 0;
@@ -526,16 +569,17 @@ static int sweep(const bench_options *o, const sw_export *export, const bench_in
         g_error_free(error);
         rc = EXIT_USAGE;
     } else {
-        bench_report *report = bench_report_new(argc, argv, describe_run(o, input, mode));
+        JsonObject *config = describe_run(o, input, mode);
+        bench_report *report = bench_report_new(argc, argv, config);
         printf("# %s: model %s, %" G_GINT64_FORMAT " rows/request, %s\n", mode, input->model, input->rows,
-               o->staged   ? o->staged
-               : o->target ? o->target
-                           : o->in_process);
+               run_target(o));
         bench_report_print_header();
         bench_limits limits = {
             .duration_s = o->duration_s, .requests = o->requests, .warmup_s = o->warmup_s, .timeout_ms = o->timeout_ms};
         for (guint i = 0; i < levels->len; i++)
             bench_report_add(report, runner_step(&r, g_array_index(levels, int, i), &limits, pids));
+        if (r.http)
+            bench_http_describe(r.http, config);
         if (o->json_out && !bench_report_write(report, o->json_out, &error)) {
             fprintf(stderr, "stagewise-bench: %s: %s\n", o->json_out, error->message);
             g_clear_error(&error);

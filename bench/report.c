@@ -129,6 +129,8 @@ void bench_report_add(bench_report *r, bench_step *s)
         int len = (int)MIN(strcspn(s->first_error, "\n"), 300);
         printf("      first error: %.*s%s\n", len, s->first_error, s->first_error[len] ? " [...]" : "");
     }
+    if (s->connections_opened >= 0)
+        printf("      connections opened: %" G_GINT64_FORMAT "\n", s->connections_opened);
     print_threads(s);
     fflush(stdout);
     g_ptr_array_add(r->steps, s);
@@ -267,6 +269,11 @@ static void add_step(JsonBuilder *b, const bench_report *r, const bench_step *s)
     int64_t switches = server_switches(s);
     add_optional(b, "server_switches_per_request",
                  switches < 0 || s->requests == 0 ? -1 : (double)switches / s->requests);
+    json_builder_set_member_name(b, "connections_opened");
+    if (s->connections_opened < 0)
+        json_builder_add_null_value(b);
+    else
+        json_builder_add_int_value(b, s->connections_opened);
     json_builder_end_object(b);
 }
 

@@ -22,6 +22,8 @@ FLOORS = {
     "grpc-predictor": "floor-predictor",
     "grpc-staged": "floor-pipeline",
     "grpc-pipeline": "floor-pipeline",
+    "rest-pipeline": "floor-pipeline",
+    "rest-pipeline-binary": "floor-pipeline",
     "grpc-predictor-batched": "floor-predictor",
     "python-pipeline": "floor-pipeline",
     "python-chain": "floor-pipeline",
@@ -34,7 +36,8 @@ TRANSPORT = {
     "grpc-pipeline": "transport-3",
 }
 ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-predictor", "transport-1", "transport-3",
-         "grpc-predictor", "grpc-predictor-batched", "grpc-pipeline", "grpc-staged", "python-pipeline",
+         "grpc-predictor", "grpc-predictor-batched", "grpc-pipeline", "rest-pipeline", "rest-pipeline-binary",
+         "grpc-staged", "python-pipeline",
          "python-chain"]
 
 
@@ -141,9 +144,9 @@ def main():
     what = f"median of {len(dirs)} runs: {where}" if len(dirs) > 1 else os.path.abspath(dirs[0])
     print(f"stagewise-bench on {machine['cpu_model']}, {machine['nproc']} CPUs ({what})\n")
     print(table(runs))
-    print("\nCPU µs/row: server CPU (all threads of every server involved) per row for gRPC rows; "
+    print("\nCPU µs/row: server CPU (all threads of every server involved) per row for gRPC and REST rows; "
           "the bench process's own CPU for in-process rows. "
-          "Client CPU: the bench process (the load generator for gRPC rows). Switches/req: times "
+          "Client CPU: the bench process (the load generator for gRPC and REST rows). Switches/req: times "
           "the servers' threads were scheduled onto a CPU per request (wake-ups and preemptions, "
           "from /proc/PID/task/*/schedstat). Other cores: CPU "
           "the rest of the machine used during the step (/proc/stat busy time minus the bench and "

@@ -6,6 +6,8 @@
 #   grpc-predictor        the predictor alone over gRPC (a predictor request)
 #   grpc-staged           three servers without --next, three calls per request
 #   grpc-pipeline         preprocessor --next predictor --next postprocessor, one call
+#   rest-pipeline         the same pipeline over the preprocessor's v2 REST port (--http-listen),
+#                         JSON tensors; rest-pipeline-binary: Triton's binary tensor extension
 #   grpc-predictor-batched the predictor with dynamic batching (64 rows, 100 µs)
 #   python-pipeline       a plain Python grpcio server running the three modules
 #   python-chain          three Python grpcio servers, one stage each, chained
@@ -51,7 +53,7 @@ cmake --build "$BUILD" -j"$(nproc)" >&2
 BENCH="$BUILD/stagewise-bench"
 
 mkdir -p "$OUT/logs"
-rm -f "$OUT"/floor-*.json "$OUT"/grpc-*.json "$OUT"/python-*.json "$OUT"/transport-* # only what this run writes
+rm -f "$OUT"/floor-*.json "$OUT"/grpc-*.json "$OUT"/rest-*.json "$OUT"/python-*.json "$OUT"/transport-* # only what this run writes
 
 # --- servers: every one started here is stopped on any exit.
 SERVER_PIDS=()
@@ -71,7 +73,8 @@ trap 'stop_servers || true' EXIT
 trap 'exit 130' INT TERM
 
 # Starts stagewise-<stage> on an ephemeral loopback port; sets STARTED_PID and
-# STARTED_TARGET from its "event=listening ... port=N" line.
+# STARTED_TARGET from its "event=listening ... port=N" line, and STARTED_HTTP
+# from its http_port=N (the REST port of --http-listen; empty without one).
 start_server() {
     local stage=$1
     shift
@@ -92,6 +95,8 @@ start_server() {
     done
     [[ -n $port ]] || { log "$stage did not start:"; cat "$logfile" >&2; exit 1; }
     STARTED_TARGET="127.0.0.1:$port"
+    port=$(grep -m1 'event=listening' "$logfile" | grep -oE ' http_port=[1-9][0-9]*' | head -n1 | cut -d= -f2 || true)
+    STARTED_HTTP=${port:+127.0.0.1:$port}
     log "$stage pid $STARTED_PID at $STARTED_TARGET $*"
 }
 
@@ -162,10 +167,17 @@ stop_servers
 # --- one-call pipeline: each stage forwards to the next.
 start_server postprocessor; POST=$STARTED_TARGET; POST_PID=$STARTED_PID
 start_server predictor --next "$POST"; PRED=$STARTED_TARGET; PRED_PID=$STARTED_PID
-start_server preprocessor --next "$PRED"; PRE=$STARTED_TARGET; PRE_PID=$STARTED_PID
+start_server preprocessor --next "$PRED" --http-listen 127.0.0.1:0
+PRE=$STARTED_TARGET; PRE_PID=$STARTED_PID; PRE_HTTP=$STARTED_HTTP
 for r in $ROWS; do
     bench "grpc-pipeline-r$r" --target "$PRE" --rows-from-export "$EXPORT" --rows-per-request "$r" \
         --server-pids "$PRE_PID,$PRED_PID,$POST_PID"
+    # The same rows over HTTP/1.1 to the same servers (missing numbers, which JSON
+    # cannot write, go as binary data in the JSON run: see its "binary_inputs").
+    bench "rest-pipeline-r$r" --http-target "$PRE_HTTP" --rows-from-export "$EXPORT" --rows-per-request "$r" \
+        --server-pids "$PRE_PID,$PRED_PID,$POST_PID"
+    bench "rest-pipeline-binary-r$r" --http-target "$PRE_HTTP" --http-binary --rows-from-export "$EXPORT" \
+        --rows-per-request "$r" --server-pids "$PRE_PID,$PRED_PID,$POST_PID"
 done
 stop_servers
 

@@ -1,7 +1,8 @@
 """Smoke test of stagewise-bench (ctest bench_smoke): the in-process floor on the example
 export for a few requests, a predictor request written and replayed against a real predictor
-server for about a second, and a failing run that must say why. Checks exit codes and that
-the JSON is complete and sane, not any performance figure."""
+server for about a second, a few v2 REST requests (--http-target, JSON and binary tensors)
+through a one-call pipeline served over HTTP, and failing runs that must say why. Checks exit
+codes and that the JSON is complete and sane, not any performance figure."""
 
 import json
 import os
@@ -20,24 +21,33 @@ BENCH = os.environ.get("SW_BENCH", os.path.join(BUILD_DIR, "stagewise-bench"))
 
 
 def start_predictor():
-    """A predictor on an ephemeral loopback port: (process, target, log path). The port is
-    the listening line's `port=`, not another `*_port=` key on the same line."""
-    log = tempfile.NamedTemporaryFile(prefix="sw-bench-predictor-", suffix=".log", delete=False)
-    proc = subprocess.Popen([os.path.join(BUILD_DIR, "stagewise-predictor"), "--model-dir",
-                             EXAMPLE_DIR, "--listen", "127.0.0.1:0"], stdout=log, stderr=subprocess.STDOUT)
+    """A predictor on an ephemeral loopback port: (process, target, log path)."""
+    proc, target, _, log_path = start_server("predictor")
+    return proc, target, log_path
+
+
+def start_server(stage, *args):
+    """stagewise-<stage> on an ephemeral loopback port: (process, target, HTTP target or None,
+    log path). The port is the listening line's `port=`, not another `*_port=` key on the
+    same line; the HTTP target is its `http_port=` (with --http-listen)."""
+    log = tempfile.NamedTemporaryFile(prefix=f"sw-bench-{stage}-", suffix=".log", delete=False)
+    proc = subprocess.Popen([os.path.join(BUILD_DIR, f"stagewise-{stage}"), "--model-dir",
+                             EXAMPLE_DIR, "--listen", "127.0.0.1:0", *args], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with open(log.name, encoding="utf-8", errors="replace") as f:
-            m = re.search(r"event=listening .*?\bport=(\d+)", f.read())
+            line = re.search(r"event=listening .*", f.read())
+        m = line and re.search(r" port=(\d+)", line.group(0))
         if m:
-            return proc, f"127.0.0.1:{m.group(1)}", log.name
+            http = re.search(r" http_port=([1-9]\d*)", line.group(0))
+            return proc, f"127.0.0.1:{m.group(1)}", http and f"127.0.0.1:{http.group(1)}", log.name
         if proc.poll() is not None:
             break
         time.sleep(0.05)
     proc.kill()
     proc.wait()
     with open(log.name, encoding="utf-8", errors="replace") as f:
-        raise RuntimeError(f"the predictor did not start:\n{f.read()}")
+        raise RuntimeError(f"the {stage} did not start:\n{f.read()}")
 
 
 def stop(proc, log_path):
@@ -141,6 +151,51 @@ class BenchSmokeTest(unittest.TestCase):
         finally:
             self.assertEqual(stop(server, log_path), 0)
 
+    def test_over_http(self):
+        """The one-call pipeline over the preprocessor's REST port: a few requests of each
+        body form, every one answered with predictions, one keep-alive connection per request
+        in flight; then a model the server does not serve."""
+        servers = []
+        try:
+            post = start_server("postprocessor")
+            servers.append(post)
+            pred = start_server("predictor", "--next", post[1])
+            servers.append(pred)
+            pre = start_server("preprocessor", "--next", pred[1], "--http-listen", "127.0.0.1:0")
+            servers.append(pre)
+            http = pre[2]
+            self.assertTrue(http, "the preprocessor logged no http_port")
+            pids = ",".join(str(s[0].pid) for s in servers)
+            for form, extra in (("json", []), ("binary", ["--http-binary"])):
+                name = f"http-{form}.json"
+                # 8 rows: the synthetic rows' missing number (row 3) is in them.
+                run_bench("--http-target", http, *extra, "--rows-from-export", EXAMPLE_DIR,
+                          "--rows-per-request", "8", "--requests", "12", "--concurrency", "1,3",
+                          "--warmup-s", "0", "--server-pids", pids, "--json-out", self.path(name))
+                doc = self.load_json(name)
+                self.assert_sane(doc, [1, 3], 8, requests=12)
+                config = doc["config"]
+                self.assertEqual((config["mode"], config["http_body"], config["model"]), ("http", form, "example"))
+                self.assertIn("churn::predictions", config["answer_outputs"])
+                self.assertIn("churn::probabilities", config["answer_outputs"])
+                # JSON has no NaN: the missing age goes as binary data, and says so.
+                binary_inputs = [] if form == "binary" else ["input 'age': element 3 (FP32) has no JSON number"]
+                self.assertEqual(config["binary_inputs"], binary_inputs)
+                # No warm-up: each step opens one connection per slot, the first step's
+                # stays open for the second.
+                self.assertEqual([s["connections_opened"] for s in doc["steps"]], [1, 2])
+                self.assertGreater(doc["steps"][0]["server_cpu_s"], 0)
+
+            proc = run_bench("--http-target", http, "--model", "nope", "--rows-from-export", EXAMPLE_DIR,
+                             "--requests", "2", "--warmup-s", "0", "--json-out", self.path("http-bad.json"),
+                             expect_rc=1)
+            self.assertIn("HTTP 404: model 'nope' is not served here", proc.stdout)
+            bad = self.load_json("http-bad.json")["steps"][0]
+            self.assertEqual((bad["requests"], bad["errors"]), (0, 2))
+        finally:
+            for proc, _, _, log_path in reversed(servers):
+                self.assertEqual(stop(proc, log_path), 0)
+
     def test_rows_from_a_file(self):
         rows = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "fixtures", "example_rows.py"), "5"],
                               capture_output=True, text=True, check=True).stdout
@@ -171,6 +226,8 @@ class BenchSmokeTest(unittest.TestCase):
     def test_usage_errors(self):
         proc = run_bench("--target", "127.0.0.1:1", expect_rc=2)
         self.assertIn("--rows-from-export", proc.stderr)
+        proc = run_bench("--target", "127.0.0.1:1", "--http-binary", "--rows-from-export", EXAMPLE_DIR, expect_rc=2)
+        self.assertIn("--http-binary is for --http-target", proc.stderr)
 
 
 if __name__ == "__main__":

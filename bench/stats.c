@@ -19,6 +19,7 @@ bench_step *bench_step_new(int concurrency)
     step->server_cpu_s = -1.0;
     step->machine_busy_s = -1.0;
     step->machine_steal_s = -1.0;
+    step->connections_opened = -1;
     return step;
 }
 
@@ -282,4 +283,35 @@ void bench_step_set_machine(bench_step *step, double busy, double steal)
         return;
     step->machine_busy_s = busy_now - busy;
     step->machine_steal_s = steal_now - steal;
+}
+
+bench_step *bench_step_measure(int concurrency, const GArray *server_pids, bench_run_fn run, void *ctx)
+{
+    bench_step *step = bench_step_new(concurrency);
+    GError *error = NULL;
+    double server_before = 0, server_after = 0;
+    gboolean servers = server_pids && server_pids->len > 0 && bench_pids_cpu_s(server_pids, &server_before, &error);
+    bench_threads_sample *threads_before = servers ? bench_threads_sample_take(server_pids) : NULL;
+    double busy = -1, steal = -1;
+    if (!bench_machine_cpu_s(&busy, &steal))
+        busy = -1;
+    double client_before = bench_self_cpu_s();
+    int64_t start = bench_now_us();
+    run(ctx, step);
+    step->elapsed_s = (double)(bench_now_us() - start) / 1e6;
+    step->client_cpu_s = bench_self_cpu_s() - client_before;
+    bench_step_set_machine(step, busy, steal);
+    if (servers && bench_pids_cpu_s(server_pids, &server_after, &error)) {
+        step->server_cpu_s = server_after - server_before;
+        bench_threads_sample *threads_after = bench_threads_sample_take(server_pids);
+        step->server_threads = bench_threads_cpu_between(threads_before, threads_after);
+        bench_threads_sample_free(threads_after);
+    }
+    bench_threads_sample_free(threads_before);
+    if (error) {
+        bench_step_add_error(step, error->message);
+        g_error_free(error);
+    }
+    bench_step_finish(step);
+    return step;
 }

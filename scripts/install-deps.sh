@@ -7,6 +7,8 @@ packages=(
   build-essential cmake pkg-config
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libtorch-dev libglib2.0-dev libjson-glib-dev libcsv-dev libmicrohttpd-dev
+  # libcurl: stagewise-bench's HTTP mode (bench/http_load.c)
+  libcurl4-openssl-dev
   # image and audio decoding (common/media): PNG, JPEG, WebP, WAV/FLAC/Ogg
   libpng-dev libjpeg62-turbo-dev libwebp-dev libsndfile1-dev
   # python3-pil: the media tests' reference decoder and image writer (tests/e2e/test_media.py)
