@@ -10,6 +10,7 @@
 
 #include "json_text.h"
 #include "metrics_http.h"
+#include "proto_json.h"
 #include "rest_codec.h"
 #include "rest_routes.h"
 #include "sw_error.h"
@@ -105,13 +106,42 @@ static enum MHD_Result answer_health(struct MHD_Connection *connection, gboolean
                         g_strdup(ok ? "{\"live\":true}" : "{\"ready\":false}"));
 }
 
-/* The answers that need no body: health and metadata. */
+/* Triton's extensions: the model configuration and statistics, the very
+ * messages the gRPC calls answer, as JSON. */
+static enum MHD_Result answer_extension(rest_request *rq)
+{
+    sw_oip_service *svc = rq->server->service;
+    GError *error = NULL;
+    char *json = NULL;
+    if (rq->route.kind == SW_REST_MODEL_CONFIG) {
+        const Inference__ModelConfigResponse *config =
+            sw_oip_service_model_config(svc, rq->route.model, rq->route.version, &error);
+        /* Triton's HTTP answer is the ModelConfig itself, not its wrapper. */
+        json = config ? sw_proto_json(&config->config->base) : NULL;
+    } else {
+        Inference__ModelStatisticsResponse *stats =
+            sw_oip_service_model_statistics(svc, rq->route.model, rq->route.version, &error);
+        json = stats ? sw_proto_json(&stats->base) : NULL;
+        sw_oip_service_statistics_free(stats);
+    }
+    if (json == NULL) {
+        enum MHD_Result ret = respond_gerror(rq->connection, error);
+        g_error_free(error);
+        return ret;
+    }
+    return respond_json(rq->connection, MHD_HTTP_OK, json);
+}
+
+/* The answers that need no body: health, metadata and the extensions. */
 static enum MHD_Result answer_get(rest_request *rq)
 {
     sw_oip_service *svc = rq->server->service;
     struct MHD_Connection *c = rq->connection;
     GError *error = NULL;
     switch (rq->route.kind) {
+    case SW_REST_MODEL_CONFIG:
+    case SW_REST_MODEL_STATS:
+    case SW_REST_ALL_STATS: return answer_extension(rq);
     case SW_REST_SERVER_LIVE: return answer_health(c, TRUE);
     case SW_REST_SERVER_READY:
         return respond_json(c, sw_oip_service_is_serving(svc) ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -119,7 +149,6 @@ static enum MHD_Result answer_get(rest_request *rq)
     case SW_REST_SERVER_METADATA: {
         Inference__ServerMetadataResponse m;
         sw_oip_service_server_metadata(&m);
-        m.n_extensions = MIN(m.n_extensions, SW_OIP_SERVICE_REST_EXTENSIONS);
         return respond_json(c, MHD_HTTP_OK, sw_rest_server_metadata_json(&m));
     }
     default: break;

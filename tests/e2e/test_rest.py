@@ -186,8 +186,8 @@ class RestTest(unittest.TestCase):
         code, body = self.curl(*auth, f"{self.base}/v2")
         self.assertEqual(code, 200)
         self.assertEqual(json.loads(body)["name"], "stagewise")
-        # ModelConfig and ModelStatistics are gRPC only: not claimed here.
-        self.assertEqual(json.loads(body)["extensions"], ["classification", "binary_tensor_data"])
+        self.assertEqual(json.loads(body)["extensions"], ["classification", "binary_tensor_data",
+                                                         "model_configuration", "statistics"])
         code, body = self.curl(*auth, f"{self.base}/v2/models/example")
         self.assertEqual(code, 200, body)
         md = json.loads(body)
