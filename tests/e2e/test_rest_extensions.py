@@ -167,6 +167,10 @@ class RestExtensionsTest(unittest.TestCase):
         s = got["model_stats"][0]
         self.assertGreaterEqual(s["inference_count"], 12)
         self.assertGreater(s["inference_stats"]["compute_infer"]["ns"], 0)
+        # The predictor batches: Triton's batch_stats, per executed batch size.
+        self.assertTrue(s["batch_stats"], s)
+        self.assertEqual(set(s["batch_stats"][0]), {"batch_size", "compute_input", "compute_infer", "compute_output"})
+        self.assertEqual(sum(b["compute_infer"]["count"] for b in s["batch_stats"]), s["execution_count"])
         self.assertEqual(self.get(self.pred, "/v2/models/example_predictor/versions/1/stats"), (200, want))
         every = self.grpc_stats(self.pred)
         self.assertEqual(self.get(self.pred, "/v2/models/stats"), (200, every))
