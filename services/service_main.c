@@ -84,20 +84,12 @@ static sw_channel *open_next(const sw_settings *s, grpc_completion_queue *cq, GE
     return next;
 }
 
-/* The REST port (--http-listen), with the gRPC port's TLS and token. */
+/* The REST port (--http-listen), with the gRPC port's TLS (mutual too) and
+ * token. */
 static gboolean start_rest(service *svc, const sw_settings *s, GError **error)
 {
     if (s->http_listen == NULL)
         return TRUE;
-    /* libmicrohttpd leaves checking client certificates to the caller;
-     * serving without the check would accept anyone that --tls-client-ca
-     * is meant to keep out. */
-    if (svc->tls_client_ca) {
-        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
-                    "--http-listen does not support mutual TLS (--tls-client-ca): serve REST without "
-                    "--tls-client-ca, or use the gRPC port");
-        return FALSE;
-    }
     sw_rest_options ro = {
         .listen = s->http_listen,
         .worker_threads = s->threads,
@@ -105,6 +97,7 @@ static gboolean start_rest(service *svc, const sw_settings *s, GError **error)
         .max_in_flight = s->max_concurrent,
         .tls_cert_pem = svc->tls_cert,
         .tls_key_pem = svc->tls_key,
+        .tls_client_ca_pem = svc->tls_client_ca,
         .auth = svc->auth,
         .metrics = svc->metrics,
     };

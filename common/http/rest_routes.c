@@ -36,6 +36,10 @@ static gboolean route_model(char **parts, guint n, sw_rest_route *route)
         route->kind = SW_REST_MODEL_READY;
     else if (strcmp(parts[at], "infer") == 0)
         route->kind = SW_REST_MODEL_INFER;
+    else if (strcmp(parts[at], "config") == 0)
+        route->kind = SW_REST_MODEL_CONFIG;
+    else if (strcmp(parts[at], "stats") == 0)
+        route->kind = SW_REST_MODEL_STATS;
     else
         return FALSE;
     return TRUE;
@@ -62,6 +66,13 @@ gboolean sw_rest_route_parse(const char *method, const char *path, sw_rest_route
         } else if (n == 4 && strcmp(parts[2], "health") == 0 && strcmp(parts[3], "ready") == 0) {
             route->kind = SW_REST_SERVER_READY;
             found = TRUE;
+        } else if (n == 4 && strcmp(parts[2], "models") == 0 && strcmp(parts[3], "stats") == 0) {
+            /* Triton's URL for every model's statistics: a model named
+             * "stats" is still reached as /v2/models/stats/versions/1. */
+            route->kind = SW_REST_ALL_STATS;
+            route->model = g_strdup("");
+            route->version = g_strdup("");
+            found = TRUE;
         } else if (strcmp(parts[2], "models") == 0) {
             found = route_model(parts, n, route);
         }
@@ -69,8 +80,8 @@ gboolean sw_rest_route_parse(const char *method, const char *path, sw_rest_route
     g_strfreev(parts);
     if (!found) {
         g_set_error(error, SW_ERROR, SW_CODE_NOT_FOUND,
-                    "no such URL: '" SW_CLIP_FMT "'; this server answers /v2, /v2/health/live, /v2/health/ready and "
-                    "/v2/models/NAME[/versions/V][/ready|/infer]",
+                    "no such URL: '" SW_CLIP_FMT "'; this server answers /v2, /v2/health/live, /v2/health/ready, "
+                    "/v2/models/NAME[/versions/V][/ready|/infer|/config|/stats] and /v2/models/stats",
                     SW_CLIP(path));
         sw_rest_route_clear(route);
         return FALSE;

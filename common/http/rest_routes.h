@@ -17,11 +17,14 @@ typedef enum sw_rest_route_kind {
     SW_REST_MODEL_METADATA,  /* GET /v2/models/{name}[/versions/{v}] */
     SW_REST_MODEL_READY,     /* GET /v2/models/{name}[/versions/{v}]/ready */
     SW_REST_MODEL_INFER,     /* POST /v2/models/{name}[/versions/{v}]/infer */
+    SW_REST_MODEL_CONFIG,    /* GET /v2/models/{name}[/versions/{v}]/config (Triton's model configuration) */
+    SW_REST_MODEL_STATS,     /* GET /v2/models/{name}[/versions/{v}]/stats (Triton's statistics) */
+    SW_REST_ALL_STATS,       /* GET /v2/models/stats: every model's, as Triton routes it */
 } sw_rest_route_kind;
 
 typedef struct sw_rest_route {
     sw_rest_route_kind kind;
-    char *model;   /* model routes: the name; else NULL */
+    char *model;   /* model routes: the name ("" for SW_REST_ALL_STATS); else NULL */
     char *version; /* "" when the URL names none */
 } sw_rest_route;
 
@@ -41,7 +44,9 @@ gboolean sw_rest_route_is_open(const sw_rest_route *route);
  * DEADLINE_EXCEEDED 504, UNIMPLEMENTED 501, OK 200, others 500. */
 unsigned sw_rest_http_status(int code);
 
-/* The JSON texts of the metadata answers; newly allocated. */
+/* The JSON texts of the metadata answers; newly allocated. The model
+ * configuration and statistics answers are their gRPC messages as Triton's
+ * HTTP extensions write them (proto_json.h). */
 char *sw_rest_server_metadata_json(const Inference__ServerMetadataResponse *metadata);
 char *sw_rest_model_metadata_json(const Inference__ModelMetadataResponse *metadata);
 

@@ -4,12 +4,14 @@
 #include "rest_server.h"
 
 #include <arpa/inet.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "json_text.h"
 #include "metrics_http.h"
+#include "proto_json.h"
 #include "rest_codec.h"
 #include "rest_routes.h"
 #include "sw_error.h"
@@ -20,6 +22,7 @@
 
 struct sw_rest_server {
     struct MHD_Daemon *daemon;
+    gboolean verify_clients; /* mutual TLS: check each request's client certificate */
     sw_oip_service *service;
     sw_auth *auth;
     sw_metrics *metrics;
@@ -105,13 +108,42 @@ static enum MHD_Result answer_health(struct MHD_Connection *connection, gboolean
                         g_strdup(ok ? "{\"live\":true}" : "{\"ready\":false}"));
 }
 
-/* The answers that need no body: health and metadata. */
+/* Triton's extensions: the model configuration and statistics, the very
+ * messages the gRPC calls answer, as JSON. */
+static enum MHD_Result answer_extension(rest_request *rq)
+{
+    sw_oip_service *svc = rq->server->service;
+    GError *error = NULL;
+    char *json = NULL;
+    if (rq->route.kind == SW_REST_MODEL_CONFIG) {
+        const Inference__ModelConfigResponse *config =
+            sw_oip_service_model_config(svc, rq->route.model, rq->route.version, &error);
+        /* Triton's HTTP answer is the ModelConfig itself, not its wrapper. */
+        json = config ? sw_proto_json(&config->config->base) : NULL;
+    } else {
+        Inference__ModelStatisticsResponse *stats =
+            sw_oip_service_model_statistics(svc, rq->route.model, rq->route.version, &error);
+        json = stats ? sw_proto_json(&stats->base) : NULL;
+        sw_oip_service_statistics_free(stats);
+    }
+    if (json == NULL) {
+        enum MHD_Result ret = respond_gerror(rq->connection, error);
+        g_error_free(error);
+        return ret;
+    }
+    return respond_json(rq->connection, MHD_HTTP_OK, json);
+}
+
+/* The answers that need no body: health, metadata and the extensions. */
 static enum MHD_Result answer_get(rest_request *rq)
 {
     sw_oip_service *svc = rq->server->service;
     struct MHD_Connection *c = rq->connection;
     GError *error = NULL;
     switch (rq->route.kind) {
+    case SW_REST_MODEL_CONFIG:
+    case SW_REST_MODEL_STATS:
+    case SW_REST_ALL_STATS: return answer_extension(rq);
     case SW_REST_SERVER_LIVE: return answer_health(c, TRUE);
     case SW_REST_SERVER_READY:
         return respond_json(c, sw_oip_service_is_serving(svc) ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -119,7 +151,6 @@ static enum MHD_Result answer_get(rest_request *rq)
     case SW_REST_SERVER_METADATA: {
         Inference__ServerMetadataResponse m;
         sw_oip_service_server_metadata(&m);
-        m.n_extensions = MIN(m.n_extensions, SW_OIP_SERVICE_REST_EXTENSIONS);
         return respond_json(c, MHD_HTTP_OK, sw_rest_server_metadata_json(&m));
     }
     default: break;
@@ -215,10 +246,47 @@ static enum MHD_Result answer_infer(rest_request *rq)
                    reply.header_len >= 0 ? "application/octet-stream" : "application/json", reply.header_len);
 }
 
-/* The checks made on the headers alone: route, token, declared sizes. */
+/* Mutual TLS. With a trust list libmicrohttpd asks for a client
+ * certificate but neither requires nor verifies it, so each request is
+ * checked here against the CA (gnutls verifies the chain, validity dates
+ * and signatures). Per request rather than per connection: a verification
+ * costs a signature check, small beside any inference. */
+static gboolean check_client_certificate(rest_request *rq, enum MHD_Result *ret)
+{
+    sw_rest_server *server = rq->server;
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(rq->connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    gnutls_session_t session = info ? (gnutls_session_t)info->tls_session : NULL;
+    unsigned n = 0;
+    if (session == NULL || gnutls_certificate_get_peers(session, &n) == NULL || n == 0) {
+        sw_metrics_record_refused(SW_CODE_UNAUTHENTICATED, server->metrics);
+        *ret = respond_error(rq->connection, SW_CODE_UNAUTHENTICATED,
+                             "this server requires a TLS client certificate signed by its --tls-client-ca");
+        return FALSE;
+    }
+    unsigned status = 0;
+    int rc = gnutls_certificate_verify_peers2(session, &status);
+    if (rc == GNUTLS_E_SUCCESS && status == 0)
+        return TRUE;
+    gnutls_datum_t why = {NULL, 0};
+    if (rc != GNUTLS_E_SUCCESS ||
+        gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0) != GNUTLS_E_SUCCESS)
+        why.data = NULL;
+    char *text = g_strdup_printf("the TLS client certificate is not accepted: %s",
+                                 why.data ? (const char *)why.data : gnutls_strerror(rc));
+    gnutls_free(why.data);
+    sw_metrics_record_refused(SW_CODE_PERMISSION_DENIED, server->metrics);
+    *ret = respond_error(rq->connection, SW_CODE_PERMISSION_DENIED, text);
+    g_free(text);
+    return FALSE;
+}
+
+/* The checks made on the headers alone: client certificate, route, token,
+ * declared sizes. */
 static gboolean check_headers(rest_request *rq, const char *method, const char *url, enum MHD_Result *ret)
 {
     GError *error = NULL;
+    if (rq->server->verify_clients && !check_client_certificate(rq, ret))
+        return FALSE;
     if (!sw_rest_route_parse(method, url, &rq->route, &error)) {
         *ret = respond_gerror(rq->connection, error);
         g_error_free(error);
@@ -330,15 +398,18 @@ sw_rest_server *sw_rest_server_start(sw_oip_service *service, const sw_rest_opti
     server->workers = sw_worker_pool_new("sw-rest", MAX(o->worker_threads, 1), run_infer, service);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (o->tls_cert_pem ? MHD_USE_TLS : 0);
-    /* Options past the TLS pair are ignored when there is none (END). */
+    server->verify_clients = o->tls_cert_pem && o->tls_client_ca_pem;
+    /* Options past the TLS pair are ignored when there is none (END), and
+     * past the key when no client CA is given. */
     server->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, handle, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POLLING_THREADS, MHD_OPTION_NOTIFY_COMPLETED, request_completed, server,
         MHD_OPTION_CONNECTION_TIMEOUT, 120u, o->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
-        o->tls_cert_pem, MHD_OPTION_HTTPS_MEM_KEY, o->tls_key_pem, MHD_OPTION_END);
+        o->tls_cert_pem, MHD_OPTION_HTTPS_MEM_KEY, o->tls_key_pem,
+        server->verify_clients ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, o->tls_client_ca_pem, MHD_OPTION_END);
     if (server->daemon == NULL) {
         g_set_error(error, SW_ERROR, SW_CODE_UNAVAILABLE, "cannot serve REST on %s%s", o->listen,
-                    o->tls_cert_pem ? " (or the TLS certificate and key were refused)" : "");
+                    o->tls_cert_pem ? " (or the TLS certificate, key or client CA were refused)" : "");
         sw_worker_pool_free(server->workers);
         g_mutex_clear(&server->lock);
         g_cond_clear(&server->idle);

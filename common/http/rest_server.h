@@ -30,6 +30,12 @@ typedef struct sw_rest_options {
     /* TLS: PEM text, both or neither. */
     const char *tls_cert_pem;
     const char *tls_key_pem;
+    /* Mutual TLS (with the pair above): every request's connection must
+     * carry a client certificate that this PEM's CA signed, checked before
+     * anything else, health included: none is refused 401, one that does
+     * not verify 403 (the handshake itself succeeds, so the refusal can
+     * say why). NULL: no client certificate asked for. */
+    const char *tls_client_ca_pem;
     sw_auth *auth;       /* NULL: no token asked for */
     sw_metrics *metrics; /* counts the calls this server refuses (token, limits); NULL: none */
 } sw_rest_options;

@@ -110,7 +110,7 @@ guint64 sw_batch_next_execution(void)
 
 static void answer_unwanted(pending *p)
 {
-    static const sw_batch_timing never_ran = {.started_us = 0, .finished_us = 0, .execution = 0};
+    static const sw_batch_timing never_ran = {.formed_us = 0, .started_us = 0, .finished_us = 0, .execution = 0};
     GError *error = g_error_new_literal(SW_ERROR, SW_CODE_DEADLINE_EXCEEDED,
                                         "the deadline passed or the call was cancelled while it was queued");
     p->done(NULL, error, &never_ran, p->user_data);
@@ -324,7 +324,9 @@ static void run_each_alone(const executor *ex, GPtrArray *batch)
     for (guint r = 0; r < batch->len; r++) {
         pending *p = g_ptr_array_index(batch, r);
         GError *error = NULL;
-        sw_batch_timing timing = {.started_us = g_get_monotonic_time(), .execution = sw_batch_next_execution()};
+        gint64 now = g_get_monotonic_time();
+        sw_batch_timing timing = {
+            .formed_us = now, .started_us = now, .execution = sw_batch_next_execution(), .rows = p->rows};
         GPtrArray *outputs = sw_stage_run_instance(b->stage, instance_of(ex), p->prepared, &error);
         timing.finished_us = g_get_monotonic_time();
         sw_metrics_record_execution(b->metrics, p->rows);
@@ -341,11 +343,15 @@ static void run_batch(const executor *ex, GPtrArray *batch)
     int64_t rows = drop_unwanted(batch);
     if (batch->len == 0)
         return;
+    gint64 formed_us = g_get_monotonic_time();
     GPtrArray *inputs = batch->len == 1 ? g_ptr_array_ref(((pending *)g_ptr_array_index(batch, 0))->prepared)
                                         : concat_inputs(ex, batch, rows);
     sw_log(SW_LOG_DEBUG, "event=batch requests=%u rows=%" G_GINT64_FORMAT, batch->len, rows);
     GError *error = NULL;
-    sw_batch_timing timing = {.started_us = g_get_monotonic_time(), .execution = sw_batch_next_execution()};
+    sw_batch_timing timing = {.formed_us = formed_us,
+                              .started_us = g_get_monotonic_time(),
+                              .execution = sw_batch_next_execution(),
+                              .rows = rows};
     GPtrArray *outputs = sw_stage_run_instance(b->stage, instance_of(ex), inputs, &error);
     timing.finished_us = g_get_monotonic_time();
     sw_metrics_record_execution(b->metrics, rows);

@@ -32,11 +32,13 @@ typedef struct sw_batcher_options {
 } sw_batcher_options;
 
 /* When the forward call serving a request ran (g_get_monotonic_time);
- * both 0 when it never ran. */
+ * all 0 when it never ran. */
 typedef struct sw_batch_timing {
+    gint64 formed_us; /* the batch formed: its inputs are concatenated from here to started_us */
     gint64 started_us;
     gint64 finished_us;
     guint64 execution; /* which forward call (sw_batch_next_execution); 0 never ran */
+    int64_t rows;      /* the rows of that forward call, every request's of the batch */
 } sw_batch_timing;
 
 /* A new number, unique in the process, for one forward call: the requests

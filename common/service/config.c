@@ -146,6 +146,13 @@ void sw__build_model_config(sw_oip_service *svc, model_entry *entry, GPtrArray *
     }
 }
 
+const Inference__ModelConfigResponse *sw_oip_service_model_config(sw_oip_service *svc, const char *name,
+                                                                  const char *version, GError **error)
+{
+    const model_entry *entry = sw__find_model(svc, name, version ? version : "", error);
+    return entry ? &entry->config : NULL;
+}
+
 void sw__handle_model_config(sw_call *call, void *data)
 {
     sw_oip_service *svc = data;
@@ -154,9 +161,9 @@ void sw__handle_model_config(sw_call *call, void *data)
     if (req == NULL)
         return;
     GError *error = NULL;
-    const model_entry *entry = sw__find_model(svc, req->name, req->version, &error);
-    if (entry) {
-        sw_call_reply(call, &entry->config.base);
+    const Inference__ModelConfigResponse *config = sw_oip_service_model_config(svc, req->name, req->version, &error);
+    if (config) {
+        sw_call_reply(call, &config->base);
     } else {
         sw_call_fail_error(call, error);
         g_error_free(error);

@@ -223,7 +223,7 @@ static void stage_done(GPtrArray *outputs, const GError *error, const sw_batch_t
     infer_call *ic = user_data;
     ic->ran = *timing;
     if (outputs)
-        sw__stats_count_execution(ic->entry, timing);
+        sw__stats_count_execution(ic->entry, timing, ic->svc->batcher != NULL);
     if (outputs == NULL)
         sw__infer_call_fail_error(ic, error);
     else if (ic->entry == &ic->svc->pipeline_model && ic->svc->next)
@@ -254,7 +254,9 @@ static void run_stage(infer_call *ic, GPtrArray *prepared)
         }
         return;
     }
-    sw_batch_timing timing = {.started_us = g_get_monotonic_time(), .execution = sw_batch_next_execution()};
+    gint64 now = g_get_monotonic_time();
+    sw_batch_timing timing = {
+        .formed_us = now, .started_us = now, .execution = sw_batch_next_execution(), .rows = ic->rows};
     GPtrArray *outputs = sw_stage_run(ic->svc->stage, prepared, &error);
     timing.finished_us = g_get_monotonic_time();
     sw_metrics_record_execution(ic->svc->metrics, ic->rows);

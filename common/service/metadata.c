@@ -77,10 +77,9 @@ void sw_oip_service_server_metadata(Inference__ServerMetadataResponse *resp)
     inference__server_metadata_response__init(resp);
     resp->name = "stagewise";
     resp->version = SW_VERSION;
-    /* Triton's names for what this server implements: the classification
-     * parameter and binary tensor data (REST), ModelConfig and
-     * ModelStatistics (gRPC only: they come last, past
-     * SW_OIP_SERVICE_REST_EXTENSIONS). No model repository extension. */
+    /* Triton's names for what this server implements, over gRPC and REST:
+     * the classification parameter, binary tensor data (REST's), model
+     * configuration and statistics. No model repository extension. */
     static char *extensions[] = {"classification", "binary_tensor_data", "model_configuration", "statistics"};
     resp->n_extensions = G_N_ELEMENTS(extensions);
     resp->extensions = extensions;

@@ -70,10 +70,23 @@ void sw_oip_service_infer(sw_oip_service *service, GBytes *request, gint64 deadl
 const Inference__ModelMetadataResponse *sw_oip_service_model_metadata(sw_oip_service *service, const char *name,
                                                                       const char *version, GError **error);
 
-/* ServerMetadata: `response` filled with static strings. Its first
- * SW_OIP_SERVICE_REST_EXTENSIONS extensions are those REST implements too;
- * the rest (model_configuration, statistics) are gRPC only. */
-#define SW_OIP_SERVICE_REST_EXTENSIONS 2
+/* The ModelConfig answer (Triton's model_configuration extension) of model
+ * `name` at `version` ("" for any): borrowed, lives as long as the
+ * service. NULL with a NOT_FOUND error. */
+const Inference__ModelConfigResponse *sw_oip_service_model_config(sw_oip_service *service, const char *name,
+                                                                  const char *version, GError **error);
+
+/* The ModelStatistics answer (Triton's statistics extension) for model
+ * `name` at `version` ("" for any), or for every model served when `name`
+ * is "": a snapshot of the counters, newly allocated and owned by the
+ * caller (free with sw_oip_service_statistics_free()). NULL with a
+ * NOT_FOUND error. Any thread. */
+Inference__ModelStatisticsResponse *sw_oip_service_model_statistics(sw_oip_service *service, const char *name,
+                                                                    const char *version, GError **error);
+void sw_oip_service_statistics_free(Inference__ModelStatisticsResponse *statistics);
+
+/* ServerMetadata: `response` filled with static strings, the extensions
+ * REST and gRPC both implement. */
 void sw_oip_service_server_metadata(Inference__ServerMetadataResponse *response);
 
 /* Readiness as ServerReady and ModelReady report it. */

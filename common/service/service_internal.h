@@ -28,6 +28,9 @@ typedef struct model_stats {
      * their ends come one after another on the executor that ran it. */
     guint64 recent[SW_STATS_RECENT];
     guint recent_next;
+    /* With batching: batch_bucket per executed batch size, ascending;
+     * NULL until the first batch. */
+    GArray *batches;
 } model_stats;
 
 typedef struct model_entry {
@@ -96,8 +99,9 @@ void sw__build_model_metadata(sw_oip_service *svc, model_entry *entry, const cha
                               GPtrArray *outputs);
 
 /* Statistics (stats.c). sw__stats_count_execution: once the stage ran for a
- * call of `entry`; sw__stats_record_call: at the call's end. */
-void sw__stats_count_execution(const model_entry *entry, const sw_batch_timing *ran);
+ * call of `entry` (`batched`: by the batcher, so it counts in batch_stats);
+ * sw__stats_record_call: at the call's end. */
+void sw__stats_count_execution(const model_entry *entry, const sw_batch_timing *ran, gboolean batched);
 void sw__stats_record_call(const infer_call *ic, int status, gint64 end_us);
 void sw__stats_free(model_entry *entry);
 

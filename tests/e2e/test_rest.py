@@ -2,7 +2,7 @@
 --next, bearer tokens on: health, metadata and inference through the one-call pipeline with curl
 and urllib, compared with the gRPC answer and the in-process torch reference; Triton's binary
 tensor extension both ways; errors with their HTTP statuses; the gRPC port serving at the same
-time; and TLS with the gRPC port's certificate."""
+time; and TLS with the gRPC port's certificate, mutual TLS included."""
 
 import json
 import os
@@ -186,8 +186,8 @@ class RestTest(unittest.TestCase):
         code, body = self.curl(*auth, f"{self.base}/v2")
         self.assertEqual(code, 200)
         self.assertEqual(json.loads(body)["name"], "stagewise")
-        # ModelConfig and ModelStatistics are gRPC only: not claimed here.
-        self.assertEqual(json.loads(body)["extensions"], ["classification", "binary_tensor_data"])
+        self.assertEqual(json.loads(body)["extensions"], ["classification", "binary_tensor_data",
+                                                         "model_configuration", "statistics"])
         code, body = self.curl(*auth, f"{self.base}/v2/models/example")
         self.assertEqual(code, 200, body)
         md = json.loads(body)
@@ -377,7 +377,7 @@ class RestTest(unittest.TestCase):
 
 class RestTlsTest(unittest.TestCase):
     """--http-listen with --tls-cert/--tls-key serves HTTPS with the gRPC port's certificate;
-    with --tls-client-ca it refuses to start rather than serve without checking clients."""
+    with --tls-client-ca, mutual TLS: only clients with a certificate from that CA are served."""
 
     @classmethod
     def setUpClass(cls):
@@ -405,13 +405,50 @@ class RestTlsTest(unittest.TestCase):
         finally:
             self.assertEqual(server.stop(), 0)
 
-    def test_mutual_tls_refused(self):
+    @unittest.skipIf(CURL is None, "curl is not installed (scripts/install-deps.sh installs it)")
+    def test_mutual_tls(self):
+        """With --tls-client-ca the REST port checks each request's client certificate: one the
+        CA signed infers; none is refused 401 and one from another CA 403, on every URL (health
+        too, as the gRPC port's handshake would refuse them), each with a JSON error."""
         args = ["--tls-cert", self.pki["server.pem"], "--tls-key", self.pki["server.key"],
                 "--tls-client-ca", self.pki["ca.pem"], "--http-listen", "127.0.0.1:0"]
-        with self.assertRaises(RuntimeError) as cm:
-            harness.StageServer("postprocessor", args=args)
-        self.assertIn("--http-listen does not support mutual TLS", str(cm.exception))
-
+        server = harness.StageServer("predictor", args=args)
+        try:
+            self.assertIn("tls=mutual", server.log_text())
+            base = f"https://localhost:{http_port(server)}"
+            good = ["--cacert", self.pki["ca.pem"], "--cert", self.pki["client.pem"], "--key", self.pki["client.key"]]
+            ref = reference.load(harness.EXAMPLE_DIR)
+            pre, predicted, _ = reference.run_stages(ref, example_rows(3, seed=5))
+            body = json.dumps({"inputs": json_inputs(pre)})
+            out = subprocess.run([CURL, "-sS", "-w", "\n%{http_code}", *good, "-H", "Content-Type: application/json",
+                                  "--data-binary", "@-", f"{base}/v2/models/example_predictor/infer"],
+                                 input=body, capture_output=True, text=True, timeout=60, check=True).stdout
+            text, _, code = out.rpartition("\n")
+            self.assertEqual(code, "200", text)
+            got = decode_rest(json.loads(text))
+            self.assertEqual(set(got), set(predicted))
+            for name, value in predicted.items():
+                np.testing.assert_allclose(got[name].value, value.numpy(), rtol=1e-6, atol=1e-6, err_msg=name)
+            wrong = ["--cacert", self.pki["ca.pem"], "--cert", self.pki["other-client.pem"],
+                     "--key", self.pki["other-client.key"]]
+            for path in ("/v2/health/live", "/v2/models/example_predictor"):
+                for who, creds, status in (("no certificate", ["--cacert", self.pki["ca.pem"]], 401),
+                                           ("another CA's", wrong, 403), ("the CA's", good, 200)):
+                    with self.subTest(path=path, client=who):
+                        out = subprocess.run([CURL, "-sS", "-w", "\n%{http_code}", *creds, base + path],
+                                             capture_output=True, text=True, timeout=60, check=True).stdout
+                        text, _, code = out.rpartition("\n")
+                        self.assertEqual(int(code), status, text)
+                        if status != 200:
+                            self.assertIn("client certificate", json.loads(text)["error"])
+            # Python's ssl with the client's certificate too.
+            import ssl
+            ctx = ssl.create_default_context(cafile=self.pki["ca.pem"])
+            ctx.load_cert_chain(self.pki["client.pem"], self.pki["client.key"])
+            with urllib.request.urlopen(f"{base}/v2/models/example_predictor/ready", context=ctx, timeout=30) as r:
+                self.assertEqual(json.loads(r.read()), {"name": "example_predictor", "ready": True})
+        finally:
+            self.assertEqual(server.stop(), 0)
 
 if __name__ == "__main__":
     unittest.main()

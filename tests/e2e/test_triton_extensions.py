@@ -1,6 +1,6 @@
 """Triton's ModelConfig and ModelStatistics RPCs: the config of every stage and of the
 pipeline model agrees with its ModelMetadata, the statistics count calls, rows and forward
-runs exactly, and (with TRITON_PROTO_DIR naming Triton's grpc_service.proto and
+runs exactly (with batching, per executed batch size too: batch_stats), and (with TRITON_PROTO_DIR naming Triton's grpc_service.proto and
 model_config.proto) stubs generated from Triton's own files read both answers."""
 
 import concurrent.futures
@@ -162,6 +162,8 @@ class TritonExtensionsTest(unittest.TestCase):
                 self.assertGreater(d.ns, 0, str(st))
             self.assertGreater(st.success.ns, st.compute_infer.ns)
             self.assertGreater(s.last_inference, 1_600_000_000_000)
+            # Without batching there are no batch statistics.
+            self.assertEqual(len(s.batch_stats), 0)
             # Without a name: every model it serves (here only its stage).
             every = stub.ModelStatistics(oip.pb.ModelStatisticsRequest(), timeout=DEADLINE).model_stats
             self.assertEqual([m.name for m in every], ["example_predictor"])
@@ -179,6 +181,25 @@ class TritonExtensionsTest(unittest.TestCase):
         self.assertGreaterEqual(s.execution_count, 1)
         self.assertLess(s.execution_count, 8)
         self.assertGreater(s.inference_stats.queue.ns, 0)
+        # Triton's batch_stats: one entry per executed batch size, ascending, each counting its
+        # forward calls; together they account for every execution and every row.
+        sizes = [b.batch_size for b in s.batch_stats]
+        self.assertEqual(sizes, sorted(set(sizes)), str(s))
+        self.assertTrue(all(1 <= size <= 64 for size in sizes), sizes)
+        self.assertGreater(max(sizes), 2, "no batch held more than one request")
+        for b in s.batch_stats:
+            self.assertEqual(b.compute_input.count, b.compute_infer.count, str(b))
+            self.assertEqual(b.compute_output.count, b.compute_infer.count, str(b))
+            self.assertGreater(b.compute_infer.count, 0, str(b))
+            self.assertGreater(b.compute_infer.ns, 0, str(b))
+            self.assertGreater(b.compute_output.ns, 0, str(b))
+        self.assertEqual(sum(b.compute_infer.count for b in s.batch_stats), s.execution_count)
+        self.assertEqual(sum(b.batch_size * b.compute_infer.count for b in s.batch_stats), s.inference_count)
+        # A batch of several requests was concatenated: that took time, counted as its input.
+        self.assertGreater(sum(b.compute_input.ns for b in s.batch_stats if b.batch_size > 2), 0)
+        # Each request counts its batch's forward call in inference_stats, each batch counts
+        # once here: the batches' total cannot exceed the requests'.
+        self.assertLessEqual(sum(b.compute_infer.ns for b in s.batch_stats), s.inference_stats.compute_infer.ns)
 
     def test_pipeline_model_statistics_apart_from_the_stage(self):
         rows = example_rows(4, seed=7)

@@ -40,6 +40,16 @@ static void test_routes(void)
     expect_route("GET", "/v2/models/m/versions/2/ready", SW_REST_MODEL_READY, "m", "2");
     expect_route("POST", "/v2/models/m/infer", SW_REST_MODEL_INFER, "m", "");
     expect_route("POST", "/v2/models/m/versions/1/infer", SW_REST_MODEL_INFER, "m", "1");
+    expect_route("GET", "/v2/models/m/config", SW_REST_MODEL_CONFIG, "m", "");
+    expect_route("GET", "/v2/models/m/versions/1/config", SW_REST_MODEL_CONFIG, "m", "1");
+    expect_route("GET", "/v2/models/m/stats", SW_REST_MODEL_STATS, "m", "");
+    expect_route("GET", "/v2/models/m/versions/1/stats", SW_REST_MODEL_STATS, "m", "1");
+    expect_route("GET", "/v2/models/stats", SW_REST_ALL_STATS, "", "");
+    expect_route("GET", "/v2/models/stats/", SW_REST_ALL_STATS, "", "");
+    expect_route("GET", "/v2/models/stats/versions/1", SW_REST_MODEL_METADATA, "stats", "1");
+    expect_refused("POST", "/v2/models/m/config", SW_CODE_UNIMPLEMENTED);
+    expect_refused("POST", "/v2/models/stats", SW_CODE_UNIMPLEMENTED);
+    expect_refused("GET", "/v2/models/m/stats/x", SW_CODE_NOT_FOUND);
     expect_refused("GET", "/", SW_CODE_NOT_FOUND);
     expect_refused("GET", "/v1/models/m", SW_CODE_NOT_FOUND);
     expect_refused("GET", "/v2/models", SW_CODE_NOT_FOUND);

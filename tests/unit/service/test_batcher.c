@@ -211,8 +211,12 @@ static void test_requests_share_one_forward(void)
     for (int i = 0; i < 4; i++) {
         assert_x_rows(&r[i], 1, 10.0f * (float)(i + 1));
         g_assert_cmpint(batch_rows_of(&r[i]), ==, 4);
-        g_assert_cmpint(r[i].timing.started_us, >, 0);
+        g_assert_cmpint(r[i].timing.formed_us, >, 0);
+        g_assert_cmpint(r[i].timing.started_us, >=, r[i].timing.formed_us);
         g_assert_cmpint(r[i].timing.finished_us, >=, r[i].timing.started_us);
+        /* One forward call, of every request's rows. */
+        g_assert_cmpint(r[i].timing.rows, ==, 4);
+        g_assert_cmpuint(r[i].timing.execution, ==, r[0].timing.execution);
     }
     sw_batcher_free(b);
     for (int i = 0; i < 4; i++)
