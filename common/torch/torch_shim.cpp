@@ -209,10 +209,17 @@ std::string clip_quoted_runs(const std::string &text)
     fail(oom ? SW_CODE_RESOURCE_EXHAUSTED : SW_CODE_INVALID_ARGUMENT, "forward failed: " + text);
 }
 
-c10::IValue call_forward(const sw_torch_module &m, c10::IValue argument)
+c10::IValue call_forward(sw_torch_module &m, c10::IValue argument)
 {
     try {
-        return m.forward({std::move(argument)});
+        /* Method::run rather than operator(), which checks the argument
+         * against the schema again: build_argument made it from the
+         * schema and checked every value. */
+        torch::jit::Stack stack;
+        stack.reserve(2);
+        stack.push_back(std::move(argument));
+        m.forward.run(stack);
+        return std::move(stack.front());
     } catch (const c10::Error &e) {
         fail_forward(e.what_without_backtrace());
     } catch (const std::bad_alloc &) {

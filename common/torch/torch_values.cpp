@@ -391,6 +391,33 @@ sw_value *value_to_sw(const std::string &key, const c10::IValue &v)
 
 /* The dict argument must carry forward's own key and value types: TorchScript
  * rejects a Dict(str, Tensor) where Dict(str, Union(...)) is declared. */
+/* Whether `type` takes any tensor: Tensor itself (without a fixed dtype or
+ * shape), Any, or a union or optional with such a member. */
+bool takes_any_tensor(const c10::Type &type)
+{
+    switch (type.kind()) {
+    case c10::AnyType::Kind: return true;
+    case c10::TensorType::Kind: return type == *c10::TensorType::get();
+    case c10::OptionalType::Kind:
+    case c10::UnionType::Kind:
+        for (const c10::TypePtr &member : type.containedTypes())
+            if (takes_any_tensor(*member))
+                return true;
+        return false;
+    default: return false;
+    }
+}
+
+/* value.type()->isSubtypeOf(type), without building the type of a tensor
+ * (shape, strides and all: a dozen allocations per input per call) when
+ * `type` takes any tensor. */
+bool conforms(const c10::IValue &value, const c10::Type &type)
+{
+    if (value.isTensor() && takes_any_tensor(type))
+        return true;
+    return value.type()->isSubtypeOf(type);
+}
+
 c10::IValue build_argument(const sw_torch_module &m, sw_value *const *inputs, size_t n_inputs)
 {
     c10::impl::GenericDict dict(m.key_type, m.value_type);
@@ -402,7 +429,7 @@ c10::IValue build_argument(const sw_torch_module &m, sw_value *const *inputs, si
         c10::IValue value = value_from_sw(*v, m.device);
         /* The interpreter checks only the dict's declared types, not its
          * values: a wrong value would fail deep inside forward, if at all. */
-        if (!value.type()->isSubtypeOf(*m.value_type))
+        if (!conforms(value, *m.value_type))
             fail(SW_CODE_INVALID_ARGUMENT, "input " + quoted(v->name) + " is a " + value.type()->annotation_str() +
                                                " but forward expects " + m.value_type->annotation_str());
         if (!dict.insert(std::string(v->name), std::move(value)).second)

@@ -169,6 +169,29 @@ static sw_tensor *decode_typed(const Inference__ModelInferRequest__InferInputTen
     return t;
 }
 
+/* The messages of these two name the input; they are formatted only once
+ * a check failed, as most requests pass. */
+static gboolean input_element_count(const char *name, int ndim, const int64_t *shape, int64_t *n, GError **error)
+{
+    if (sw_shape_element_count(ndim, shape, NULL, n, NULL))
+        return TRUE;
+    char *what = g_strdup_printf("input '" SW_CLIP_FMT "'", SW_CLIP(name));
+    sw_shape_element_count(ndim, shape, what, n, error);
+    g_free(what);
+    return FALSE;
+}
+
+static sw_tensor *parse_input_bytes(GBytes *bytes, const char *name, int ndim, const int64_t *shape, GError **error)
+{
+    sw_tensor *t = sw_oip_parse_raw_bytes(bytes, ndim, shape, NULL, NULL);
+    if (t)
+        return t;
+    char *what = g_strdup_printf("input '" SW_CLIP_FMT "'", SW_CLIP(name));
+    sw_oip_parse_raw_bytes(bytes, ndim, shape, what, error);
+    g_free(what);
+    return NULL;
+}
+
 static sw_tensor *decode_raw(const Inference__ModelInferRequest__InferInputTensor *in, sw_dtype dtype, int ndim,
                              const int64_t *shape, int64_t n, const ProtobufCBinaryData *raw, GBytes *owner,
                              GError **error)
@@ -176,9 +199,7 @@ static sw_tensor *decode_raw(const Inference__ModelInferRequest__InferInputTenso
     GBytes *bytes = bytes_borrowing(raw->data, raw->len, owner);
     sw_tensor *t = NULL;
     if (dtype == SW_DTYPE_BYTES) {
-        char *what = g_strdup_printf("input '" SW_CLIP_FMT "'", SW_CLIP(in->name));
-        t = sw_oip_parse_raw_bytes(bytes, ndim, shape, what, error);
-        g_free(what);
+        t = parse_input_bytes(bytes, in->name, ndim, shape, error);
     } else if ((uint64_t)n > SIZE_MAX / sw_dtype_size(dtype) || (size_t)n * sw_dtype_size(dtype) != raw->len) {
         char *s = sw_shape_to_string(ndim, shape);
         char *need_text = bytes_needed_text(n, sw_dtype_size(dtype));
@@ -253,10 +274,7 @@ static sw_value *decode_input(const Inference__ModelInferRequest *request, size_
     int ndim = (int)in->n_shape;
     const int64_t *shape = in->shape;
     int64_t n = 0;
-    char *what = g_strdup_printf("input '" SW_CLIP_FMT "'", SW_CLIP(in->name));
-    gboolean shape_ok = sw_shape_element_count(ndim, shape, what, &n, error);
-    g_free(what);
-    if (!shape_ok)
+    if (!input_element_count(in->name, ndim, shape, &n, error))
         return NULL;
     sw_tensor *t = request->n_raw_input_contents > 0
                        ? decode_raw(in, dtype, ndim, shape, n, &request->raw_input_contents[index], owner, error)
