@@ -73,6 +73,16 @@ static const option options[] = {
      .stages = ALL_STAGES,
      .arg = "N",
      .help = "worker threads running inference"},
+    {.name = "inline-max-rows",
+     .type = OPT_INT,
+     .default_value = "16",
+     .max = 4096,
+     .offset = S(inline_max_rows),
+     .stages = ALL_STAGES,
+     .arg = "N",
+     .help = "without batching, a request of at most N rows (and 16 KiB) runs on the thread that received it "
+             "while no other inference call is in flight, saving a thread hand-off (0: every call goes to a worker; "
+             "never for image or audio inputs)"},
     {.name = "torch-threads",
      .type = OPT_INT,
      .default_value = "1",

@@ -23,6 +23,7 @@ typedef struct sw_settings {
     char *device;
     char *next;
     int threads;
+    int inline_max_rows;
     int torch_threads;
     int max_message_mb;
     int drain_timeout_s;

@@ -26,11 +26,13 @@ static void accept_done(sw_completion *done, int success);
 static void receive_done(sw_completion *done, int success);
 static void shutdown_done(sw_completion *done, int success);
 
-/* Worker methods receive their request themselves, once the call is
- * admitted: a call refused for the in-flight limit costs no buffering. */
-static gboolean receives_itself(const registered_method *m)
+/* With an in-flight limit, worker methods receive their request
+ * themselves, once the call is admitted: a call refused for the limit costs
+ * no buffering. Without one gRPC delivers it with the call, which saves a
+ * batch and a completion per call. Streams read theirs one by one. */
+static gboolean receives_itself(const sw_server *s, const registered_method *m)
 {
-    return m && (m->method.dispatch == SW_DISPATCH_WORKER || m->method.on_message);
+    return m && (m->method.on_message || (m->method.dispatch == SW_DISPATCH_WORKER && s->max_in_flight > 0));
 }
 
 /* Posts one request slot for `m` (NULL: unregistered methods). */
@@ -41,9 +43,9 @@ static void post_request(sw_server *s, const registered_method *m)
     sw_call *c = sw__call_new(s, m, accept_done, receive_done);
     grpc_call_error err;
     if (m)
-        err =
-            grpc_server_request_registered_call(s->grpc, m->handle, &c->call, &c->deadline, &c->metadata,
-                                                receives_itself(m) ? NULL : &c->payload, s->cq, s->cq, &c->accept_tag);
+        err = grpc_server_request_registered_call(s->grpc, m->handle, &c->call, &c->deadline, &c->metadata,
+                                                  receives_itself(s, m) ? NULL : &c->payload, s->cq, s->cq,
+                                                  &c->accept_tag);
     else
         err = grpc_server_request_call(s->grpc, &c->call, &c->details, &c->metadata, s->cq, s->cq, &c->accept_tag);
     if (err != GRPC_CALL_OK)
@@ -178,15 +180,21 @@ static void dispatch_received(sw_server *s, sw_call *c)
     sw_worker_pool_push(s->workers, c);
 }
 
-static void receive_done(sw_completion *done, int success)
+/* A worker method's call once reading its request ended (`received`). */
+static void request_arrived(sw_server *s, sw_call *c, gboolean received)
 {
-    sw_call *c = ((sw_call_tag *)done)->call;
-    if (!success || (c->payload == NULL && sw_call_is_cancelled(c))) {
+    if (!received || (c->payload == NULL && sw_call_is_cancelled(c))) {
         /* Gone before its request arrived: nothing for a handler to see. */
         sw_call_fail(c, GRPC_STATUS_CANCELLED, "the call ended before its request arrived");
     } else {
-        dispatch_received(c->server, c);
+        dispatch_received(s, c);
     }
+}
+
+static void receive_done(sw_completion *done, int success)
+{
+    sw_call *c = ((sw_call_tag *)done)->call;
+    request_arrived(c->server, c, success);
     sw__call_unref(c); /* the receiving batch's reference */
 }
 
@@ -254,7 +262,10 @@ static void on_accept(sw_server *s, sw_call *c, int success)
         return;
     }
     c->counted = s->max_in_flight > 0;
-    receive_request(s, c);
+    if (receives_itself(s, c->method))
+        receive_request(s, c);
+    else
+        request_arrived(s, c, TRUE);
 }
 
 static void accept_done(sw_completion *done, int success)
@@ -377,7 +388,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
         s->methods[i].method = methods[i];
         s->methods[i].handle = grpc_server_register_method(
             s->grpc, methods[i].path, NULL,
-            receives_itself(&s->methods[i]) ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+            receives_itself(s, &s->methods[i]) ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     }
     if (!listen_on(s, options, error)) {
         sw_server_free(s);

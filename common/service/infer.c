@@ -274,10 +274,6 @@ int64_t sw__infer_call_remaining_us(const infer_call *ic)
     return ic->deadline_us > 0 ? ic->deadline_us - g_get_monotonic_time() : G_MAXINT64;
 }
 
-/* The most rows a request may have to run on the polling thread
- * (oip_service.c says when calls run there): a stage's run on a few rows. */
-#define INLINE_MAX_ROWS 16
-
 /* The rows the request declares: the largest first dimension of its inputs. */
 static int64_t declared_rows(const Inference__ModelInferRequest *req)
 {
@@ -339,7 +335,7 @@ static void infer_start(infer_call *ic, GBytes *request)
         return;
     }
     /* Batched calls only queue here; others run the stage. */
-    if (ic->call && ic->svc->batcher == NULL && declared_rows(req) > INLINE_MAX_ROWS &&
+    if (ic->call && ic->svc->batcher == NULL && declared_rows(req) > ic->svc->inline_max_rows &&
         sw_call_on_polling_thread(ic->call)) {
         sw_call_continue_on_worker(ic->call, infer_resume_on_worker, ic);
         return;

@@ -15,6 +15,7 @@ sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, con
     svc->base_name = g_strdup(model_base_name);
     svc->next = next;
     svc->max_rows = options->max_rows;
+    svc->inline_max_rows = options->inline_max_rows;
     svc->batching = options->batching;
     svc->max_reply_bytes = options->max_reply_bytes;
     svc->access_log = options->access_log;
@@ -116,7 +117,7 @@ const model_entry *sw__find_model(sw_oip_service *svc, const char *name, const c
  * inline_when_idle): no thread hand-off, and the stage's module stays warm
  * on that one thread. The bounds keep what one call can hold the polling
  * thread for to a stage's run on a few rows (rows are checked once the
- * request is read: sw__infer_inline_max_rows). */
+ * request is read, against inline_max_rows: infer.c). */
 #define RUN_INLINE_MAX_BYTES 16384
 
 /* Stages that decode image or audio files never run inline: a small file
@@ -136,7 +137,7 @@ static size_t infer_inline_max_bytes(const sw_oip_service *svc)
 {
     if (svc->batcher)
         return BATCHED_INLINE_MAX_BYTES;
-    return decodes_media(svc->stage) ? 0 : RUN_INLINE_MAX_BYTES;
+    return svc->inline_max_rows == 0 || decodes_media(svc->stage) ? 0 : RUN_INLINE_MAX_BYTES;
 }
 
 size_t sw_oip_service_methods(sw_oip_service *svc, sw_method *methods)

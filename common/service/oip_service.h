@@ -26,7 +26,11 @@ typedef struct sw_oip_service sw_oip_service;
 #define SW_OIP_SERVICE_MAX_METHODS 10
 
 typedef struct sw_oip_service_options {
-    int max_rows;                /* most rows per request; 0 no limit */
+    int max_rows; /* most rows per request; 0 no limit */
+    /* Without batching, a request of at most this many rows runs to
+     * completion on the polling thread while no other inference call is in
+     * flight (sw_method.inline_when_idle); 0: every call goes to a worker. */
+    int inline_max_rows;
     size_t max_reply_bytes;      /* the largest reply sent; 0 no limit */
     gboolean access_log;         /* one log line per inference call */
     const char *next_auth_token; /* bearer token for the next stage; copied */
