@@ -20,6 +20,8 @@ import sys
 FLOORS = {
     "floor-pipeline-codec": "floor-pipeline",
     "grpc-predictor": "floor-predictor",
+    "grpc-preprocessor": "floor-preprocessor",
+    "grpc-postprocessor": "floor-postprocessor",
     "grpc-staged": "floor-pipeline",
     "grpc-pipeline": "floor-pipeline",
     "rest-pipeline": "floor-pipeline",
@@ -35,8 +37,8 @@ TRANSPORT = {
     "grpc-predictor-batched": "transport-1",
     "grpc-pipeline": "transport-3",
 }
-ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-predictor", "transport-1", "transport-3",
-         "grpc-predictor", "grpc-predictor-batched", "grpc-pipeline", "rest-pipeline", "rest-pipeline-binary",
+ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-predictor", "floor-preprocessor", "floor-postprocessor",
+         "transport-1", "transport-3", "grpc-predictor", "grpc-preprocessor", "grpc-postprocessor", "grpc-predictor-batched", "grpc-pipeline", "rest-pipeline", "rest-pipeline-binary",
          "grpc-staged", "python-pipeline",
          "python-chain"]
 

@@ -3,6 +3,9 @@
 #   floor-pipeline        the three stages in-process (no gRPC): the floor
 #   floor-pipeline-codec  the same plus the servers' OIP encode/decode per stage
 #   floor-predictor       the predictor alone in-process
+#   floor-preprocessor, floor-postprocessor, grpc-preprocessor, grpc-postprocessor
+#                         one stage in-process and over gRPC, at concurrency 1 only:
+#                         the per-hop cost of each stage (bench/targets.py)
 #   grpc-predictor        the predictor alone over gRPC (a predictor request)
 #   grpc-staged           three servers without --next, three calls per request
 #   grpc-pipeline         preprocessor --next predictor --next postprocessor, one call
@@ -150,6 +153,11 @@ for r in $ROWS; do
     bench "floor-pipeline-r$r" --in-process "$EXPORT" --rows-per-request "$r"
     bench "floor-pipeline-codec-r$r" --in-process "$EXPORT" --rows-per-request "$r" --codec
     bench "floor-predictor-r$r" --in-process "$EXPORT" --request-file "$OUT/predictor-r$r.pb"
+    for stage in preprocessor postprocessor; do
+        "$BENCH" --rows-from-export "$EXPORT" --rows-per-request "$r" --write-request "$OUT/$stage-r$r.pb" \
+            --write-stage "$stage"
+        bench "floor-$stage-r$r" --in-process "$EXPORT" --request-file "$OUT/$stage-r$r.pb" --concurrency 1
+    done
 done
 
 # --- staged topology: three independent servers, no --next.
@@ -158,6 +166,10 @@ start_server predictor; PRED=$STARTED_TARGET; PRED_PID=$STARTED_PID
 start_server postprocessor; POST=$STARTED_TARGET; POST_PID=$STARTED_PID
 for r in $ROWS; do
     bench "grpc-predictor-r$r" --target "$PRED" --request-file "$OUT/predictor-r$r.pb" --server-pids "$PRED_PID"
+    bench "grpc-preprocessor-r$r" --target "$PRE" --request-file "$OUT/preprocessor-r$r.pb" --server-pids "$PRE_PID" \
+        --concurrency 1
+    bench "grpc-postprocessor-r$r" --target "$POST" --request-file "$OUT/postprocessor-r$r.pb" \
+        --server-pids "$POST_PID" --concurrency 1
     bench "grpc-staged-r$r" --staged "$PRE,$PRED,$POST" --rows-from-export "$EXPORT" --rows-per-request "$r" \
         --server-pids "$PRE_PID,$PRED_PID,$POST_PID"
 done

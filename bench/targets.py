@@ -43,14 +43,6 @@ def against_both(runs, rows, conc):
                                                      + cpu(runs, "transport-3", rows, conc))
 
 
-def not_measured(reason):
-    def compute(_runs):
-        raise NotMeasured(reason)
-    return compute
-
-
-NO_ONE_STAGE = "the bench has no one-stage gRPC run of the {} (only grpc-staged, three stages in a row)"
-
 # (what, goal, how it is computed from one run, format)
 TARGETS = [
     ("1-row requests, concurrency 1, one-call pipeline: CPU/row against model floor + transport floor",
@@ -67,10 +59,10 @@ TARGETS = [
      "≤ 1.3×", lambda r: cpu(r, "grpc-staged", 64, 4) / cpu(r, "floor-pipeline", 64, 1), "{:.2f}×"),
     ("per hop, predictor: p50 over gRPC minus p50 in-process, concurrency 1, 1 row",
      "≤ 100 µs", lambda r: p50(r, "grpc-predictor", 1, 1) - p50(r, "floor-predictor", 1, 1), "{:.0f} µs"),
-    ("per hop, preprocessor: p50 over gRPC minus p50 in-process", "≤ 100 µs",
-     not_measured(NO_ONE_STAGE.format("preprocessor")), "{:.0f} µs"),
-    ("per hop, postprocessor: p50 over gRPC minus p50 in-process", "≤ 100 µs",
-     not_measured(NO_ONE_STAGE.format("postprocessor")), "{:.0f} µs"),
+    ("per hop, preprocessor: p50 over gRPC minus p50 in-process, concurrency 1, 1 row", "≤ 100 µs",
+     lambda r: p50(r, "grpc-preprocessor", 1, 1) - p50(r, "floor-preprocessor", 1, 1), "{:.0f} µs"),
+    ("per hop, postprocessor: p50 over gRPC minus p50 in-process, concurrency 1, 1 row", "≤ 100 µs",
+     lambda r: p50(r, "grpc-postprocessor", 1, 1) - p50(r, "floor-postprocessor", 1, 1), "{:.0f} µs"),
     ("added latency per hop in the one-call pipeline, concurrency 1, 1 row ((p50 − floor p50) / 3)",
      "≤ 100 µs", lambda r: (p50(r, "grpc-pipeline", 1, 1) - p50(r, "floor-pipeline", 1, 1)) / 3, "{:.0f} µs"),
     ("single-process Python grpcio server p50 over the pipeline's p50, concurrency 1, 1 row",
