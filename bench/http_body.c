@@ -9,6 +9,7 @@
 #include "http.h"
 #include "json_text.h"
 #include "oip_codec.h"
+#include "rest_codec.h"
 #include "sw_error.h"
 #include "tensor.h"
 
@@ -140,14 +141,7 @@ static gboolean append_input(GString *out, GByteArray *blob, const Inference__Mo
                              const ProtobufCBinaryData *raw, gboolean binary, GError **error)
 {
     gsize start = out->len;
-    g_string_append(out, "{\"name\":");
-    sw_json_append_string(out, t->name);
-    g_string_append(out, ",\"datatype\":");
-    sw_json_append_string(out, t->datatype);
-    g_string_append(out, ",\"shape\":[");
-    for (size_t i = 0; i < t->n_shape; i++)
-        g_string_append_printf(out, "%s%" G_GINT64_FORMAT, i ? "," : "", t->shape[i]);
-    g_string_append_c(out, ']');
+    sw_rest_append_tensor_head(out, t->name, t->datatype, t->shape, t->n_shape);
     if (t->n_parameters > 0 || binary) {
         g_string_append(out, ",\"parameters\":{");
         for (size_t i = 0; i < t->n_parameters; i++) {

@@ -5,28 +5,22 @@
 # (bench/python_baseline_server.py --stage, each forwarding to the next), measured with the
 # same requests as python-pipeline.
 
-# start_python NAME ARGS...: a Python baseline server on an ephemeral loopback port; sets
-# STARTED_PID and STARTED_TARGET.
+# The port a Python baseline server wrote to PORT_FILE, once written.
+# shellcheck disable=SC2317 # called through await_port
+written_port() {
+    cat "$PORT_FILE" 2>/dev/null || true
+}
+
+# start_python NAME ARGS...: a Python baseline server (bench/python_baseline_server.py) on an
+# ephemeral loopback port; sets STARTED_PID and STARTED_TARGET. run.sh starts its
+# single-process python-pipeline with it too.
 start_python() {
     local name=$1
     shift
-    SERVER_SEQ=$((SERVER_SEQ + 1))
-    local port_file="$OUT/logs/$SERVER_SEQ-$name.port" logfile="$OUT/logs/$SERVER_SEQ-$name.log"
-    rm -f "$port_file"
-    "$PYTHON" "$ROOT/bench/python_baseline_server.py" "$EXPORT" "$port_file" --stubs "$BUILD/tests/py" "$@" \
-        >"$logfile" 2>&1 &
-    STARTED_PID=$!
-    SERVER_PIDS+=("$STARTED_PID")
-    for _ in $(seq 600); do
-        [[ -f $port_file ]] && break
-        if ! kill -0 "$STARTED_PID" 2>/dev/null; then
-            log "$name exited before listening:"; cat "$logfile" >&2; exit 1
-        fi
-        sleep 0.1
-    done
-    [[ -f $port_file ]] || { log "$name did not start:"; cat "$logfile" >&2; exit 1; }
-    STARTED_TARGET="127.0.0.1:$(cat "$port_file")"
-    log "$name pid $STARTED_PID at $STARTED_TARGET $*"
+    PORT_FILE="$OUT/logs/$name.port"
+    rm -f "$PORT_FILE"
+    launch "$name" "$PYTHON" "$ROOT/bench/python_baseline_server.py" "$EXPORT" "$PORT_FILE" --stubs "$BUILD/tests/py" "$@"
+    await_port "$name${*:+ $*}" written_port
 }
 
 python_chain() {

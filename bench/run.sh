@@ -75,32 +75,53 @@ stop_servers() {
 trap 'stop_servers || true' EXIT
 trap 'exit 130' INT TERM
 
-# Starts stagewise-<stage> on an ephemeral loopback port; sets STARTED_PID and
-# STARTED_TARGET from its "event=listening ... port=N" line, and STARTED_HTTP
-# from its http_port=N (the REST port of --http-listen; empty without one).
-start_server() {
-    local stage=$1
+# launch NAME COMMAND...: COMMAND in the background, its output in its own log
+# (STARTED_LOG), stopped by stop_servers; sets STARTED_PID.
+launch() {
+    local name=$1
     shift
     SERVER_SEQ=$((SERVER_SEQ + 1))
-    local logfile="$OUT/logs/$SERVER_SEQ-$stage.log" port=""
-    "$BUILD/stagewise-$stage" --model-dir "$EXPORT" --listen 127.0.0.1:0 "${SERVER_ARGS[@]}" "$@" \
-        >"$logfile" 2>&1 &
+    STARTED_LOG="$OUT/logs/$SERVER_SEQ-$name.log"
+    "$@" >"$STARTED_LOG" 2>&1 &
     STARTED_PID=$!
     SERVER_PIDS+=("$STARTED_PID")
+}
+
+# await_port NAME PROBE: waits until the function PROBE prints the port the
+# launched process listens on; sets STARTED_TARGET, or stops the run with the
+# process's log when it exits or takes over a minute.
+await_port() {
+    local name=$1 probe=$2 port=""
     for _ in $(seq 600); do
-        # " port=N", not "metrics_port=N" further along the same line.
-        port=$(grep -m1 'event=listening' "$logfile" | grep -oE ' port=[0-9]+' | head -n1 | cut -d= -f2 || true)
+        port=$("$probe")
         [[ -n $port ]] && break
         if ! kill -0 "$STARTED_PID" 2>/dev/null; then
-            log "$stage exited before listening:"; cat "$logfile" >&2; exit 1
+            log "$name exited before listening:"; cat "$STARTED_LOG" >&2; exit 1
         fi
         sleep 0.1
     done
-    [[ -n $port ]] || { log "$stage did not start:"; cat "$logfile" >&2; exit 1; }
+    [[ -n $port ]] || { log "$name did not start:"; cat "$STARTED_LOG" >&2; exit 1; }
     STARTED_TARGET="127.0.0.1:$port"
-    port=$(grep -m1 'event=listening' "$logfile" | grep -oE ' http_port=[1-9][0-9]*' | head -n1 | cut -d= -f2 || true)
+    log "$name pid $STARTED_PID at $STARTED_TARGET"
+}
+
+# The port of a launched process's "event=listening ... port=N" line: " port=N",
+# not "metrics_port=N" further along the same line.
+# shellcheck disable=SC2317 # called through await_port
+logged_port() {
+    grep -m1 'event=listening' "$STARTED_LOG" | grep -oE ' port=[0-9]+' | head -n1 | cut -d= -f2 || true
+}
+
+# Starts stagewise-<stage> on an ephemeral loopback port; sets STARTED_PID and
+# STARTED_TARGET, and STARTED_HTTP from its http_port=N (the REST port of
+# --http-listen; empty without one).
+start_server() {
+    local stage=$1 port
+    shift
+    launch "$stage" "$BUILD/stagewise-$stage" --model-dir "$EXPORT" --listen 127.0.0.1:0 "${SERVER_ARGS[@]}" "$@"
+    await_port "$stage${*:+ $*}" logged_port
+    port=$(grep -m1 'event=listening' "$STARTED_LOG" | grep -oE ' http_port=[1-9][0-9]*' | head -n1 | cut -d= -f2 || true)
     STARTED_HTTP=${port:+127.0.0.1:$port}
-    log "$stage pid $STARTED_PID at $STARTED_TARGET $*"
 }
 
 # Percent of one core the machine used over the last second.
@@ -206,17 +227,10 @@ transport_floors
 # --- what a team would otherwise write: a Python grpcio server running the
 # three modules in-process behind one ModelInfer call (it takes dates as
 # vectors, having no date parser).
-PY_PORT_FILE="$OUT/logs/python-baseline.port"
-rm -f "$PY_PORT_FILE"
-"$PYTHON" "$ROOT/bench/python_baseline_server.py" "$EXPORT" "$PY_PORT_FILE" --stubs "$BUILD/tests/py" \
-    >"$OUT/logs/python-baseline.log" 2>&1 &
-PY_PID=$!
-SERVER_PIDS+=("$PY_PID")
-for _ in $(seq 600); do [[ -f $PY_PORT_FILE ]] && break; sleep 0.1; done
-[[ -f $PY_PORT_FILE ]] || { log "python baseline did not start"; cat "$OUT/logs/python-baseline.log" >&2; exit 1; }
+start_python python-baseline
 for r in $ROWS; do
-    bench "python-pipeline-r$r" --target "127.0.0.1:$(cat "$PY_PORT_FILE")" --rows-from-export "$EXPORT" \
-        --rows-per-request "$r" --date-form vector --server-pids "$PY_PID"
+    bench "python-pipeline-r$r" --target "$STARTED_TARGET" --rows-from-export "$EXPORT" \
+        --rows-per-request "$r" --date-form vector --server-pids "$STARTED_PID"
 done
 stop_servers
 python_chain

@@ -42,24 +42,10 @@ transport_sizes() {
 # start_floor NAME ARGS...: a stagewise-transport-floor on an ephemeral loopback port;
 # sets STARTED_PID and STARTED_TARGET as run.sh's start_server does.
 start_floor() {
-    local name=$1 port=""
+    local name=$1
     shift
-    SERVER_SEQ=$((SERVER_SEQ + 1))
-    local logfile="$OUT/logs/$SERVER_SEQ-$name.log"
-    "$BUILD/stagewise-transport-floor" --listen 127.0.0.1:0 "$@" >"$logfile" 2>&1 &
-    STARTED_PID=$!
-    SERVER_PIDS+=("$STARTED_PID")
-    for _ in $(seq 600); do
-        port=$(grep -m1 'event=listening' "$logfile" | grep -oE ' port=[0-9]+' | head -n1 | cut -d= -f2 || true)
-        [[ -n $port ]] && break
-        if ! kill -0 "$STARTED_PID" 2>/dev/null; then
-            log "$name exited before listening:"; cat "$logfile" >&2; exit 1
-        fi
-        sleep 0.1
-    done
-    [[ -n $port ]] || { log "$name did not start:"; cat "$logfile" >&2; exit 1; }
-    STARTED_TARGET="127.0.0.1:$port"
-    log "$name pid $STARTED_PID at $STARTED_TARGET $*"
+    launch "$name" "$BUILD/stagewise-transport-floor" --listen 127.0.0.1:0 "$@"
+    await_port "$name${*:+ $*}" logged_port
 }
 
 # transport_floors: transport-1 and transport-3 for every row count, at the same

@@ -583,6 +583,19 @@ static gboolean wants_binary(const sw_rest_request *request, const char *name)
            (request->binary_outputs && g_strv_contains((const char *const *)request->binary_outputs, name));
 }
 
+void sw_rest_append_tensor_head(GString *out, const char *name, const char *datatype, const int64_t *shape,
+                                size_t n_shape)
+{
+    g_string_append(out, "{\"name\":");
+    sw_json_append_string(out, name);
+    g_string_append(out, ",\"datatype\":");
+    sw_json_append_string(out, datatype);
+    g_string_append(out, ",\"shape\":[");
+    for (size_t i = 0; i < n_shape; i++)
+        g_string_append_printf(out, "%s%" G_GINT64_FORMAT, i ? "," : "", shape[i]);
+    g_string_append_c(out, ']');
+}
+
 static gboolean render_output(GString *out, GByteArray *binary,
                               const Inference__ModelInferResponse__InferOutputTensor *t, const ProtobufCBinaryData *raw,
                               gboolean as_binary, GError **error)
@@ -593,14 +606,7 @@ static gboolean render_output(GString *out, GByteArray *binary,
         INTERNAL(error, "output '%s' has datatype '%s' or a shape that cannot be answered", t->name, t->datatype);
         return FALSE;
     }
-    g_string_append(out, "{\"name\":");
-    sw_json_append_string(out, t->name);
-    g_string_append(out, ",\"datatype\":");
-    sw_json_append_string(out, t->datatype);
-    g_string_append(out, ",\"shape\":[");
-    for (size_t i = 0; i < t->n_shape; i++)
-        g_string_append_printf(out, "%s%" G_GINT64_FORMAT, i ? "," : "", t->shape[i]);
-    g_string_append(out, "]");
+    sw_rest_append_tensor_head(out, t->name, t->datatype, t->shape, t->n_shape);
     if (t->n_parameters > 0 || as_binary) {
         g_string_append(out, ",\"parameters\":{");
         for (size_t i = 0; i < t->n_parameters; i++) {

@@ -51,6 +51,12 @@ gboolean sw_rest_response_render(GBytes *response, const sw_rest_request *reques
 /* {"error": `message`} as a JSON text; newly allocated. */
 char *sw_rest_error_body(const char *message);
 
+/* Appends how the v2 REST protocol opens a tensor, requests' and answers'
+ * alike: `{"name":...,"datatype":...,"shape":[...]`; the caller adds its
+ * "parameters" and "data" and the closing brace. */
+void sw_rest_append_tensor_head(GString *out, const char *name, const char *datatype, const int64_t *shape,
+                                size_t n_shape);
+
 G_END_DECLS
 
 #endif
