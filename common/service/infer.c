@@ -142,26 +142,33 @@ void sw__infer_call_fail_error(infer_call *ic, const GError *error)
     sw__infer_call_finish(ic, NULL, sw_error_code(error), error->message);
 }
 
-/* Decodes and checks the request: the values to run forward on, or NULL
- * with an error. Runs before batching, so bad requests never join a batch. */
+/* The rows the request declares: the largest first dimension of its inputs. */
+static int64_t declared_rows(const Inference__ModelInferRequest *req)
+{
+    int64_t rows = 0;
+    for (size_t i = 0; i < req->n_inputs; i++)
+        if (req->inputs[i]->n_shape > 0)
+            rows = MAX(rows, req->inputs[i]->shape[0]);
+    return rows;
+}
+
 /* The row limit, from the declared shapes alone: checked before anything is
  * decoded (dates parsed, BYTES framing walked), so a request over the limit
  * costs nothing but its unpacking. */
 static gboolean check_declared_rows(const infer_call *ic, GError **error)
 {
-    int max_rows = ic->svc->max_rows;
-    for (size_t i = 0; max_rows > 0 && i < ic->req->n_inputs; i++) {
-        const Inference__ModelInferRequest__InferInputTensor *in = ic->req->inputs[i];
-        if (in->n_shape > 0 && in->shape[0] > max_rows) {
-            g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
-                        "the request has %" G_GINT64_FORMAT " rows; this server takes at most %d per request",
-                        in->shape[0], max_rows);
-            return FALSE;
-        }
+    int64_t rows = declared_rows(ic->req);
+    if (ic->svc->max_rows > 0 && rows > ic->svc->max_rows) {
+        g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT,
+                    "the request has %" G_GINT64_FORMAT " rows; this server takes at most %d per request", rows,
+                    ic->svc->max_rows);
+        return FALSE;
     }
     return TRUE;
 }
 
+/* Decodes and checks the request: the values to run forward on, or NULL
+ * with an error. Runs before batching, so bad requests never join a batch. */
 static GPtrArray *prepare(infer_call *ic, GError **error)
 {
     if (!sw__check_parameters(ic->req, error) || !check_declared_rows(ic, error))
@@ -272,16 +279,6 @@ int64_t sw__infer_call_remaining_us(const infer_call *ic)
     if (ic->call)
         return sw_call_remaining_us(ic->call);
     return ic->deadline_us > 0 ? ic->deadline_us - g_get_monotonic_time() : G_MAXINT64;
-}
-
-/* The rows the request declares: the largest first dimension of its inputs. */
-static int64_t declared_rows(const Inference__ModelInferRequest *req)
-{
-    int64_t rows = 0;
-    for (size_t i = 0; i < req->n_inputs; i++)
-        if (req->inputs[i]->n_shape > 0)
-            rows = MAX(rows, req->inputs[i]->shape[0]);
-    return rows;
 }
 
 /* The rest of infer_start(), wherever it runs. */
