@@ -14,6 +14,14 @@ gboolean sw__is_media_input(const sw_stage *stage, const sw_tensor_spec *spec)
            (strcmp(spec->feature_type, "image") == 0 || strcmp(spec->feature_type, "audio") == 0);
 }
 
+gboolean sw_stage_decodes_media(const sw_stage *stage)
+{
+    for (guint i = 0; i < stage->inputs->len; i++)
+        if (sw__is_media_input(stage, g_ptr_array_index(stage->inputs, i)))
+            return TRUE;
+    return FALSE;
+}
+
 static gboolean is_image(const sw_tensor_spec *spec)
 {
     return strcmp(spec->feature_type, "image") == 0;

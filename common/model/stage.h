@@ -71,6 +71,9 @@ GPtrArray *sw_stage_run(sw_stage *stage, GPtrArray *prepared, GError **error);
 /* sw_stage_run() on instance `instance`; UNAVAILABLE unless
  * 0 <= instance < n_instances. */
 GPtrArray *sw_stage_run_instance(sw_stage *stage, int instance, GPtrArray *prepared, GError **error);
+/* TRUE when the stage decodes image or audio files (a preprocessor with
+ * such inputs), whose cost a request's size does not bound. */
+gboolean sw_stage_decodes_media(const sw_stage *stage);
 /* Writable host memory for inputs to `instance` (pinned on a GPU: see
  * sw_torch_module_new_host_buffer()); fill it before sharing it. */
 GBytes *sw_stage_new_input_buffer(sw_stage *stage, int instance, size_t size);

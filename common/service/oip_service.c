@@ -120,24 +120,13 @@ const model_entry *sw__find_model(sw_oip_service *svc, const char *name, const c
  * request is read, against inline_max_rows: infer.c). */
 #define RUN_INLINE_MAX_BYTES 16384
 
-/* Stages that decode image or audio files never run inline: a small file
- * can decode to many megapixels. */
-static gboolean decodes_media(const sw_stage *stage)
-{
-    for (guint i = 0; i < stage->inputs->len; i++) {
-        const sw_tensor_spec *spec = g_ptr_array_index(stage->inputs, i);
-        if (stage->kind == SW_STAGE_PREPROCESSOR &&
-            (g_strcmp0(spec->feature_type, "image") == 0 || g_strcmp0(spec->feature_type, "audio") == 0))
-            return TRUE;
-    }
-    return FALSE;
-}
-
 static size_t infer_inline_max_bytes(const sw_oip_service *svc)
 {
     if (svc->batcher)
         return BATCHED_INLINE_MAX_BYTES;
-    return svc->inline_max_rows == 0 || decodes_media(svc->stage) ? 0 : RUN_INLINE_MAX_BYTES;
+    /* Never for image or audio files: a small one can decode to many
+     * megapixels. */
+    return svc->inline_max_rows == 0 || sw_stage_decodes_media(svc->stage) ? 0 : RUN_INLINE_MAX_BYTES;
 }
 
 size_t sw_oip_service_methods(sw_oip_service *svc, sw_method *methods)
