@@ -27,6 +27,8 @@ FLOORS = {
     "rest-pipeline": "floor-pipeline",
     "rest-pipeline-binary": "floor-pipeline",
     "grpc-predictor-batched": "floor-predictor",
+    "grpc-predictor-batched-delay": "floor-predictor",
+    "grpc-pipeline-batched": "floor-pipeline",
     "python-pipeline": "floor-pipeline",
     "python-chain": "floor-pipeline",
 }
@@ -35,10 +37,13 @@ FLOORS = {
 TRANSPORT = {
     "grpc-predictor": "transport-1",
     "grpc-predictor-batched": "transport-1",
+    "grpc-predictor-batched-delay": "transport-1",
     "grpc-pipeline": "transport-3",
+    "grpc-pipeline-batched": "transport-3",
 }
 ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-predictor", "floor-preprocessor", "floor-postprocessor",
-         "transport-1", "transport-3", "grpc-predictor", "grpc-preprocessor", "grpc-postprocessor", "grpc-predictor-batched", "grpc-pipeline", "rest-pipeline", "rest-pipeline-binary",
+         "transport-1", "transport-3", "grpc-predictor", "grpc-preprocessor", "grpc-postprocessor", "grpc-predictor-batched",
+         "grpc-predictor-batched-delay", "grpc-pipeline", "grpc-pipeline-batched", "rest-pipeline", "rest-pipeline-binary",
          "grpc-staged", "python-pipeline",
          "python-chain"]
 

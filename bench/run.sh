@@ -11,7 +11,10 @@
 #   grpc-pipeline         preprocessor --next predictor --next postprocessor, one call
 #   rest-pipeline         the same pipeline over the preprocessor's v2 REST port (--http-listen),
 #                         JSON tensors; rest-pipeline-binary: Triton's binary tensor extension
-#   grpc-predictor-batched the predictor with dynamic batching (64 rows, 100 µs)
+#   grpc-predictor-batched the predictor with dynamic batching (64 rows, no queue delay:
+#                         small requests batched on the polling thread)
+#   grpc-predictor-batched-delay the same with a 100 µs queue delay (batch executor)
+#   grpc-pipeline-batched the one-call pipeline, every stage batching (64 rows, no delay)
 #   python-pipeline       a plain Python grpcio server running the three modules
 #   python-chain          three Python grpcio servers, one stage each, chained
 #                         (python_chain.sh)
@@ -214,11 +217,25 @@ for r in $ROWS; do
 done
 stop_servers
 
-# --- dynamic batching: the same predictor requests against a batching predictor
-# (Ludwig's Triton export batches up to 64 rows with a 100 µs queue delay).
-start_server predictor --max-batch-size 64 --max-queue-delay-us "${BENCH_QUEUE_DELAY_US:-100}"
+# --- dynamic batching: the same predictor requests against a batching predictor,
+# without a queue delay (stagewise's and Triton's default) and with the 100 µs
+# of Ludwig's Triton export.
+start_server predictor --max-batch-size 64
 PRED=$STARTED_TARGET; PRED_PID=$STARTED_PID
 bench "grpc-predictor-batched-r1" --target "$PRED" --request-file "$OUT/predictor-r1.pb" --server-pids "$PRED_PID"
+stop_servers
+start_server predictor --max-batch-size 64 --max-queue-delay-us 100
+PRED=$STARTED_TARGET; PRED_PID=$STARTED_PID
+bench "grpc-predictor-batched-delay-r1" --target "$PRED" --request-file "$OUT/predictor-r1.pb" \
+    --server-pids "$PRED_PID"
+stop_servers
+
+# --- the one-call pipeline with every stage batching (1-row requests).
+start_server postprocessor --max-batch-size 64; POST=$STARTED_TARGET; POST_PID=$STARTED_PID
+start_server predictor --max-batch-size 64 --next "$POST"; PRED=$STARTED_TARGET; PRED_PID=$STARTED_PID
+start_server preprocessor --max-batch-size 64 --next "$PRED"; PRE=$STARTED_TARGET; PRE_PID=$STARTED_PID
+bench "grpc-pipeline-batched-r1" --target "$PRE" --rows-from-export "$EXPORT" --rows-per-request 1 \
+    --server-pids "$PRE_PID,$PRED_PID,$POST_PID"
 stop_servers
 
 # --- the transport floor: bare gRPC servers with the same message sizes.

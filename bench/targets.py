@@ -36,11 +36,10 @@ def p50(runs, kind, rows, conc):
     return step(runs, kind, rows, conc)["latency_us"]["p50"]
 
 
-def against_both(runs, rows, conc):
+def against_both(runs, rows, conc, kind="grpc-pipeline"):
     """The one-call pipeline's CPU/row over the 1-thread model floor plus the transport floor
     (transport-3, three bare gRPC servers with the same message sizes) at the same concurrency."""
-    return cpu(runs, "grpc-pipeline", rows, conc) / (cpu(runs, "floor-pipeline", rows, 1)
-                                                     + cpu(runs, "transport-3", rows, conc))
+    return cpu(runs, kind, rows, conc) / (cpu(runs, "floor-pipeline", rows, 1) + cpu(runs, "transport-3", rows, conc))
 
 
 # (what, goal, how it is computed from one run, format)
@@ -74,6 +73,14 @@ TARGETS = [
      / step(r, "grpc-predictor", 1, 16)["requests_per_s"], "{:.2f}×"),
     ("batching, 16 concurrent 1-row clients: p99 latency batched", "stated",
      lambda r: step(r, "grpc-predictor-batched", 1, 16)["latency_us"]["p99"], "{:.0f} µs"),
+    ("batching with a 100 µs queue delay, 16 concurrent 1-row clients: req/s over unbatched", "stated",
+     lambda r: step(r, "grpc-predictor-batched-delay", 1, 16)["requests_per_s"]
+     / step(r, "grpc-predictor", 1, 16)["requests_per_s"], "{:.2f}×"),
+    ("1-row requests, concurrency 4, one-call pipeline with every stage batching: CPU/row against "
+     "model floor + transport floor", "stated", lambda r: against_both(r, 1, 4, "grpc-pipeline-batched"), "{:.2f}×"),
+    ("1-row requests, concurrency 16, one-call pipeline with every stage batching: req/s over the unbatched "
+     "pipeline's", "stated", lambda r: step(r, "grpc-pipeline-batched", 1, 16)["requests_per_s"]
+     / step(r, "grpc-pipeline", 1, 16)["requests_per_s"], "{:.2f}×"),
 ]
 
 

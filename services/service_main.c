@@ -185,6 +185,7 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
         .on_refused = sw_metrics_record_refused,
         .on_refused_data = svc->metrics,
         .cq = svc->cq,
+        .poll_work = sw_oip_service_poll_work(svc->oip),
     };
     svc->server = sw_server_new(&so, methods, n_methods, error);
     return svc->server != NULL && start_rest(svc, s, error);

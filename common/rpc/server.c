@@ -284,17 +284,42 @@ static void shutdown_done(sw_completion *done, int success)
     g_mutex_unlock(&s->lock);
 }
 
-/* Also runs the completions of channels sharing the queue. */
+static gboolean poll_work_pending(const sw_server *s)
+{
+    return s->poll_work.pending && s->poll_work.pending(s->poll_work.user_data);
+}
+
+/* Events handled while poll work waits, before it runs anyway: under a
+ * flood of calls the queue is never empty, and the work (answers to calls
+ * already taken) must not wait for it to be. */
+#define POLL_WORK_MAX_EVENTS 64
+
+/* Also runs the completions of channels sharing the queue. With poll work
+ * pending it only looks for events, and does the work once none waits (or
+ * after POLL_WORK_MAX_EVENTS), so the work takes in whatever arrived
+ * meanwhile (a batch fills up). */
 static gpointer poll_loop(gpointer data)
 {
     sw_server *s = data;
+    int events_while_pending = 0;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        gboolean work = poll_work_pending(s);
+        if (work && events_while_pending >= POLL_WORK_MAX_EVENTS) {
+            s->poll_work.run(s->poll_work.user_data);
+            events_while_pending = 0;
+            continue;
+        }
+        grpc_event ev = grpc_completion_queue_next(
+            s->cq, work ? gpr_inf_past(GPR_CLOCK_MONOTONIC) : gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
-        if (ev.type != GRPC_OP_COMPLETE)
-            continue;
-        sw_completion_run(ev.tag, ev.success);
+        if (ev.type == GRPC_OP_COMPLETE) {
+            sw_completion_run(ev.tag, ev.success);
+            events_while_pending = work ? events_while_pending + 1 : 0;
+        } else if (work) {
+            s->poll_work.run(s->poll_work.user_data);
+            events_while_pending = 0;
+        }
     }
     return NULL;
 }
@@ -377,6 +402,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     s->admit_data = options->admit_data;
     s->on_refused = options->on_refused;
     s->on_refused_data = options->on_refused_data;
+    s->poll_work = options->poll_work;
     s->grpc = grpc_server_create(&channel_args, NULL);
     s->owns_cq = options->cq == NULL;
     s->cq = s->owns_cq ? grpc_completion_queue_create_for_next(NULL) : options->cq;

@@ -87,6 +87,17 @@ typedef struct sw_method {
     sw_stream_message_func on_message;
 } sw_method;
 
+/* Work a handler left for the polling thread to do once no event waits on
+ * its completion queue (a batch of the requests it queued there). */
+typedef struct sw_poll_work {
+    /* Whether any waits: asked before every wait for an event, so it must
+     * be cheap. NULL: no such work. */
+    gboolean (*pending)(void *user_data);
+    /* Does one piece of it, bounded as an inline call's work is. */
+    void (*run)(void *user_data);
+    void *user_data;
+} sw_poll_work;
+
 /* Middleware run on every call to a method that is not open, before its
  * handler: return TRUE to let it through, or end the call (sw_call_fail)
  * and return FALSE. Runs on the polling thread: must not block. */
@@ -128,6 +139,9 @@ typedef struct sw_server_options {
      * in sw_server_shutdown(); its creator destroys it after freeing the
      * server and those channels. */
     struct grpc_completion_queue *cq;
+    /* Zeroed: none. The polling thread keeps running it until it is done,
+     * through a drain too, so the calls it answers end. */
+    sw_poll_work poll_work;
 } sw_server_options;
 
 /* Binds `options->listen` and registers `methods` (copied; user_data

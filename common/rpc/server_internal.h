@@ -101,6 +101,7 @@ struct sw_server {
      * runs a call inline (inline_when_idle): calls among them go to
      * workers. Polling thread only. */
     gboolean handing_off;
+    sw_poll_work poll_work;
     gboolean started;
 };
 

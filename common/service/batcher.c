@@ -14,6 +14,7 @@ typedef struct pending {
     sw_batch_wanted wanted;
     sw_batch_done done;
     void *user_data;
+    gboolean for_caller; /* sw_batcher_submit_for_caller() */
 } pending;
 
 struct sw_batcher {
@@ -23,6 +24,9 @@ struct sw_batcher {
     GMutex lock;
     GCond arrived;
     GQueue queue; /* pending*, oldest first */
+    /* Of them, submitted for the caller: written under the lock, read
+     * without it by sw_batcher_has_ready_for_caller(). */
+    gint for_caller;
     gboolean stopping;
     struct executor *executors;
 };
@@ -39,6 +43,16 @@ static int instance_of(const executor *ex)
 {
     int n = ex->batcher->stage->n_instances;
     return n > 0 ? ex->index % n : 0; /* 0 of 0 fails the batch cleanly */
+}
+
+/* With the lock held: takes `l`'s request out of the queue. */
+static pending *unlink_pending(sw_batcher *b, GList *l)
+{
+    pending *p = l->data;
+    g_queue_delete_link(&b->queue, l);
+    if (p->for_caller)
+        g_atomic_int_add(&b->for_caller, -1);
+    return p;
 }
 
 static void pending_free(pending *p)
@@ -69,19 +83,20 @@ static gboolean compatible(const pending *a, const pending *b)
     return TRUE;
 }
 
-/* Takes the oldest request and every compatible one after it that fits. */
-static GPtrArray *take_batch(sw_batcher *b, int64_t *rows)
+/* Takes the request at `first` and every compatible one after it that fits
+ * in `max_rows` (only those submitted for the caller with `caller_only`). */
+static GPtrArray *take_batch(sw_batcher *b, GList *first, int64_t max_rows, gboolean caller_only, int64_t *rows)
 {
     GPtrArray *batch = g_ptr_array_new();
-    pending *first = g_queue_pop_head(&b->queue);
-    g_ptr_array_add(batch, first);
-    *rows = first->rows;
-    for (GList *l = b->queue.head; l && *rows < b->options.max_batch_size;) {
+    GList *l = first->next;
+    pending *head = unlink_pending(b, first);
+    g_ptr_array_add(batch, head);
+    *rows = head->rows;
+    while (l && *rows < max_rows) {
         GList *next = l->next;
         pending *p = l->data;
-        if (*rows + p->rows <= b->options.max_batch_size && compatible(first, p)) {
-            g_queue_delete_link(&b->queue, l);
-            g_ptr_array_add(batch, p);
+        if ((!caller_only || p->for_caller) && *rows + p->rows <= max_rows && compatible(head, p)) {
+            g_ptr_array_add(batch, unlink_pending(b, l));
             *rows += p->rows;
         }
         l = next;
@@ -124,31 +139,38 @@ static void take_unwanted(sw_batcher *b, GPtrArray *out)
     for (GList *l = b->queue.head; l;) {
         GList *next = l->next;
         pending *p = l->data;
-        if (p->wanted && !p->wanted(p->user_data)) {
-            g_queue_delete_link(&b->queue, l);
-            g_ptr_array_add(out, p);
-        }
+        if (p->wanted && !p->wanted(p->user_data))
+            g_ptr_array_add(out, unlink_pending(b, l));
         l = next;
     }
+}
+
+/* With the lock held: answers the requests nobody waits for any more,
+ * outside the lock (answering calls back into the server). FALSE when there
+ * were none and the lock was never let go. */
+static gboolean answer_unwanted_unlocked(sw_batcher *b)
+{
+    GPtrArray *unwanted = g_ptr_array_new();
+    take_unwanted(b, unwanted);
+    gboolean any = unwanted->len > 0;
+    if (any) {
+        g_mutex_unlock(&b->lock);
+        for (guint i = 0; i < unwanted->len; i++)
+            answer_unwanted(g_ptr_array_index(unwanted, i));
+        g_mutex_lock(&b->lock);
+    }
+    g_ptr_array_unref(unwanted);
+    return any;
 }
 
 /* Blocks until a batch is due; NULL when stopping with nothing left. */
 static GPtrArray *wait_for_batch(sw_batcher *b, int64_t *rows)
 {
-    GPtrArray *unwanted = g_ptr_array_new();
     GPtrArray *batch = NULL;
     g_mutex_lock(&b->lock);
     for (;;) {
-        take_unwanted(b, unwanted);
-        if (unwanted->len > 0) {
-            /* Answered outside the lock: answering calls back into the server. */
-            g_mutex_unlock(&b->lock);
-            for (guint i = 0; i < unwanted->len; i++)
-                answer_unwanted(g_ptr_array_index(unwanted, i));
-            g_ptr_array_set_size(unwanted, 0);
-            g_mutex_lock(&b->lock);
+        if (answer_unwanted_unlocked(b))
             continue;
-        }
         if (g_queue_is_empty(&b->queue)) {
             if (b->stopping)
                 break;
@@ -159,20 +181,19 @@ static GPtrArray *wait_for_batch(sw_batcher *b, int64_t *rows)
         gint64 due = oldest->queued_at + b->options.max_queue_delay_us;
         gint64 now = g_get_monotonic_time();
         if (b->stopping || queued_rows(b) >= b->options.max_batch_size || now >= due) {
-            batch = take_batch(b, rows);
+            batch = take_batch(b, b->queue.head, b->options.max_batch_size, FALSE, rows);
             break;
         }
         g_cond_wait_until(&b->arrived, &b->lock, MIN(due, now + RECHECK_US));
     }
     g_mutex_unlock(&b->lock);
-    g_ptr_array_unref(unwanted);
     return batch;
 }
 
 /* One tensor holding the rows of `parts` (same dtype and row shape) in order.
  * Numeric tensors are assembled in the instance's input memory (pinned on a
  * GPU), so they travel to the device without another copy. */
-static sw_tensor *concat_tensors(const executor *ex, GPtrArray *parts, int64_t rows)
+static sw_tensor *concat_tensors(sw_batcher *b, int instance, GPtrArray *parts, int64_t rows)
 {
     const sw_tensor *first = g_ptr_array_index(parts, 0);
     int64_t shape[SW_MAX_DIMS];
@@ -184,7 +205,7 @@ static sw_tensor *concat_tensors(const executor *ex, GPtrArray *parts, int64_t r
             sw_tensor_data(g_ptr_array_index(parts, i), &n);
             total += n;
         }
-        GBytes *bytes = sw_stage_new_input_buffer(ex->batcher->stage, instance_of(ex), total);
+        GBytes *bytes = sw_stage_new_input_buffer(b->stage, instance, total);
         guint8 *at = (guint8 *)g_bytes_get_data(bytes, NULL);
         for (guint i = 0; i < parts->len; i++) {
             const void *p = sw_tensor_data(g_ptr_array_index(parts, i), &n);
@@ -217,7 +238,7 @@ static sw_tensor *concat_tensors(const executor *ex, GPtrArray *parts, int64_t r
     return t;
 }
 
-static GPtrArray *concat_inputs(const executor *ex, GPtrArray *batch, int64_t rows)
+static GPtrArray *concat_inputs(sw_batcher *b, int instance, GPtrArray *batch, int64_t rows)
 {
     const pending *first = g_ptr_array_index(batch, 0);
     GPtrArray *inputs = sw_value_array_new();
@@ -228,7 +249,7 @@ static GPtrArray *concat_inputs(const executor *ex, GPtrArray *batch, int64_t ro
             g_ptr_array_add(
                 parts, ((sw_value *)g_ptr_array_index(((pending *)g_ptr_array_index(batch, r))->prepared, i))->tensor);
         const sw_value *v = g_ptr_array_index(first->prepared, i);
-        g_ptr_array_add(inputs, sw_value_new_tensor(v->name, v->kind, concat_tensors(ex, parts, rows)));
+        g_ptr_array_add(inputs, sw_value_new_tensor(v->name, v->kind, concat_tensors(b, instance, parts, rows)));
     }
     g_ptr_array_unref(parts);
     return inputs;
@@ -318,16 +339,15 @@ static int64_t drop_unwanted(GPtrArray *batch)
 /* Each request of a batch that failed, run again alone: one client's bad
  * rows (an index out of range, a value the module refuses) fail only its
  * own call, and its error counts rows as that client does. */
-static void run_each_alone(const executor *ex, GPtrArray *batch)
+static void run_each_alone(sw_batcher *b, int instance, GPtrArray *batch)
 {
-    sw_batcher *b = ex->batcher;
     for (guint r = 0; r < batch->len; r++) {
         pending *p = g_ptr_array_index(batch, r);
         GError *error = NULL;
         gint64 now = g_get_monotonic_time();
         sw_batch_timing timing = {
             .formed_us = now, .started_us = now, .execution = sw_batch_next_execution(), .rows = p->rows};
-        GPtrArray *outputs = sw_stage_run_instance(b->stage, instance_of(ex), p->prepared, &error);
+        GPtrArray *outputs = sw_stage_run_instance(b->stage, instance, p->prepared, &error);
         timing.finished_us = g_get_monotonic_time();
         sw_metrics_record_execution(b->metrics, p->rows);
         p->done(outputs, error, &timing, p->user_data);
@@ -337,22 +357,23 @@ static void run_each_alone(const executor *ex, GPtrArray *batch)
     }
 }
 
-static void run_batch(const executor *ex, GPtrArray *batch)
+/* Runs `batch` (pending*; taken) on `instance` of the stage's module. */
+static void run_batch(sw_batcher *b, int instance, GPtrArray *batch)
 {
-    sw_batcher *b = ex->batcher;
+    g_ptr_array_set_free_func(batch, (GDestroyNotify)pending_free);
     int64_t rows = drop_unwanted(batch);
     if (batch->len == 0)
         return;
     gint64 formed_us = g_get_monotonic_time();
     GPtrArray *inputs = batch->len == 1 ? g_ptr_array_ref(((pending *)g_ptr_array_index(batch, 0))->prepared)
-                                        : concat_inputs(ex, batch, rows);
+                                        : concat_inputs(b, instance, batch, rows);
     sw_log(SW_LOG_DEBUG, "event=batch requests=%u rows=%" G_GINT64_FORMAT, batch->len, rows);
     GError *error = NULL;
     sw_batch_timing timing = {.formed_us = formed_us,
                               .started_us = g_get_monotonic_time(),
                               .execution = sw_batch_next_execution(),
                               .rows = rows};
-    GPtrArray *outputs = sw_stage_run_instance(b->stage, instance_of(ex), inputs, &error);
+    GPtrArray *outputs = sw_stage_run_instance(b->stage, instance, inputs, &error);
     timing.finished_us = g_get_monotonic_time();
     sw_metrics_record_execution(b->metrics, rows);
     g_ptr_array_unref(inputs);
@@ -361,11 +382,12 @@ static void run_batch(const executor *ex, GPtrArray *batch)
         g_ptr_array_unref(outputs);
     } else if (batch->len > 1) {
         g_error_free(error);
-        run_each_alone(ex, batch);
+        run_each_alone(b, instance, batch);
     } else {
         complete_all(batch, error, &timing);
         g_error_free(error);
     }
+    g_ptr_array_unref(batch);
 }
 
 static gpointer executor_loop(gpointer data)
@@ -377,11 +399,8 @@ static gpointer executor_loop(gpointer data)
     prctl(PR_SET_TIMERSLACK, 1000UL);
     int64_t rows = 0;
     GPtrArray *batch;
-    while ((batch = wait_for_batch(b, &rows)) != NULL) {
-        run_batch(ex, batch);
-        g_ptr_array_set_free_func(batch, (GDestroyNotify)pending_free);
-        g_ptr_array_unref(batch);
-    }
+    while ((batch = wait_for_batch(b, &rows)) != NULL)
+        run_batch(b, instance_of(ex), batch);
     return NULL;
 }
 
@@ -420,8 +439,8 @@ void sw_batcher_free(sw_batcher *b)
     g_free(b);
 }
 
-gboolean sw_batcher_submit(sw_batcher *b, GPtrArray *prepared, int64_t rows, sw_batch_wanted wanted, sw_batch_done done,
-                           void *user_data, GError **error)
+static gboolean submit(sw_batcher *b, GPtrArray *prepared, int64_t rows, sw_batch_wanted wanted, sw_batch_done done,
+                       void *user_data, gboolean for_caller, GError **error)
 {
     /* Sorted by name, so requests listing inputs in any order batch
      * together; before taking the lock every submitter and executor share. */
@@ -432,6 +451,7 @@ gboolean sw_batcher_submit(sw_batcher *b, GPtrArray *prepared, int64_t rows, sw_
     p->wanted = wanted;
     p->done = done;
     p->user_data = user_data;
+    p->for_caller = for_caller;
     g_mutex_lock(&b->lock);
     if ((int)b->queue.length >= b->options.max_queue_size || b->stopping) {
         g_mutex_unlock(&b->lock);
@@ -442,7 +462,43 @@ gboolean sw_batcher_submit(sw_batcher *b, GPtrArray *prepared, int64_t rows, sw_
     }
     p->queued_at = g_get_monotonic_time();
     g_queue_push_tail(&b->queue, p);
-    g_cond_signal(&b->arrived);
+    if (for_caller)
+        g_atomic_int_inc(&b->for_caller);
+    else
+        g_cond_signal(&b->arrived); /* a system call, even with no executor waiting */
     g_mutex_unlock(&b->lock);
     return TRUE;
+}
+
+gboolean sw_batcher_submit(sw_batcher *b, GPtrArray *prepared, int64_t rows, sw_batch_wanted wanted, sw_batch_done done,
+                           void *user_data, GError **error)
+{
+    return submit(b, prepared, rows, wanted, done, user_data, FALSE, error);
+}
+
+gboolean sw_batcher_submit_for_caller(sw_batcher *b, GPtrArray *prepared, int64_t rows, sw_batch_wanted wanted,
+                                      sw_batch_done done, void *user_data, GError **error)
+{
+    return submit(b, prepared, rows, wanted, done, user_data, TRUE, error);
+}
+
+gboolean sw_batcher_has_ready_for_caller(sw_batcher *b)
+{
+    return g_atomic_int_get(&b->for_caller) > 0;
+}
+
+void sw_batcher_run_ready(sw_batcher *b)
+{
+    GPtrArray *batch = NULL;
+    int64_t rows = 0;
+    g_mutex_lock(&b->lock);
+    while (answer_unwanted_unlocked(b)) {
+    }
+    for (GList *l = b->queue.head; l && !batch; l = l->next)
+        if (((pending *)l->data)->for_caller)
+            batch = take_batch(b, l, MIN(b->options.max_batch_size, SW_BATCHER_CALLER_MAX_ROWS), TRUE, &rows);
+    g_mutex_unlock(&b->lock);
+    /* Executor 0's instance: only a batcher with one executor is driven so. */
+    if (batch)
+        run_batch(b, 0, batch);
 }

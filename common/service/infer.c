@@ -250,11 +250,23 @@ static gboolean still_wanted(void *user_data)
     return !is_cancelled(user_data);
 }
 
+/* Whether the call's batch runs on the polling thread that received it
+ * (oip_service.c, batches_on_poller). */
+static gboolean batches_here(const infer_call *ic)
+{
+    return ic->svc->batch_on_poller && ic->call && ic->rows <= ic->svc->inline_max_rows &&
+           sw_call_on_polling_thread(ic->call);
+}
+
 static void run_stage(infer_call *ic, GPtrArray *prepared)
 {
     GError *error = NULL;
     if (ic->svc->batcher) {
-        if (!sw_batcher_submit(ic->svc->batcher, prepared, ic->rows, still_wanted, stage_done, ic, &error)) {
+        gboolean queued = batches_here(ic) ? sw_batcher_submit_for_caller(ic->svc->batcher, prepared, ic->rows,
+                                                                          still_wanted, stage_done, ic, &error)
+                                           : sw_batcher_submit(ic->svc->batcher, prepared, ic->rows, still_wanted,
+                                                               stage_done, ic, &error);
+        if (!queued) {
             g_ptr_array_unref(prepared);
             sw__infer_call_fail_error(ic, error);
             g_error_free(error);

@@ -7,6 +7,37 @@
 #include "service_internal.h"
 #include "sw_error.h"
 
+/* With batching, small requests are batched and run on the polling thread
+ * that received them (batcher.h, sw_batcher_submit_for_caller) when that
+ * thread can: on the CPU (a GPU batch would hold it through the device's
+ * work), with one executor (it runs executor 0's instance), without a
+ * queue delay (it cannot wait on a timer finer than gRPC's millisecond
+ * deadlines), and for the requests it would run inline unbatched. */
+static gboolean batches_on_poller(const sw_oip_service *svc)
+{
+    return svc->batcher && svc->batching.max_queue_delay_us == 0 && svc->batching.executors == 1 &&
+           svc->inline_max_rows > 0 && g_strcmp0(svc->stage->device, "cpu") == 0 && !sw_stage_decodes_media(svc->stage);
+}
+
+static gboolean poll_work_pending(void *svc)
+{
+    return sw_batcher_has_ready_for_caller(((sw_oip_service *)svc)->batcher);
+}
+
+static void poll_work_run(void *svc)
+{
+    sw_batcher_run_ready(((sw_oip_service *)svc)->batcher);
+}
+
+sw_poll_work sw_oip_service_poll_work(sw_oip_service *svc)
+{
+    sw_poll_work none = {.pending = NULL, .run = NULL, .user_data = NULL};
+    svc->batch_on_poller = batches_on_poller(svc);
+    if (!svc->batch_on_poller)
+        return none;
+    return (sw_poll_work){.pending = poll_work_pending, .run = poll_work_run, .user_data = svc};
+}
+
 sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, const char *model_base_name,
                                    sw_channel *next, const sw_oip_service_options *options, GError **error)
 {

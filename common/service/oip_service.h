@@ -51,6 +51,13 @@ void sw_oip_service_free(sw_oip_service *service);
 /* Fills `methods` (room for SW_OIP_SERVICE_MAX_METHODS) and returns how many. */
 size_t sw_oip_service_methods(sw_oip_service *service, sw_method *methods);
 
+/* What the polling thread of the server serving these methods must run
+ * when it has no event (sw_server_options.poll_work): the batches of small
+ * requests queued there; zeroed when the service queues none. Asking for
+ * it is what lets the service queue them so: call it once, before the
+ * server starts, and give it to that server. */
+sw_poll_work sw_oip_service_poll_work(sw_oip_service *service);
+
 /* Where the answer of sw_oip_service_infer() goes: exactly once, on
  * whichever thread ends the call (the caller's, a batch executor's, or the
  * gRPC polling thread after a hop), so it must not block. `response` is a

@@ -51,6 +51,9 @@ struct sw_oip_service {
     size_t max_reply_bytes;      /* 0: no limit */
     gboolean access_log;
     sw_batcher *batcher; /* NULL: every call runs forward alone */
+    /* Small requests' batches run on the polling thread: set by
+     * sw_oip_service_poll_work() (oip_service.c, batches_on_poller()). */
+    gboolean batch_on_poller;
     sw_metrics *metrics;
     gint loaded; /* the stage's module is loaded: inference may run */
     gint serving;

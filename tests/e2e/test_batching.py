@@ -13,6 +13,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures"))
 sys.path.insert(0, os.path.dirname(__file__))
+import compare  # noqa: E402
 import harness  # noqa: E402
 import oip_client as oip  # noqa: E402
 import reference  # noqa: E402
@@ -68,6 +69,45 @@ class BatchingTest(unittest.TestCase):
         for i, (reply, exp) in enumerate(zip(replies, expected)):
             self.assertEqual(reply.id, f"r{i}")
             assert_close(self, oip.decode_response(reply), exp, f"request {i}")
+
+    def test_no_delay_batches_agree_with_one_call_at_a_time(self):
+        # Without a queue delay (the default) small requests are batched and run on the
+        # polling thread that received them, larger ones (40 rows here) by the executor:
+        # both kinds mixed, from many clients at once.
+        plain = self.start("predictor", ["--threads", "8"])
+        batched = self.start("predictor", ["--threads", "8", "--max-batch-size", "64"])
+        requests = [self.predictor_request(example_rows(40 if i % 8 == 7 else 1 + i % 5, seed=200 + i), f"n{i}")
+                    for i in range(48)]
+        with plain.channel() as c:
+            expected = [oip.decode_response(oip.stub(c).ModelInfer(r, timeout=DEADLINE)) for r in requests]
+        with batched.channel() as c, concurrent.futures.ThreadPoolExecutor(16) as pool:
+            stub = oip.stub(c)
+            replies = list(pool.map(lambda r: stub.ModelInfer(r, timeout=DEADLINE), requests))
+        for i, (reply, exp) in enumerate(zip(replies, expected)):
+            self.assertEqual(reply.id, f"n{i}")
+            assert_close(self, oip.decode_response(reply), exp, f"request {i}")
+
+    def test_no_delay_batching_through_the_chain(self):
+        # Every stage batching without delay, chained: each stage's batch runs and is
+        # forwarded, or answered, from its polling thread.
+        batching = ["--max-batch-size", "32"]
+        post = self.start("postprocessor", batching)
+        pred = self.start("predictor", batching + ["--next", post.target])
+        pre = self.start("preprocessor", batching + ["--next", pred.target])
+        cases = []
+        for i in range(24):
+            rows = example_rows(1 + i % 4, seed=300 + i)
+            inputs = reference.preprocessor_inputs(rows, self.ref.hyperparameters)
+            sent = {k: v if isinstance(v, list) else v.numpy() for k, v in inputs.items()}
+            _, _, post_ref = reference.run_stages(self.ref, rows)
+            cases.append((oip.infer_request("example", sent, request_id=f"p{i}"),
+                          reference.encode_outputs(post_ref)))
+        with pre.channel() as c, concurrent.futures.ThreadPoolExecutor(12) as pool:
+            stub = oip.stub(c)
+            replies = list(pool.map(lambda case: stub.ModelInfer(case[0], timeout=DEADLINE), cases))
+        for i, (reply, (_, exp)) in enumerate(zip(replies, cases)):
+            self.assertEqual((reply.id, reply.model_name), (f"p{i}", "example"))
+            compare.assert_outputs_equal(self, oip.decode_response(reply), exp, f"pipeline request {i}")
 
     def test_instances_agree_with_one_module(self):
         plain = self.start("predictor", ["--threads", "8"])

@@ -799,7 +799,7 @@ FLAG_DEFAULTS = {
     "tls-cert": "unset", "tls-key": "unset", "tls-client-ca": "unset", "next-tls-ca": "unset",
     "next-tls-cert": "unset", "next-tls-key": "unset", "auth-token-file": "unset",
     "next-auth-token-file": "unset", "log-level": "info", "log-format": "kv", "access-log": "false",
-    "metrics-listen": "unset", "http-listen": "unset", "max-batch-size": "0", "max-queue-delay-us": "100", "max-queue-size": "1024",
+    "metrics-listen": "unset", "http-listen": "unset", "max-batch-size": "0", "max-queue-delay-us": "0", "max-queue-size": "1024",
     "instances": "1", "max-image-pixels": "50000000", "max-image-mb": "64", "max-audio-mb": "64",
     "max-audio-samples": "20000000",
 }

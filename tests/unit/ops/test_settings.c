@@ -120,7 +120,7 @@ static void test_defaults(void)
     g_assert_null(s.metrics_listen);
     g_assert_null(s.http_listen);
     g_assert_cmpint(s.max_batch_size, ==, 0);
-    g_assert_cmpint(s.max_queue_delay_us, ==, 100);
+    g_assert_cmpint(s.max_queue_delay_us, ==, 0);
     g_assert_cmpint(s.max_queue_size, ==, 1024);
     g_assert_cmpint(s.instances, ==, 1);
     sw_settings_clear(&s);

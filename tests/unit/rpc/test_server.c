@@ -472,6 +472,95 @@ static void test_inline_when_idle(void)
     ctx_clear(&x);
 }
 
+/* Calls a handler left for the polling thread (poll_work), answered there
+ * a few at a time when no event waits. */
+typedef struct deferred {
+    GMutex lock;
+    GQueue calls; /* sw_call*, waiting for poll_work_run */
+    gint waiting;
+    int runs;
+    gboolean off_thread; /* some run or handler was not on the polling thread */
+} deferred;
+
+static void deferring_handler(sw_call *call, void *user_data)
+{
+    deferred *d = user_data;
+    if (!sw_call_on_polling_thread(call))
+        d->off_thread = TRUE;
+    g_mutex_lock(&d->lock);
+    g_queue_push_tail(&d->calls, call);
+    g_atomic_int_inc(&d->waiting);
+    g_mutex_unlock(&d->lock);
+}
+
+static gboolean deferred_pending(void *user_data)
+{
+    return g_atomic_int_get(&((deferred *)user_data)->waiting) > 0;
+}
+
+/* Answers up to three waiting calls. */
+static void deferred_run(void *user_data)
+{
+    deferred *d = user_data;
+    d->runs++;
+    for (int i = 0; i < 3; i++) {
+        g_mutex_lock(&d->lock);
+        sw_call *call = g_queue_pop_head(&d->calls);
+        if (call)
+            g_atomic_int_add(&d->waiting, -1);
+        g_mutex_unlock(&d->lock);
+        if (call == NULL)
+            break;
+        if (!sw_call_on_polling_thread(call))
+            d->off_thread = TRUE;
+        reply_status(call, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    }
+}
+
+static void test_poll_work_answers_what_handlers_left(void)
+{
+    deferred d;
+    memset(&d, 0, sizeof d);
+    g_mutex_init(&d.lock);
+    g_queue_init(&d.calls);
+    sw_method methods[] = {
+        {.path = "/test.Poll/Defer",
+         .dispatch = SW_DISPATCH_WORKER,
+         .handler = deferring_handler,
+         .user_data = &d,
+         .inline_max_bytes = 64},
+    };
+    sw_server_options o = harness_server_options();
+    o.poll_work = (sw_poll_work){.pending = deferred_pending, .run = deferred_run, .user_data = &d};
+    sw_server *s = harness_server_start(&o, methods, G_N_ELEMENTS(methods));
+    sw_channel *ch = harness_channel_to(s, NULL);
+
+    g_assert_cmpint(call_code(ch, "/test.Poll/Defer", "one", CALL_TIMEOUT_US, NULL), ==, SW_CODE_OK);
+    enum { N = 40 };
+    counter done;
+    counter_init(&done);
+    async_result results[N];
+    memset(results, 0, sizeof results);
+    for (int i = 0; i < N; i++) {
+        results[i].done = &done;
+        call_check_async(ch, "/test.Poll/Defer", "many", CALL_TIMEOUT_US, &results[i]);
+    }
+    counter_wait(&done, N);
+    for (int i = 0; i < N; i++) {
+        g_assert_cmpint(results[i].code, ==, SW_CODE_OK);
+        g_free(results[i].message);
+    }
+    /* Each run answers three at most: 41 calls took 14 runs or more. */
+    g_assert_cmpint(d.runs, >=, (1 + N + 2) / 3);
+    g_assert_false(d.off_thread);
+    g_assert_cmpint(g_atomic_int_get(&d.waiting), ==, 0);
+
+    sw_channel_free(ch);
+    harness_server_stop(s);
+    counter_clear(&done);
+    g_mutex_clear(&d.lock);
+}
+
 static void test_admission(void)
 {
     ctx x;
@@ -777,6 +866,7 @@ int main(int argc, char **argv)
     g_test_add_func("/rpc/server/unregistered-method-is-unimplemented", test_unregistered_method_is_unimplemented);
     g_test_add_func("/rpc/server/dispatch-threads", test_dispatch_threads);
     g_test_add_func("/rpc/server/inline-when-idle", test_inline_when_idle);
+    g_test_add_func("/rpc/server/poll-work-answers-what-handlers-left", test_poll_work_answers_what_handlers_left);
     g_test_add_func("/rpc/server/admission", test_admission);
     g_test_add_func("/rpc/server/max-in-flight", test_max_in_flight);
     g_test_add_func("/rpc/server/deadline-reaches-handler", test_deadline_reaches_handler);

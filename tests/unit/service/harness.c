@@ -25,7 +25,8 @@ stage_server *stage_server_start(const server_setup *setup)
                             .worker_threads = 2,
                             .max_message_bytes = 4 * 1024 * 1024,
                             .admit = setup->admit,
-                            .admit_data = setup->admit_data};
+                            .admit_data = setup->admit_data,
+                            .poll_work = sw_oip_service_poll_work(s->oip)};
     s->server = sw_server_new(&so, methods, n, &error);
     g_assert_no_error(error);
     sw_server_start(s->server);

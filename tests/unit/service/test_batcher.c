@@ -63,6 +63,7 @@ typedef struct request {
     GPtrArray *outs; /* copies of its outputs, or NULL */
     GError *error;
     sw_batch_timing timing;
+    GThread *thread; /* where done ran */
 } request;
 
 static sw_output *output_copy(const sw_output *o)
@@ -81,6 +82,7 @@ static void on_done(GPtrArray *outputs, const GError *error, const sw_batch_timi
     g_mutex_lock(&f->lock);
     r->calls++;
     r->timing = *timing;
+    r->thread = g_thread_self();
     if (outputs) {
         r->outs = sw_output_array_new();
         for (guint i = 0; i < outputs->len; i++)
@@ -149,6 +151,13 @@ static void submit(sw_batcher *b, request *r, GPtrArray *prepared, int64_t rows)
 {
     GError *error = NULL;
     g_assert_true(sw_batcher_submit(b, prepared, rows, is_wanted, on_done, r, &error));
+    g_assert_no_error(error);
+}
+
+static void submit_for_caller(sw_batcher *b, request *r, GPtrArray *prepared, int64_t rows)
+{
+    GError *error = NULL;
+    g_assert_true(sw_batcher_submit_for_caller(b, prepared, rows, is_wanted, on_done, r, &error));
     g_assert_no_error(error);
 }
 
@@ -579,6 +588,99 @@ static void test_many_requests_each_answered_once(void)
     fixture_clear(&f);
 }
 
+/* Requests left for the caller run when it asks, on its thread, whatever
+ * the queue delay (the long one here keeps the executor off them), in
+ * batches of what waits; requests for the executors stay theirs. */
+static void test_caller_runs_what_it_queued(void)
+{
+    fixture f;
+    fixture_init(&f, "op=echo\nrows_output=rows");
+    sw_batcher *b = batcher_new(&f, 4, LONG_DELAY_US, 16, 1);
+    g_assert_false(sw_batcher_has_ready_for_caller(b));
+    sw_batcher_run_ready(b);
+    g_assert_cmpint(forward_calls(&f), ==, 0);
+    request r[7];
+    for (int i = 0; i < 6; i++) {
+        r[i] = (request){.f = &f, .wanted = TRUE};
+        submit_for_caller(b, &r[i], one_row((float)i), 1);
+    }
+    r[6] = (request){.f = &f, .wanted = TRUE};
+    submit(b, &r[6], one_row(6.0f), 1);
+    g_assert_true(sw_batcher_has_ready_for_caller(b));
+    sw_batcher_run_ready(b);
+    /* Answered before it returned, in one forward call of max_batch_size. */
+    g_assert_cmpint(f.done, ==, 4);
+    g_assert_cmpint(forward_calls(&f), ==, 1);
+    g_assert_true(sw_batcher_has_ready_for_caller(b));
+    sw_batcher_run_ready(b);
+    g_assert_cmpint(f.done, ==, 6);
+    g_assert_cmpint(forward_calls(&f), ==, 2);
+    g_assert_false(sw_batcher_has_ready_for_caller(b));
+    for (int i = 0; i < 6; i++) {
+        assert_x_rows(&r[i], 1, (float)i);
+        g_assert_cmpint(batch_rows_of(&r[i]), ==, i < 4 ? 4 : 2);
+        g_assert_true(r[i].thread == g_thread_self());
+    }
+    /* The executor's request is not the caller's to run. */
+    g_assert_cmpint(r[6].calls, ==, 0);
+    sw_batcher_free(b);
+    assert_x_rows(&r[6], 1, 6.0f);
+    g_assert_true(r[6].thread != g_thread_self());
+    for (int i = 0; i < 7; i++)
+        request_clear(&r[i]);
+    fixture_clear(&f);
+}
+
+/* However large max_batch_size, the caller runs at most
+ * SW_BATCHER_CALLER_MAX_ROWS rows at once; an unwanted request it finds is
+ * answered without running. */
+static void test_caller_batches_are_bounded(void)
+{
+    enum { N = SW_BATCHER_CALLER_MAX_ROWS + 6 };
+    fixture f;
+    fixture_init(&f, "op=echo\nrows_output=rows");
+    sw_batcher *b = batcher_new(&f, 1000, LONG_DELAY_US, 1000, 1);
+    request *r = g_new0(request, N + 1);
+    for (int i = 0; i < N; i++) {
+        r[i] = (request){.f = &f, .wanted = TRUE};
+        submit_for_caller(b, &r[i], one_row((float)i), 1);
+    }
+    r[N] = (request){.f = &f, .wanted = FALSE};
+    submit_for_caller(b, &r[N], one_row(-1.0f), 1);
+    sw_batcher_run_ready(b);
+    g_assert_cmpint(forward_calls(&f), ==, 1);
+    g_assert_cmpint(sw_fake_torch_max_rows(f.stage->instances[0]), ==, SW_BATCHER_CALLER_MAX_ROWS);
+    /* The unwanted one is answered by the first look. */
+    g_assert_cmpint(f.done, ==, SW_BATCHER_CALLER_MAX_ROWS + 1);
+    g_assert_error(r[N].error, SW_ERROR, SW_CODE_DEADLINE_EXCEEDED);
+    sw_batcher_run_ready(b);
+    g_assert_false(sw_batcher_has_ready_for_caller(b));
+    g_assert_cmpint(f.done, ==, N + 1);
+    for (int i = 0; i < N; i++) {
+        assert_x_rows(&r[i], 1, (float)i);
+        g_assert_cmpint(batch_rows_of(&r[i]), ==, i < SW_BATCHER_CALLER_MAX_ROWS ? SW_BATCHER_CALLER_MAX_ROWS : 6);
+    }
+    sw_batcher_free(b);
+    for (int i = 0; i <= N; i++)
+        request_clear(&r[i]);
+    g_free(r);
+    fixture_clear(&f);
+}
+
+/* What the caller never ran when the batcher ends still runs. */
+static void test_caller_requests_run_at_the_end(void)
+{
+    fixture f;
+    fixture_init(&f, "op=echo\nrows_output=rows");
+    sw_batcher *b = batcher_new(&f, 4, LONG_DELAY_US, 16, 1);
+    request r = {.f = &f, .wanted = TRUE};
+    submit_for_caller(b, &r, one_row(5.0f), 1);
+    sw_batcher_free(b);
+    assert_x_rows(&r, 1, 5.0f);
+    request_clear(&r);
+    fixture_clear(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -592,5 +694,8 @@ int main(int argc, char **argv)
     g_test_add_func("/batcher/bad-request-fails-alone", test_bad_request_fails_alone);
     g_test_add_func("/batcher/forward-failure-reaches-every-request", test_forward_failure_reaches_every_request);
     g_test_add_func("/batcher/many-requests-each-answered-once", test_many_requests_each_answered_once);
+    g_test_add_func("/batcher/caller-runs-what-it-queued", test_caller_runs_what_it_queued);
+    g_test_add_func("/batcher/caller-batches-are-bounded", test_caller_batches_are_bounded);
+    g_test_add_func("/batcher/caller-requests-run-at-the-end", test_caller_requests_run_at_the_end);
     return g_test_run();
 }
