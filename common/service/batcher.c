@@ -27,6 +27,10 @@ struct sw_batcher {
     /* Of them, submitted for the caller: written under the lock, read
      * without it by sw_batcher_has_ready_for_caller(). */
     gint for_caller;
+    /* Executors in a wait on `arrived`, under the lock: a busy executor
+     * looks at the queue before it waits again, so only waiting ones need
+     * the signal. */
+    int executors_waiting;
     gboolean stopping;
     struct executor *executors;
 };
@@ -174,7 +178,9 @@ static GPtrArray *wait_for_batch(sw_batcher *b, int64_t *rows)
         if (g_queue_is_empty(&b->queue)) {
             if (b->stopping)
                 break;
+            b->executors_waiting++;
             g_cond_wait(&b->arrived, &b->lock);
+            b->executors_waiting--;
             continue;
         }
         pending *oldest = g_queue_peek_head(&b->queue);
@@ -184,7 +190,9 @@ static GPtrArray *wait_for_batch(sw_batcher *b, int64_t *rows)
             batch = take_batch(b, b->queue.head, b->options.max_batch_size, FALSE, rows);
             break;
         }
+        b->executors_waiting++;
         g_cond_wait_until(&b->arrived, &b->lock, MIN(due, now + RECHECK_US));
+        b->executors_waiting--;
     }
     g_mutex_unlock(&b->lock);
     return batch;
@@ -464,8 +472,8 @@ static gboolean submit(sw_batcher *b, GPtrArray *prepared, int64_t rows, sw_batc
     g_queue_push_tail(&b->queue, p);
     if (for_caller)
         g_atomic_int_inc(&b->for_caller);
-    else
-        g_cond_signal(&b->arrived); /* a system call, even with no executor waiting */
+    else if (b->executors_waiting > 0)
+        g_cond_signal(&b->arrived); /* a system call, even with no one waiting */
     g_mutex_unlock(&b->lock);
     return TRUE;
 }
