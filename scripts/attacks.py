@@ -926,7 +926,8 @@ def run_streams(target: str, method: str, payload: bytes, n: int, seconds: float
 
 def attack_streams(ctx: Context) -> List[Row]:
     """6. 20,000 calls on one connection that do not end soon: Health/Watch streams to the
-    pipeline's entry, then ModelInfer to a batching predictor that waits 1 s for a batch."""
+    pipeline's entry, then ModelInfer to a batching predictor that waits 1 s for a batch, and to
+    one that batches without delay."""
     rows = []
     n, seconds = 20000, max(ctx.attack, 6.0)
     # a: Watch streams on the preprocessor.
@@ -952,9 +953,21 @@ def attack_streams(ctx: Context) -> List[Row]:
     finally:
         finish(ctx, "6a streams", stack, phases)
 
-    # b: ModelInfer held by a batching predictor's 1 s queue delay (the batch never fills).
-    stack = Stack(args={"predictor": ["--max-batch-size", "1024", "--max-queue-delay-us", "1000000",
-                                      "--max-queue-size", "4096"]}, metrics=("predictor",))
+    # b: ModelInfer held by a batching predictor's 1 s queue delay (the batch never fills);
+    # c: the same flood against a predictor batching without delay, on its polling thread.
+    rows.append(infer_flood(ctx, "6b", ["--max-queue-delay-us", "1000000"],
+                            "6b. 20,000 ModelInfer on one connection, predictor batching with a 1 s queue delay "
+                            "(health probe on the predictor; the pipeline waits for the delay too)", n, seconds))
+    rows.append(infer_flood(ctx, "6c", [],
+                            "6c. 20,000 ModelInfer on one connection, predictor batching without a queue delay "
+                            "(batches run on its polling thread; health probe on the predictor)", n, seconds))
+    return rows
+
+
+def infer_flood(ctx: Context, tag: str, delay_args: List[str], label: str, n: int, seconds: float) -> Row:
+    """n 1-row ModelInfer calls on one connection to a predictor batching up to 1024 rows."""
+    stack = Stack(args={"predictor": ["--max-batch-size", "1024", "--max-queue-size", "4096"] + delay_args},
+                  metrics=("predictor",))
     pred = stack["predictor"]
     phases = None
     try:
@@ -972,18 +985,15 @@ def attack_streams(ctx: Context) -> List[Row]:
         result = run_streams(pred.target, INFER, payload, n, seconds, sample)
         before, during = phases.end()
         if in_flight[0] > 512 + 4:
-            ctx.problems.append(f"6b streams: {in_flight[0]:.0f} inference calls in flight on the predictor "
+            ctx.problems.append(f"{tag} streams: {in_flight[0]:.0f} inference calls in flight on the predictor "
                                 f"(one attacking connection, --max-streams-per-connection 512)")
         what = (f"{n} 1-row ModelInfer on one channel (started in {result['created_s']:.1f} s), held {seconds:.0f} s: "
                 f"in flight on the predictor at most {in_flight[0]:.0f} (metric, the good client's pipeline calls "
                 f"included); {counts(collections.Counter(result['codes'])) or 'none answered'} by then, the rest "
                 f"dropped with the attacker's connection; {phases.growth()}")
-        rows.append(Row("6b. 20,000 ModelInfer on one connection, predictor batching with a 1 s queue delay "
-                        "(health probe on the predictor; the pipeline waits for the delay too)", what,
-                        fmt_window(before), fmt_window(during), fmt_errors(during)))
+        return Row(label, what, fmt_window(before), fmt_window(during), fmt_errors(during))
     finally:
-        finish(ctx, "6b streams", stack, phases)
-    return rows
+        finish(ctx, f"{tag} streams", stack, phases)
 
 
 def predictor_inputs(pre: Server, rows: int) -> Dict[str, oip.Output]:
@@ -1021,8 +1031,13 @@ def attack_garbage(ctx: Context) -> List[Row]:
 
 def attack_bad_in_batch(ctx: Context) -> List[Row]:
     """8. Bursts of 6 good requests and one the module refuses (an occupation index past the
-    vocabulary) to a batching predictor, so they share batches."""
-    stack = Stack(args={"predictor": ["--max-batch-size", "64", "--max-queue-delay-us", "5000"]},
+    vocabulary) to a batching predictor, so they share batches: a with a 5 ms queue delay (batch
+    executor), b without (batches on the polling thread)."""
+    return [bad_in_batch(ctx, "8a", "5000"), bad_in_batch(ctx, "8b", "0")]
+
+
+def bad_in_batch(ctx: Context, tag: str, delay_us: str) -> Row:
+    stack = Stack(args={"predictor": ["--max-batch-size", "64", "--max-queue-delay-us", delay_us]},
                   metrics=("predictor",))
     pred = stack["predictor"]
     phases = None
@@ -1064,16 +1079,17 @@ def attack_bad_in_batch(ctx: Context) -> List[Row]:
         ch.close()
         failed_good = sum(v for k, v in good_seen.items() if k != "OK")
         if failed_good:
-            ctx.problems.append(f"8 bad in batch: {failed_good} good requests batched with a bad one failed "
+            ctx.problems.append(f"{tag} bad in batch: {failed_good} good requests batched with a bad one failed "
                                 f"({counts(good_seen)})")
         what = (f"{bursts} bursts of 6 good + 1 bad (7 rows each): good {counts(good_seen)}; bad {counts(bad_seen)} "
                 f"(\"{bad_said[0]}\"); the predictor answered {calls:.0f} calls (the good client's pipeline calls "
                 f"included) with {forwards:.0f} forwards: a batch that fails runs again request by request; "
                 f"{phases.growth()}")
-        return [Row("8. one bad request among good ones, batching predictor (`--max-batch-size 64 "
-                    "--max-queue-delay-us 5000`)", what, fmt_window(before), fmt_window(during), fmt_errors(during))]
+        return Row(f"{tag}. one bad request among good ones, batching predictor (`--max-batch-size 64 "
+                   f"--max-queue-delay-us {delay_us}`)", what, fmt_window(before), fmt_window(during),
+                   fmt_errors(during))
     finally:
-        finish(ctx, "8 bad in batch", stack, phases)
+        finish(ctx, f"{tag} bad in batch", stack, phases)
 
 
 def attack_sigterm(ctx: Context) -> List[Row]:

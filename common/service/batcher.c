@@ -502,9 +502,11 @@ void sw_batcher_run_ready(sw_batcher *b)
     g_mutex_lock(&b->lock);
     while (answer_unwanted_unlocked(b)) {
     }
-    for (GList *l = b->queue.head; l && !batch; l = l->next)
-        if (((pending *)l->data)->for_caller)
-            batch = take_batch(b, l, MIN(b->options.max_batch_size, SW_BATCHER_CALLER_MAX_ROWS), TRUE, &rows);
+    GList *first = b->queue.head;
+    while (first && !((pending *)first->data)->for_caller)
+        first = first->next;
+    if (first)
+        batch = take_batch(b, first, MIN(b->options.max_batch_size, SW_BATCHER_CALLER_MAX_ROWS), TRUE, &rows);
     g_mutex_unlock(&b->lock);
     /* Executor 0's instance: only a batcher with one executor is driven so. */
     if (batch)
