@@ -152,18 +152,42 @@ GBytes *sw_protobuf_pack(const ProtobufCMessage *message)
     return g_bytes_new_take(buf, size);
 }
 
-/* Field header of a length-delimited entry of `field`: key and length. */
+/* Writes the field header of a length-delimited entry of `field` (key and
+ * length) at `out`, which has room for 16 bytes; returns its size. */
+static size_t write_entry_header(uint8_t *out, unsigned field, size_t len)
+{
+    size_t n = 0;
+    out[n++] = (uint8_t)(field << 3 | 2);
+    uint64_t v = len;
+    do {
+        out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
 static GBytes *entry_header(unsigned field, size_t len)
 {
     uint8_t buf[16];
-    size_t n = 0;
-    buf[n++] = (uint8_t)(field << 3 | 2);
-    uint64_t v = len;
-    do {
-        buf[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v);
-    return g_bytes_new(buf, n);
+    return g_bytes_new(buf, write_entry_header(buf, field, len));
+}
+
+/* `message` (its raw entries left out) then the raw entries, all copied
+ * into one buffer of `size` bytes. */
+static GBytes *pack_joined(const ProtobufCMessage *message, size_t packed, const ProtobufCBinaryData *raw, size_t n,
+                           unsigned field, size_t size)
+{
+    uint8_t *buf = g_malloc(size ? size : 1);
+    uint8_t *at = buf + protobuf_c_message_pack(message, buf);
+    g_assert((size_t)(at - buf) == packed);
+    for (size_t i = 0; i < n; i++) {
+        at += write_entry_header(at, field, raw[i].len);
+        if (raw[i].len)
+            memcpy(at, raw[i].data, raw[i].len);
+        at += raw[i].len;
+    }
+    g_assert((size_t)(at - buf) == size);
+    return g_bytes_new_take(buf, size);
 }
 
 static GPtrArray *pack_parts(ProtobufCMessage *message, size_t *n_raw, ProtobufCBinaryData *raw, GBytes **raw_bytes,
@@ -172,6 +196,17 @@ static GPtrArray *pack_parts(ProtobufCMessage *message, size_t *n_raw, ProtobufC
     GPtrArray *parts = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
     size_t n = *n_raw;
     *n_raw = 0;
+    size_t packed = protobuf_c_message_get_packed_size(message);
+    size_t total = packed;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t header[16];
+        total += write_entry_header(header, field, raw[i].len) + raw[i].len;
+    }
+    if (total <= SW_PACK_COPY_MAX_BYTES) {
+        g_ptr_array_add(parts, pack_joined(message, packed, raw, n, field, total));
+        *n_raw = n;
+        return parts;
+    }
     g_ptr_array_add(parts, sw_protobuf_pack(message));
     *n_raw = n;
     for (size_t i = 0; i < n; i++) {

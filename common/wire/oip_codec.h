@@ -71,7 +71,11 @@ void sw_oip_request_free(Inference__ModelInferRequest *request);
  * copying tensor contents: the message without its raw contents first, then
  * for each raw entry its field header and its buffer (the repeated field
  * may come after the others: protobuf readers accept fields in any order).
+ * A message of at most SW_PACK_COPY_MAX_BYTES is one part instead, copied:
+ * below that, a part per tensor costs more to build and send (a slice and
+ * its reference per part, an iovec each) than copying the bytes.
  * Returns a new array of GBytes. */
+#define SW_PACK_COPY_MAX_BYTES 16384
 GPtrArray *sw_oip_response_pack_parts(Inference__ModelInferResponse *response);
 GPtrArray *sw_oip_request_pack_parts(Inference__ModelInferRequest *request);
 

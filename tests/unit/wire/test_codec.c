@@ -368,10 +368,12 @@ static void test_response_round_trip(void)
 static void test_pack_parts_reads_back(void)
 {
     GPtrArray *outputs = sw_output_array_new();
-    float big[3000];
-    for (int i = 0; i < 3000; i++)
+    /* Larger than SW_PACK_COPY_MAX_BYTES, so it is not copied. */
+    static float big[6000];
+    G_STATIC_ASSERT(sizeof big > SW_PACK_COPY_MAX_BYTES);
+    for (int i = 0; i < 6000; i++)
         big[i] = (float)i * 0.5f;
-    int64_t shape[2] = {1000, 3};
+    int64_t shape[2] = {2000, 3};
     sw_output *o = g_new0(sw_output, 1);
     o->name = g_strdup("p");
     o->tensor = sw_tensor_new_copy(SW_DTYPE_FP32, 2, shape, big, sizeof big);

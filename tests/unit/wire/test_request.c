@@ -195,6 +195,28 @@ static void test_request_without_pass_through(void)
     g_ptr_array_unref(inputs);
 }
 
+/* A message of at most SW_PACK_COPY_MAX_BYTES goes as one buffer, copied,
+ * holding the same bytes as a plain pack. */
+static void test_small_message_is_one_part(void)
+{
+    GPtrArray *inputs = sw_output_array_new();
+    const float f[4] = {1, 2, 3, 4};
+    const int64_t s4[] = {4};
+    g_ptr_array_add(inputs, make_output("x", sw_tensor_new_copy(SW_DTYPE_FP32, 1, s4, f, sizeof f)));
+    const char *words[] = {"a", "bc"};
+    g_ptr_array_add(inputs, make_output("w", sw_tensor_new_strings(words, NULL, 2)));
+    Request *req = sw_oip_request_build("m", "small", inputs, NULL);
+    GPtrArray *parts = sw_oip_request_pack_parts(req);
+    g_assert_cmpuint(parts->len, ==, 1);
+    g_assert_false(parts_share(parts, sw_tensor_data(((sw_output *)g_ptr_array_index(inputs, 0))->tensor, NULL)));
+    GBytes *plain = sw_protobuf_pack(&req->base);
+    g_assert_true(g_bytes_equal(plain, g_ptr_array_index(parts, 0)));
+    g_bytes_unref(plain);
+    g_ptr_array_unref(parts);
+    sw_oip_request_free(req);
+    g_ptr_array_unref(inputs);
+}
+
 static void test_response_parts_keep_json_and_order(void)
 {
     GPtrArray *outputs = sw_output_array_new();
@@ -550,6 +572,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/request/parts-round-trip", test_request_parts_round_trip);
+    g_test_add_func("/request/small-message-is-one-part", test_small_message_is_one_part);
     g_test_add_func("/request/without-pass-through", test_request_without_pass_through);
     g_test_add_func("/request/response-parts-keep-json-and-order", test_response_parts_keep_json_and_order);
     g_test_add_func("/request/typed-widths", test_typed_widths);
