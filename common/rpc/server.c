@@ -125,7 +125,21 @@ static gboolean runs_inline(sw_server *s, const sw_method *m, size_t bytes)
         return FALSE;
     if (!m->inline_when_idle)
         return TRUE;
-    return !s->handing_off && sw_worker_pool_pending(s->workers) == 0;
+    return !s->handing_off && g_queue_is_empty(&s->deferred) && sw_worker_pool_pending(s->workers) == 0;
+}
+
+/* Calls that found the server busy and wait for the polling thread rather
+ * than a worker: a hand-off to a worker costs more than the short wait
+ * for the calls ahead, while more than a couple would keep calls from a
+ * worker that is free. */
+#define DEFERRED_MAX_CALLS 1
+
+/* Whether a worker method's call that could not run inline waits for the
+ * polling thread instead of going to a worker. */
+static gboolean defers(sw_server *s, const sw_method *m, size_t bytes)
+{
+    return m->inline_when_idle && m->inline_max_bytes > 0 && bytes <= m->inline_max_bytes &&
+           g_queue_get_length(&s->deferred) < DEFERRED_MAX_CALLS;
 }
 
 /* Counted before the refusal is sent, so a client that sees it finds it
@@ -175,6 +189,10 @@ static void dispatch_received(sw_server *s, sw_call *c)
         if (m->inline_when_idle)
             hand_off_waiting(s);
         m->handler(c, m->user_data);
+        return;
+    }
+    if (defers(s, m, payload_bytes(c))) {
+        g_queue_push_tail(&s->deferred, c);
         return;
     }
     sw_worker_pool_push(s->workers, c);
@@ -284,9 +302,21 @@ static void shutdown_done(sw_completion *done, int success)
     g_mutex_unlock(&s->lock);
 }
 
-static gboolean poll_work_pending(const sw_server *s)
+static gboolean poll_work_pending(sw_server *s)
 {
-    return s->poll_work.pending && s->poll_work.pending(s->poll_work.user_data);
+    return !g_queue_is_empty(&s->deferred) || (s->poll_work.pending && s->poll_work.pending(s->poll_work.user_data));
+}
+
+/* One piece of the polling thread's own work: the oldest deferred call,
+ * else the poll work's. */
+static void run_poll_work(sw_server *s)
+{
+    sw_call *c = g_queue_pop_head(&s->deferred);
+    if (c) {
+        c->method->method.handler(c, c->method->method.user_data);
+        return;
+    }
+    s->poll_work.run(s->poll_work.user_data);
 }
 
 /* Events handled while poll work waits, before it runs anyway: under a
@@ -305,7 +335,7 @@ static gpointer poll_loop(gpointer data)
     for (;;) {
         gboolean work = poll_work_pending(s);
         if (work && events_while_pending >= POLL_WORK_MAX_EVENTS) {
-            s->poll_work.run(s->poll_work.user_data);
+            run_poll_work(s);
             events_while_pending = 0;
             continue;
         }
@@ -317,7 +347,7 @@ static gpointer poll_loop(gpointer data)
             sw_completion_run(ev.tag, ev.success);
             events_while_pending = work ? events_while_pending + 1 : 0;
         } else if (work) {
-            s->poll_work.run(s->poll_work.user_data);
+            run_poll_work(s);
             events_while_pending = 0;
         }
     }
@@ -376,6 +406,7 @@ sw_server *sw_server_new(const sw_server_options *options, const sw_method *meth
     g_cond_init(&s->shutdown_done_cond);
     s->shutdown_tag = (shutdown_tag){.base = {.func = shutdown_done}, .server = s};
     s->streams = g_hash_table_new(NULL, NULL);
+    g_queue_init(&s->deferred);
     grpc_arg args[9];
     size_t n_args = 0;
     args[n_args++] = sw_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_message_bytes);

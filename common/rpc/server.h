@@ -70,7 +70,9 @@ typedef struct sw_method {
      * queue are taken, and calls among them go to workers, so no call waits
      * behind it for more than the one it runs. A handler that finds the
      * work larger than it looked (rows, not bytes) passes it on with
-     * sw_call_continue_on_worker(). */
+     * sw_call_continue_on_worker(). A request that finds the server busy
+     * waits for the polling thread to have no event to handle and runs
+     * there, if no other call waits so; else it goes to a worker. */
     gboolean inline_when_idle;
     /* Bidirectional streaming (SW_DISPATCH_INLINE only; `handler` unused):
      * the server reads the client's messages one at a time and gives each

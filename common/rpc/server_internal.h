@@ -101,6 +101,10 @@ struct sw_server {
      * runs a call inline (inline_when_idle): calls among them go to
      * workers. Polling thread only. */
     gboolean handing_off;
+    /* Calls of inline_when_idle methods that found the server busy, left
+     * for the polling thread to run once no event waits (at most
+     * DEFERRED_MAX_CALLS; more go to workers). Polling thread only. */
+    GQueue deferred;
     sw_poll_work poll_work;
     gboolean started;
 };
