@@ -298,6 +298,11 @@ static void complete_all(GPtrArray *batch, const GError *error, const sw_batch_t
 /* Hands each request its rows of every output. */
 static void split_outputs(GPtrArray *batch, GPtrArray *outputs, int64_t rows, const sw_batch_timing *timing)
 {
+    if (batch->len == 1) { /* all of them are its rows, as when it runs unbatched */
+        pending *p = g_ptr_array_index(batch, 0);
+        p->done(outputs, NULL, timing, p->user_data);
+        return;
+    }
     for (guint i = 0; i < outputs->len; i++) {
         const sw_output *o = g_ptr_array_index(outputs, i);
         if (o->tensor->ndim < 1 || o->tensor->shape[0] != rows) {

@@ -730,7 +730,9 @@ class DeadlineTest(OpsCase):
     def test_deadline_passing_while_waiting_for_a_worker(self):
         # One worker, busy with 100k rows; a call with a 50 ms deadline, on a connection of its
         # own, waits behind it and must be answered DEADLINE_EXCEEDED without running forward.
-        s = self.start("predictor", ["--access-log", "--threads", "1", "--metrics-listen", "127.0.0.1:0"])
+        # (--inline-max-rows 0: a small call would otherwise run on the polling thread.)
+        s = self.start("predictor", ["--access-log", "--threads", "1", "--inline-max-rows", "0",
+                                     "--metrics-listen", "127.0.0.1:0"])
         inputs = {n: np.concatenate([v] * 100) for n, v in stage_inputs("predictor", 1000).items()}
         big = oip.infer_request("example_predictor", inputs, request_id="big")
         with s.channel() as busy, s.channel() as other:
