@@ -130,8 +130,8 @@ static gboolean runs_inline(sw_server *s, const sw_method *m, size_t bytes)
 
 /* Calls that found the server busy and wait for the polling thread rather
  * than a worker: a hand-off to a worker costs more than the short wait
- * for the calls ahead, while more than a couple would keep calls from a
- * worker that is free. */
+ * for the call ahead, while two already kept calls from workers that were
+ * free (docs/DESIGN.md, "A call's life", 4). */
 #define DEFERRED_MAX_CALLS 1
 
 /* Whether a worker method's call that could not run inline waits for the
