@@ -29,7 +29,9 @@ typedef struct sw_oip_service_options {
     int max_rows; /* most rows per request; 0 no limit */
     /* Without batching, a request of at most this many rows runs to
      * completion on the polling thread while no other inference call is in
-     * flight (sw_method.inline_when_idle); 0: every call goes to a worker. */
+     * flight (sw_method.inline_when_idle); with batching and no queue delay,
+     * such a request is batched and run on that thread (batcher.h). 0:
+     * every call goes to a worker or the batch executor. */
     int inline_max_rows;
     size_t max_reply_bytes;      /* the largest reply sent; 0 no limit */
     gboolean access_log;         /* one log line per inference call */
