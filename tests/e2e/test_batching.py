@@ -55,20 +55,25 @@ class BatchingTest(unittest.TestCase):
         inputs = {k: v.numpy() for k, v in pre.items()}
         return oip.infer_request("example_predictor", inputs, request_id=request_id)
 
+    def assert_batched_agrees(self, plain, batched, requests):
+        """`requests` one at a time to `plain`, then all at once from 16 threads to `batched`:
+        each batched answer carries its own id and the plain answer's values."""
+        with plain.channel() as c:
+            expected = [oip.decode_response(oip.stub(c).ModelInfer(r, timeout=DEADLINE)) for r in requests]
+        with batched.channel() as c, concurrent.futures.ThreadPoolExecutor(16) as pool:
+            stub = oip.stub(c)
+            replies = list(pool.map(lambda r: stub.ModelInfer(r, timeout=DEADLINE), requests))
+        for i, (reply, request, exp) in enumerate(zip(replies, requests, expected)):
+            self.assertEqual(reply.id, request.id)
+            assert_close(self, oip.decode_response(reply), exp, f"request {i}")
+
     def test_batched_equals_unbatched_row_for_row(self):
         plain = self.start("predictor", ["--threads", "16"])
         batched = self.start("predictor", ["--threads", "16", "--max-batch-size", "64",
                                            "--max-queue-delay-us", "20000", "--access-log"])
         # Different sizes and contents, sent together so they share batches.
         requests = [self.predictor_request(example_rows(1 + i % 5, seed=i), f"r{i}") for i in range(32)]
-        with plain.channel() as c:
-            expected = [oip.decode_response(oip.stub(c).ModelInfer(r, timeout=DEADLINE)) for r in requests]
-        with batched.channel() as c, concurrent.futures.ThreadPoolExecutor(16) as pool:
-            stub = oip.stub(c)
-            replies = list(pool.map(lambda r: stub.ModelInfer(r, timeout=DEADLINE), requests))
-        for i, (reply, exp) in enumerate(zip(replies, expected)):
-            self.assertEqual(reply.id, f"r{i}")
-            assert_close(self, oip.decode_response(reply), exp, f"request {i}")
+        self.assert_batched_agrees(plain, batched, requests)
 
     def test_no_delay_batches_agree_with_one_call_at_a_time(self):
         # Without a queue delay (the default) small requests are batched and run on the
@@ -78,14 +83,7 @@ class BatchingTest(unittest.TestCase):
         batched = self.start("predictor", ["--threads", "8", "--max-batch-size", "64"])
         requests = [self.predictor_request(example_rows(40 if i % 8 == 7 else 1 + i % 5, seed=200 + i), f"n{i}")
                     for i in range(48)]
-        with plain.channel() as c:
-            expected = [oip.decode_response(oip.stub(c).ModelInfer(r, timeout=DEADLINE)) for r in requests]
-        with batched.channel() as c, concurrent.futures.ThreadPoolExecutor(16) as pool:
-            stub = oip.stub(c)
-            replies = list(pool.map(lambda r: stub.ModelInfer(r, timeout=DEADLINE), requests))
-        for i, (reply, exp) in enumerate(zip(replies, expected)):
-            self.assertEqual(reply.id, f"n{i}")
-            assert_close(self, oip.decode_response(reply), exp, f"request {i}")
+        self.assert_batched_agrees(plain, batched, requests)
 
     def test_no_delay_batching_through_the_chain(self):
         # Every stage batching without delay, chained: each stage's batch runs and is

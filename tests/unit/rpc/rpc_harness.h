@@ -215,4 +215,24 @@ static inline void call_check_async(sw_channel *ch, const char *path, const char
     g_bytes_unref(req);
 }
 
+/* Sends `n` calls of `path` for `service` at once and waits for them all:
+ * each must end with gRPC status `code`. */
+static inline void call_many_expecting(sw_channel *ch, const char *path, const char *service, int n, int code)
+{
+    counter done;
+    counter_init(&done);
+    async_result *results = g_new0(async_result, n);
+    for (int i = 0; i < n; i++) {
+        results[i].done = &done;
+        call_check_async(ch, path, service, CALL_TIMEOUT_US, &results[i]);
+    }
+    counter_wait(&done, n);
+    for (int i = 0; i < n; i++) {
+        g_assert_cmpint(results[i].code, ==, code);
+        g_free(results[i].message);
+    }
+    g_free(results);
+    counter_clear(&done);
+}
+
 #endif

@@ -306,20 +306,7 @@ static void test_unregistered_method_is_unimplemented(void)
     g_assert_cmpint(g_get_monotonic_time() - start, <, CALL_TIMEOUT_US / 2);
 
     /* More at once than the slots posted for unknown methods. */
-    enum { N = 8 };
-    counter done;
-    counter_init(&done);
-    async_result results[N];
-    memset(results, 0, sizeof results);
-    for (int i = 0; i < N; i++) {
-        results[i].done = &done;
-        call_check_async(ch, "/other.Service/Method", "up", CALL_TIMEOUT_US, &results[i]);
-    }
-    counter_wait(&done, N);
-    for (int i = 0; i < N; i++) {
-        g_assert_cmpint(results[i].code, ==, SW_CODE_UNIMPLEMENTED);
-        g_free(results[i].message);
-    }
+    call_many_expecting(ch, "/other.Service/Method", "up", 8, SW_CODE_UNIMPLEMENTED);
     /* The registered method is still served. */
     g_assert_cmpint(call_code(ch, CHECK_PATH, "up", CALL_TIMEOUT_US, NULL), ==, SW_CODE_OK);
     counter_wait(&x.ended, 1);
@@ -327,7 +314,6 @@ static void test_unregistered_method_is_unimplemented(void)
 
     sw_channel_free(ch);
     harness_server_stop(s);
-    counter_clear(&done);
     ctx_clear(&x);
 }
 
@@ -537,19 +523,7 @@ static void test_poll_work_answers_what_handlers_left(void)
 
     g_assert_cmpint(call_code(ch, "/test.Poll/Defer", "one", CALL_TIMEOUT_US, NULL), ==, SW_CODE_OK);
     enum { N = 40 };
-    counter done;
-    counter_init(&done);
-    async_result results[N];
-    memset(results, 0, sizeof results);
-    for (int i = 0; i < N; i++) {
-        results[i].done = &done;
-        call_check_async(ch, "/test.Poll/Defer", "many", CALL_TIMEOUT_US, &results[i]);
-    }
-    counter_wait(&done, N);
-    for (int i = 0; i < N; i++) {
-        g_assert_cmpint(results[i].code, ==, SW_CODE_OK);
-        g_free(results[i].message);
-    }
+    call_many_expecting(ch, "/test.Poll/Defer", "many", N, SW_CODE_OK);
     /* Each run answers three at most: 41 calls took 14 runs or more. */
     g_assert_cmpint(d.runs, >=, (1 + N + 2) / 3);
     g_assert_false(d.off_thread);
@@ -557,7 +531,6 @@ static void test_poll_work_answers_what_handlers_left(void)
 
     sw_channel_free(ch);
     harness_server_stop(s);
-    counter_clear(&done);
     g_mutex_clear(&d.lock);
 }
 
