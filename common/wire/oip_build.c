@@ -172,8 +172,8 @@ static GBytes *entry_header(unsigned field, size_t len)
     return g_bytes_new(buf, write_entry_header(buf, field, len));
 }
 
-/* `message` (its raw entries left out) then the raw entries, all copied
- * into one buffer of `size` bytes. */
+/* `message` (its raw entries left out, `packed` bytes) then the first `n`
+ * raw entries, all copied into one buffer of `size` bytes. */
 static GBytes *pack_joined(const ProtobufCMessage *message, size_t packed, const ProtobufCBinaryData *raw, size_t n,
                            unsigned field, size_t size)
 {
@@ -207,7 +207,7 @@ static GPtrArray *pack_parts(ProtobufCMessage *message, size_t *n_raw, ProtobufC
         *n_raw = n;
         return parts;
     }
-    g_ptr_array_add(parts, sw_protobuf_pack(message));
+    g_ptr_array_add(parts, pack_joined(message, packed, raw, 0, field, packed));
     *n_raw = n;
     for (size_t i = 0; i < n; i++) {
         g_ptr_array_add(parts, entry_header(field, raw[i].len));
