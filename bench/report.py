@@ -41,8 +41,18 @@ TRANSPORT = {
     "grpc-pipeline": "transport-3",
     "grpc-pipeline-batched": "transport-3",
 }
+# Which working floor: the same bare servers spending, on each call, the CPU the model spends
+# in-process (bench/transport.sh, --work-us), so their clients fall asleep and are woken as
+# the served ones are.
+WORKING = {
+    "grpc-predictor": "transport-work-1",
+    "grpc-predictor-batched": "transport-work-1",
+    "grpc-predictor-batched-delay": "transport-work-1",
+    "grpc-pipeline": "transport-work-3",
+    "grpc-pipeline-batched": "transport-work-3",
+}
 ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-predictor", "floor-preprocessor", "floor-postprocessor",
-         "transport-1", "transport-3", "grpc-predictor", "grpc-preprocessor", "grpc-postprocessor", "grpc-predictor-batched",
+         "transport-1", "transport-3", "transport-work-1", "transport-work-3", "grpc-predictor", "grpc-preprocessor", "grpc-postprocessor", "grpc-predictor-batched",
          "grpc-predictor-batched-delay", "grpc-pipeline", "grpc-pipeline-batched", "rest-pipeline", "rest-pipeline-binary",
          "grpc-staged", "python-pipeline",
          "python-chain"]
@@ -104,8 +114,8 @@ def ratio(value, base):
 def table(runs):
     lines = ["| measurement | rows/req | conc | req/s | rows/s | p50 µs | p90 µs | p99 µs | errors "
              "| CPU µs/row | model floor | transport floor | × (model+transport) | × model floor "
-             "| client CPU µs/row | switches/req | other cores |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| working floor | × working floor | client CPU µs/row | switches/req | other cores |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     rank = {k: i for i, k in enumerate(ORDER)}
     for key in sorted(runs, key=lambda k: (k[1], k[2], rank.get(k[0], 99), k[0])):
         kind, rows, conc = key
@@ -114,13 +124,15 @@ def table(runs):
         model = floor_cpu(runs, FLOORS.get(kind), rows, conc)
         transport = floor_cpu(runs, TRANSPORT.get(kind), rows, conc)
         both = model + transport if model is not None and transport is not None else None
+        working = floor_cpu(runs, WORKING.get(kind), rows, conc)
         lat = s["latency_us"]
         other = s.get("other_cpu_s")
         other = None if other is None or not s["elapsed_s"] else other / s["elapsed_s"]
         lines.append(f"| {kind} | {rows} | {conc} | {fmt(s['requests_per_s'])} | {fmt(s['rows_per_s'])} "
                      f"| {lat['p50']} | {lat['p90']} | {lat['p99']} | {s['errors']} | {fmt(cpu)} "
                      f"| {fmt(model)} | {fmt(transport)} | {fmt(ratio(cpu, both), 2)} "
-                     f"| {fmt(ratio(cpu, model), 2)} | {fmt(s['client_cpu_us_per_row'])} "
+                     f"| {fmt(ratio(cpu, model), 2)} | {fmt(working)} | {fmt(ratio(cpu, working), 2)} "
+                     f"| {fmt(s['client_cpu_us_per_row'])} "
                      f"| {fmt(s.get('server_switches_per_request'))} | {fmt(other, 2)} |")
     return "\n".join(lines)
 
@@ -164,8 +176,12 @@ def main():
           "no model) carrying the same message sizes: transport-1 for the predictor alone, transport-3, "
           "a chain of three, for the one-call pipeline. × (model+transport): served CPU over the sum of "
           "the two floors, what the serving code adds beyond running the model and moving the bytes "
-          "(1.0 = nothing); × model floor: served CPU over the model floor alone. \"-\": no such floor "
-          "for that measurement.")
+          "(1.0 = nothing); × model floor: served CPU over the model floor alone. Working floor: CPU µs/row "
+          "of the same bare servers when each call first spends the CPU its stage's model spends in-process "
+          "(transport-work-1 and -3, stagewise-transport-floor --work-us): a server that computes lets its "
+          "client fall asleep, and the wake-up costs CPU an instant answer does not; × working floor: "
+          "served CPU over it, what the serving code adds beyond model, bytes and wake-ups. \"-\": no such "
+          "floor for that measurement.")
     sizes = transport_sizes(dirs)
     if sizes:
         print("\nTransport floor message sizes (from the real servers in this run):\n" + "\n".join(sizes))

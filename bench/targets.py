@@ -42,6 +42,12 @@ def against_both(runs, rows, conc, kind="grpc-pipeline"):
     return cpu(runs, kind, rows, conc) / (cpu(runs, "floor-pipeline", rows, 1) + cpu(runs, "transport-3", rows, conc))
 
 
+def against_working(runs, rows, conc, kind="grpc-pipeline", floor="transport-work-3"):
+    """Served CPU/row over the working floor: bare servers spending the model's in-process CPU
+    on each call, which pays the wake-ups a computing server's clients need (bench/transport.sh)."""
+    return cpu(runs, kind, rows, conc) / cpu(runs, floor, rows, conc)
+
+
 # (what, goal, how it is computed from one run, format)
 TARGETS = [
     ("1-row requests, concurrency 1, one-call pipeline: CPU/row against model floor + transport floor",
@@ -68,6 +74,20 @@ TARGETS = [
      "≥ 2×", lambda r: p50(r, "python-pipeline", 1, 1) / p50(r, "grpc-pipeline", 1, 1), "{:.2f}×"),
     ("three chained Python grpcio servers' p50 over the pipeline's p50, concurrency 1, 1 row",
      "≥ 3×", lambda r: p50(r, "python-chain", 1, 1) / p50(r, "grpc-pipeline", 1, 1), "{:.2f}×"),
+    ("1-row requests, concurrency 1, three bare servers: working floor over model floor + transport floor "
+     "(what wake-ups cost when each call computes)", "stated",
+     lambda r: cpu(r, "transport-work-3", 1, 1) / (cpu(r, "floor-pipeline", 1, 1) + cpu(r, "transport-3", 1, 1)),
+     "{:.2f}×"),
+    ("1-row requests, concurrency 1, one-call pipeline: CPU/row against the working floor", "stated",
+     lambda r: against_working(r, 1, 1), "{:.2f}×"),
+    ("1-row requests, concurrency 4, one-call pipeline: CPU/row against the working floor", "stated",
+     lambda r: against_working(r, 1, 4), "{:.2f}×"),
+    ("1-row requests, concurrency 1, predictor alone: CPU/row against the working floor", "stated",
+     lambda r: against_working(r, 1, 1, "grpc-predictor", "transport-work-1"), "{:.2f}×"),
+    ("per hop, predictor: p50 over gRPC minus the working floor's p50, concurrency 1, 1 row", "stated",
+     lambda r: p50(r, "grpc-predictor", 1, 1) - p50(r, "transport-work-1", 1, 1), "{:.0f} µs"),
+    ("per hop in the one-call pipeline: (p50 − the working floor's p50) / 3, concurrency 1, 1 row", "stated",
+     lambda r: (p50(r, "grpc-pipeline", 1, 1) - p50(r, "transport-work-3", 1, 1)) / 3, "{:.0f} µs"),
     ("batching, 16 concurrent 1-row clients: predictor req/s batched over unbatched",
      "≥ 2×", lambda r: step(r, "grpc-predictor-batched", 1, 16)["requests_per_s"]
      / step(r, "grpc-predictor", 1, 16)["requests_per_s"], "{:.2f}×"),

@@ -10,6 +10,13 @@
 #   transport-3  three bare servers chained: the one-call pipeline's request (built as
 #                grpc-pipeline builds it), the requests the preprocessor and the
 #                predictor forward, and the pipeline's reply at every hop
+#   transport-work-1, transport-work-3  the working floor: the same bare servers, each
+#                spending on every call the CPU its stage's model spends in-process
+#                (stagewise-transport-floor --work-us, from the floor-* measurements of
+#                this run). A server that computes lets its client fall asleep, and
+#                waking it costs CPU an instant answer does not pay; these servers pay
+#                it, so served CPU over the working floor is what the serving code adds
+#                beyond model, bytes and wake-ups.
 # The sizes come from the real servers: transport_sizes, while the staged servers run.
 
 # Bytes of a request file (as the pipeline model with --as-pipeline) and of the reply
@@ -48,23 +55,46 @@ start_floor() {
     await_port "$name${*:+ $*}" logged_port
 }
 
+# work_us STAGE ROWS: the CPU µs one request of ROWS rows cost floor-STAGE at
+# concurrency 1 in this run (its JSON), rounded.
+work_us() {
+    "$PYTHON" -c '
+import json, sys
+doc = json.load(open(sys.argv[1], encoding="utf-8"))
+step = next(s for s in doc["steps"] if s["concurrency"] == 1)
+print(round(step["cpu_us_per_row"] * doc["config"]["rows_per_request"]))' "$OUT/floor-$1-r$2.json"
+}
+
 # transport_floors: transport-1 and transport-3 for every row count, at the same
-# concurrencies and with the same requests as grpc-predictor and grpc-pipeline.
+# concurrencies and with the same requests as grpc-predictor and grpc-pipeline,
+# then the same with each server doing its stage's work (transport-work-1, -3).
 transport_floors() {
-    local r pred_req pred_reply to_pred to_post pipe_reply c_target c_pid b_target b_pid
+    local r pred_req pred_reply to_pred to_post pipe_reply c_target c_pid b_target b_pid kind
+    local -a pre_work pred_work post_work
     for r in $ROWS; do
         read -r pred_req pred_reply to_pred to_post pipe_reply <"$OUT/transport-sizes-r$r.txt"
-        start_floor transport-1 --reply-bytes "$pred_reply"
-        bench "transport-1-r$r" --target "$STARTED_TARGET" --request-file "$OUT/predictor-r$r.pb" \
-            --server-pids "$STARTED_PID"
-        stop_servers
+        pre_work=() pred_work=() post_work=()
+        for kind in transport transport-work; do
+            if [[ $kind == transport-work ]]; then
+                pre_work=(--work-us "$(work_us preprocessor "$r")")
+                pred_work=(--work-us "$(work_us predictor "$r")")
+                post_work=(--work-us "$(work_us postprocessor "$r")")
+            fi
+            start_floor "$kind-1" --reply-bytes "$pred_reply" "${pred_work[@]}"
+            bench "$kind-1-r$r" --target "$STARTED_TARGET" --request-file "$OUT/predictor-r$r.pb" \
+                --server-pids "$STARTED_PID"
+            stop_servers
 
-        start_floor transport-3-post --reply-bytes "$pipe_reply"; c_target=$STARTED_TARGET; c_pid=$STARTED_PID
-        start_floor transport-3-pred --reply-bytes "$pipe_reply" --next "$c_target" --next-bytes "$to_post"
-        b_target=$STARTED_TARGET; b_pid=$STARTED_PID
-        start_floor transport-3-pre --reply-bytes "$pipe_reply" --next "$b_target" --next-bytes "$to_pred"
-        bench "transport-3-r$r" --target "$STARTED_TARGET" --rows-from-export "$EXPORT" --rows-per-request "$r" \
-            --server-pids "$STARTED_PID,$b_pid,$c_pid"
-        stop_servers
+            start_floor "$kind-3-post" --reply-bytes "$pipe_reply" "${post_work[@]}"
+            c_target=$STARTED_TARGET; c_pid=$STARTED_PID
+            start_floor "$kind-3-pred" --reply-bytes "$pipe_reply" --next "$c_target" --next-bytes "$to_post" \
+                "${pred_work[@]}"
+            b_target=$STARTED_TARGET; b_pid=$STARTED_PID
+            start_floor "$kind-3-pre" --reply-bytes "$pipe_reply" --next "$b_target" --next-bytes "$to_pred" \
+                "${pre_work[@]}"
+            bench "$kind-3-r$r" --target "$STARTED_TARGET" --rows-from-export "$EXPORT" --rows-per-request "$r" \
+                --server-pids "$STARTED_PID,$b_pid,$c_pid"
+            stop_servers
+        done
     done
 }

@@ -65,7 +65,26 @@ class TransportFloorTest(unittest.TestCase):
         proc = subprocess.run([FLOOR, "--listen", "127.0.0.1:0", "--reply-bytes", "lots"], capture_output=True,
                               text=True, timeout=30)
         self.assertEqual(proc.returncode, 2)
-        self.assertIn("--reply-bytes takes a byte count", proc.stderr)
+        self.assertIn("--reply-bytes takes a whole number", proc.stderr)
+
+    def test_work_is_spent_on_every_call(self):
+        """--work-us: each call costs the server at least that much CPU, and its caller that much time."""
+        run_bench("--rows-from-export", EXAMPLE_DIR, "--rows-per-request", "1", "--write-request",
+                  self.path("req.pb"))
+        proc, target = start_floor("--reply-bytes", "100", "--work-us", "3000")
+        try:
+            run_bench("--target", target, "--request-file", self.path("req.pb"), "--requests", "40",
+                      "--warmup-s", "0", "--concurrency", "1", "--server-pids", str(proc.pid),
+                      "--json-out", self.path("work.json"))
+        finally:
+            status = stop(proc)
+        self.assertEqual(status, 0)
+        with open(self.path("work.json"), encoding="utf-8") as f:
+            step = json.load(f)["steps"][0]
+        self.assertEqual((step["requests"], step["errors"]), (40, 0), step["first_error"])
+        # /proc counts CPU in 10 ms ticks: 40 calls of 3 ms are 12 ticks, one lost at most.
+        self.assertGreaterEqual(step["server_cpu_s"], 40 * 0.003 - 0.011)
+        self.assertGreaterEqual(step["latency_us"]["p50"], 3000)
 
     def test_chain_of_three(self):
         run_bench("--rows-from-export", EXAMPLE_DIR, "--rows-per-request", "2", "--write-request",

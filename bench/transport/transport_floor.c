@@ -14,6 +14,13 @@
  * Three of them chained reproduce the message sizes of the one-call
  * pipeline's hops; stagewise-bench drives the first and reads their CPU.
  *
+ * With --work-us each call first burns that much CPU on the polling thread
+ * (before answering or forwarding), standing in for a model: the working
+ * floor. A server that computes lets its client fall asleep, so its answer
+ * pays a wake-up an instant answer does not; the working floor measures the
+ * transport with that cost in it, and the served figures can be set against
+ * a bare server doing the same CPU work per call.
+ *
  * Messages are zero bytes wrapped in one unknown protobuf field, so any
  * protobuf parser (a ModelInferResponse included) reads them as empty. */
 #define _GNU_SOURCE /* getopt_long, sigwait */
@@ -30,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_METHOD "/inference.GRPCInferenceService/ModelInfer"
 /* Calls waiting to be accepted at any time: more than any concurrency the
@@ -43,6 +51,7 @@ typedef struct options {
     const char *method;
     long reply_bytes;
     long next_bytes;
+    long work_us;
 } options;
 
 /* What a completion-queue tag stands for. */
@@ -86,6 +95,7 @@ struct floor_server {
     grpc_slice method_slice;
     grpc_byte_buffer *reply;        /* the answer every call gets */
     grpc_byte_buffer *next_request; /* what every call sends on */
+    long work_us;                   /* CPU each call burns before it goes on */
     int live_calls;                 /* floor_call objects not yet freed */
     int stopped;                    /* the server accepts no more calls */
     int stopped_tag;                /* its address is the tag saying so */
@@ -224,6 +234,28 @@ static void forward(floor_call *c)
         reply(c, NULL, GRPC_STATUS_INTERNAL, "could not call the next process");
 }
 
+static long thread_cpu_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec * 1000000000l + t.tv_nsec;
+}
+
+/* Spins until this thread has used `us` more microseconds of CPU: the
+ * thread's CPU clock, not the wall clock, so a preempted spin still costs
+ * the full amount, as a model's arithmetic would. Reading that clock is a
+ * system call, so it is read between stretches of plain arithmetic (about a
+ * microsecond each), keeping the spin in user space as a model's is. */
+static void burn_cpu(long us)
+{
+    long until = thread_cpu_ns() + us * 1000;
+    volatile unsigned sink = 0;
+    do {
+        for (int i = 0; i < 1000; i++)
+            sink += (unsigned)i;
+    } while (thread_cpu_ns() < until);
+}
+
 /* One event of the queue, handled inline on the polling thread. */
 static void handle(floor_server *s, floor_call *c, int success)
 {
@@ -235,9 +267,13 @@ static void handle(floor_server *s, floor_call *c, int success)
             return;
         }
         post_accept(s, c->kind);
-        if (c->kind == TAG_UNKNOWN)
+        if (c->kind == TAG_UNKNOWN) {
             reply(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "this server serves one method");
-        else if (s->channel)
+            return;
+        }
+        if (s->work_us)
+            burn_cpu(s->work_us);
+        if (s->channel)
             forward(c);
         else
             reply(c, grpc_byte_buffer_copy(s->reply), GRPC_STATUS_OK, "");
@@ -288,14 +324,16 @@ static int floor_start(floor_server *s, const options *o)
         s->next_request = filler_new(o->next_bytes);
     }
     s->reply = filler_new(o->reply_bytes);
+    s->work_us = o->work_us;
     grpc_server_start(s->grpc);
     for (int i = 0; i < PREPOSTED_CALLS; i++)
         post_accept(s, TAG_ACCEPTED);
     post_accept(s, TAG_UNKNOWN);
     /* The " port=N" form the bench scripts read from the servers' logs. */
     fprintf(stderr,
-            "stagewise-transport-floor: event=listening port=%d method=%s reply_bytes=%ld next=%s next_bytes=%ld\n",
-            port, o->method, o->reply_bytes, o->next ? o->next : "-", o->next ? o->next_bytes : 0L);
+            "stagewise-transport-floor: event=listening port=%d method=%s reply_bytes=%ld next=%s next_bytes=%ld "
+            "work_us=%ld\n",
+            port, o->method, o->reply_bytes, o->next ? o->next : "-", o->next ? o->next_bytes : 0L, o->work_us);
     return 1;
 }
 
@@ -348,13 +386,14 @@ static void *signal_thread(void *arg)
 static void usage(FILE *to)
 {
     fprintf(to, "usage: stagewise-transport-floor --listen HOST:PORT [--reply-bytes N] [--next TARGET --next-bytes N]\n"
-                "                                 [--method PATH]\n"
+                "                                 [--method PATH] [--work-us US]\n"
                 "\n"
                 "A bare gRPC C core server for the benchmark's transport floor: one thread, one completion queue,\n"
                 "every call handled inline. It answers each call of PATH (default " DEFAULT_METHOD ")\n"
                 "with a message of N reply bytes (default 0), ignoring the request; with --next it first sends a\n"
-                "message of --next-bytes to TARGET and answers when TARGET does. Port 0 picks a free port; the\n"
-                "bound one is printed on stderr as ' port=N'. Stops on SIGTERM or SIGINT.\n");
+                "message of --next-bytes to TARGET and answers when TARGET does. With --work-us each call first\n"
+                "spends US microseconds of CPU on the polling thread, standing in for a model's work. Port 0\n"
+                "picks a free port; the bound one is printed on stderr as ' port=N'. Stops on SIGTERM or SIGINT.\n");
 }
 
 static int parse_size(const char *text, const char *flag, long *out)
@@ -363,7 +402,7 @@ static int parse_size(const char *text, const char *flag, long *out)
     errno = 0;
     long v = strtol(text, &end, 10);
     if (errno || end == text || *end || v < 0 || v > (1l << 30)) {
-        fprintf(stderr, "stagewise-transport-floor: %s takes a byte count, not '%s'\n", flag, text);
+        fprintf(stderr, "stagewise-transport-floor: %s takes a whole number from 0 to 2^30, not '%s'\n", flag, text);
         return 0;
     }
     *out = v;
@@ -377,6 +416,7 @@ static int parse_options(int argc, char **argv, options *o)
                                           {"method", required_argument, NULL, 'm'},
                                           {"reply-bytes", required_argument, NULL, 'r'},
                                           {"next-bytes", required_argument, NULL, 'b'},
+                                          {"work-us", required_argument, NULL, 'w'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     *o = (options){.method = DEFAULT_METHOD};
@@ -392,6 +432,10 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case 'b':
             if (!parse_size(optarg, "--next-bytes", &o->next_bytes))
+                return 0;
+            break;
+        case 'w':
+            if (!parse_size(optarg, "--work-us", &o->work_us))
                 return 0;
             break;
         case 'h': usage(stdout); exit(0);
