@@ -95,51 +95,49 @@ static gboolean read_object(sw_table *table, JsonObject *object, size_t line, GE
 }
 
 /* json-glib reads values written back to back on one line ({"a": 1}
- * {"a": 2}) without an error, keeping the first: a row would be lost
- * silently. Objects and arrays that close at depth 0 are counted instead. */
-typedef struct value_count {
-    int depth;
-    int top_level;
-} value_count;
-
-static void on_value_start(JsonParser *parser, gpointer data)
+ * {"a": 2}) without an error, keeping one: a row would be lost silently,
+ * and json-glib 1.6 leaks the roots it drops. So the objects and arrays
+ * that open at depth 0 are counted before json-glib sees the line, skipping
+ * strings and the comments json-glib's scanner skips. */
+static int count_top_level_values(const char *text, size_t len)
 {
-    (void)parser;
-    ((value_count *)data)->depth++;
+    int depth = 0, values = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '"') {
+            for (i++; i < len && text[i] != '"'; i++)
+                if (text[i] == '\\')
+                    i++;
+        } else if (c == '/' && i + 1 < len && text[i + 1] == '/') {
+            return values; /* the rest of the line is a comment */
+        } else if (c == '/' && i + 1 < len && text[i + 1] == '*') {
+            const char *close = g_strstr_len(text + i + 2, (gssize)(len - i - 2), "*/");
+            if (close == NULL)
+                return values;
+            i = (size_t)(close - text) + 1;
+        } else if (c == '{' || c == '[') {
+            if (depth++ == 0)
+                values++;
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            depth--;
+        }
+    }
+    return values;
 }
 
-static void on_value_end(value_count *count)
+static gboolean read_line(sw_table *table, JsonParser *parser, const char *text, size_t len, size_t line,
+                          GError **error)
 {
-    if (--count->depth == 0)
-        count->top_level++;
-}
-
-static void on_object_end(JsonParser *parser, JsonObject *object, gpointer data)
-{
-    (void)parser, (void)object;
-    on_value_end(data);
-}
-
-static void on_array_end(JsonParser *parser, JsonArray *array, gpointer data)
-{
-    (void)parser, (void)array;
-    on_value_end(data);
-}
-
-static gboolean read_line(sw_table *table, JsonParser *parser, value_count *count, const char *text, size_t len,
-                          size_t line, GError **error)
-{
+    int values = count_top_level_values(text, len);
+    if (values > 1) {
+        g_set_error(error, SW_TABLE_ERROR, SW_TABLE_ERROR_READ,
+                    "line %zu: %d JSON values on one line; JSON lines hold one object per line", line, values);
+        return FALSE;
+    }
     GError *json_error = NULL;
-    *count = (value_count){0};
     if (!json_parser_load_from_data(parser, text, (gssize)len, &json_error)) {
         g_set_error(error, SW_TABLE_ERROR, SW_TABLE_ERROR_READ, "line %zu: not JSON: %s", line, json_error->message);
         g_error_free(json_error);
-        return FALSE;
-    }
-    if (count->top_level > 1) {
-        g_set_error(error, SW_TABLE_ERROR, SW_TABLE_ERROR_READ,
-                    "line %zu: %d JSON values on one line; JSON lines hold one object per line", line,
-                    count->top_level);
         return FALSE;
     }
     /* A line holding only a comment ("//") parses without error and without a root. */
@@ -168,11 +166,6 @@ sw_table *sw_table_read_jsonl(const char *path, GError **error)
     }
     sw_table *table = sw_table_new();
     JsonParser *parser = json_parser_new();
-    value_count count = {0};
-    g_signal_connect(parser, "object-start", G_CALLBACK(on_value_start), &count);
-    g_signal_connect(parser, "array-start", G_CALLBACK(on_value_start), &count);
-    g_signal_connect(parser, "object-end", G_CALLBACK(on_object_end), &count);
-    g_signal_connect(parser, "array-end", G_CALLBACK(on_array_end), &count);
     char *text = NULL;
     size_t cap = 0, line = 0;
     ssize_t len;
@@ -186,7 +179,7 @@ sw_table *sw_table_read_jsonl(const char *path, GError **error)
             len -= 3;
         }
         if (!blank(start, (size_t)len))
-            ok = read_line(table, parser, &count, start, (size_t)len, line, error);
+            ok = read_line(table, parser, start, (size_t)len, line, error);
     }
     if (ok && ferror(f)) {
         g_set_error(error, SW_TABLE_ERROR, SW_TABLE_ERROR_READ, "cannot read: %s", g_strerror(errno));

@@ -140,6 +140,20 @@ static void test_lines_and_labels(void)
     sw_table_free(t);
 }
 
+/* Brackets inside strings and comments are not values of their own. */
+static void test_one_value_with_brackets_in_strings_and_comments(void)
+{
+    sw_table *t = read_ok("{\"a\": \"x} {y\"}\n"
+                          "{\"a\": \"q\\\"{[\"} // {\"a\": 2}\n"
+                          "/* [1] */ {\"a\": \"z\"} /* {} */\n");
+    g_assert_cmpuint(sw_table_rows(t), ==, 3);
+    g_assert_cmpuint(sw_table_columns(t), ==, 1);
+    g_assert_cmpstr(cell_of(t, "a", 0), ==, "x} {y");
+    g_assert_cmpstr(cell_of(t, "a", 1), ==, "q\"{[");
+    g_assert_cmpstr(cell_of(t, "a", 2), ==, "z");
+    sw_table_free(t);
+}
+
 static void test_errors(void)
 {
     expect_error("{\"a\": 1}\n[1, 2]\n", "line 2: not a JSON object keyed by column");
@@ -149,6 +163,7 @@ static void test_errors(void)
     expect_error("{\"a\": 1}\n{\"a\": 2} {\"a\": 3}\n", "line 2: 2 JSON values on one line");
     expect_error("{\"a\": 1}{\"b\": [2]}{\"c\": 3}\n", "line 1: 3 JSON values on one line");
     expect_error("{\"a\": 1} [1]\n", "line 1: 2 JSON values on one line");
+    expect_error("{\"a\": \"}\"} {\"a\": \n", "line 1: 2 JSON values on one line");
     expect_error("{\"a\": 1} xyz\n", "line 1: not JSON");
     expect_error("{\"a\": 1}\n{\"a\": {\"b\": 2}}\n", "line 2, column 'a': an object is not a cell value");
     expect_error("{\"v\": [1, \"x\"]}\n", "line 1, column 'v': an array must hold numbers only");
@@ -173,6 +188,8 @@ int main(int argc, char **argv)
     g_test_add_func("/jsonl/objects-and-missing-cells", test_objects_and_missing_cells);
     g_test_add_func("/jsonl/scalars-as-text", test_scalars_as_text);
     g_test_add_func("/jsonl/lines-and-labels", test_lines_and_labels);
+    g_test_add_func("/jsonl/one-value-with-brackets-in-strings-and-comments",
+                    test_one_value_with_brackets_in_strings_and_comments);
     g_test_add_func("/jsonl/errors", test_errors);
     int status = g_test_run();
     g_rmdir(tmp_dir);
