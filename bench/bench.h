@@ -164,17 +164,30 @@ bench_step *bench_load_step(bench_load *load, int concurrency, const bench_limit
 
 typedef struct bench_local bench_local;
 
+/* How the in-process floor runs the stages. */
+typedef struct bench_local_options {
+    /* Add the servers' wire work per stage (request build, pack, unpack,
+     * decode; reply build and pack), without the transport. */
+    gboolean codec;
+    /* Sleep this long before each stage, as a served stage waits between
+     * its calls: what idling costs the next call (caches, predictors and
+     * TLBs others used meanwhile), without any transport. Left out of the
+     * latencies; the CPU is the process's, so the sleep costs none. */
+    int64_t idle_us;
+    /* The predictor's device (NULL: the CPU); the other stages always run
+     * on the CPU, as they are served. */
+    const char *device;
+} bench_local_options;
+
 /* The stages `first`..`last` of `export`, loaded in this process with one
- * intra-op thread, as the servers run them. `codec` adds the servers' wire
- * work per stage (request build, pack, unpack, decode; reply build and
- * pack) without the transport. The predictor runs on `device` (NULL: the
- * CPU); the other stages always run on the CPU, as they are served. */
-bench_local *bench_local_new(const sw_export *export, sw_stage_kind first, sw_stage_kind last, gboolean codec,
-                             const char *device, GError **error);
+ * intra-op thread, as the servers run them. */
+bench_local *bench_local_new(const sw_export *export, sw_stage_kind first, sw_stage_kind last,
+                             const bench_local_options *options, GError **error);
 void bench_local_free(bench_local *local);
 /* Runs `tensors` (sw_output*) through the stages once; the last stage's
- * outputs (sw_output*) or NULL with the stage's error. */
-GPtrArray *bench_local_run(bench_local *local, GPtrArray *tensors, GError **error);
+ * outputs (sw_output*) or NULL with the stage's error. `idle_us` (may be
+ * NULL) gets the time slept before the stages (the options' idle_us). */
+GPtrArray *bench_local_run(bench_local *local, GPtrArray *tensors, int64_t *idle_us, GError **error);
 /* Runs one step with `concurrency` threads each looping over the stages. */
 bench_step *bench_local_step(bench_local *local, const bench_input *input, int concurrency, const bench_limits *limits);
 

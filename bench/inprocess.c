@@ -17,18 +17,20 @@ struct bench_local {
     sw_stage *stages[N_KINDS];
     int n;
     gboolean codec;
+    int64_t idle_us;
 };
 
-bench_local *bench_local_new(const sw_export *export, sw_stage_kind first, sw_stage_kind last, gboolean codec,
-                             const char *device, GError **error)
+bench_local *bench_local_new(const sw_export *export, sw_stage_kind first, sw_stage_kind last,
+                             const bench_local_options *options, GError **error)
 {
     /* The servers' default (--torch-threads 1): one core per call, so the
      * floor and the servers spend CPU the same way. */
     sw_torch_set_num_threads(1);
     bench_local *local = g_new0(bench_local, 1);
-    local->codec = codec;
+    local->codec = options->codec;
+    local->idle_us = options->idle_us;
     for (int kind = (int)first; kind <= (int)last; kind++) {
-        const char *on = kind == SW_STAGE_PREDICTOR ? device : NULL;
+        const char *on = kind == SW_STAGE_PREDICTOR ? options->device : NULL;
         sw_stage *stage = sw_stage_load((sw_stage_kind)kind, export, export->name, on, error);
         if (stage == NULL) {
             bench_local_free(local);
@@ -108,11 +110,17 @@ static GPtrArray *run_with_codec(sw_stage *stage, GPtrArray *tensors, GError **e
     return outputs;
 }
 
-GPtrArray *bench_local_run(bench_local *local, GPtrArray *tensors, GError **error)
+GPtrArray *bench_local_run(bench_local *local, GPtrArray *tensors, int64_t *idle_us, GError **error)
 {
     GPtrArray *current = g_ptr_array_ref(tensors);
+    int64_t slept = 0;
     for (int i = 0; i < local->n && current; i++) {
         GPtrArray *next;
+        if (local->idle_us > 0) {
+            int64_t before = bench_now_us();
+            g_usleep((gulong)local->idle_us);
+            slept += bench_now_us() - before;
+        }
         if (local->codec) {
             next = run_with_codec(local->stages[i], current, error);
         } else {
@@ -123,6 +131,8 @@ GPtrArray *bench_local_run(bench_local *local, GPtrArray *tensors, GError **erro
         g_ptr_array_unref(current);
         current = next;
     }
+    if (idle_us)
+        *idle_us = slept;
     return current;
 }
 
@@ -150,9 +160,9 @@ static gpointer local_worker(gpointer data)
     GArray *latencies = g_array_new(FALSE, FALSE, sizeof(gint64));
     while (phase_may_start(p)) {
         GError *error = NULL;
-        int64_t start = bench_now_us();
-        GPtrArray *outputs = bench_local_run(p->local, p->input->tensors, &error);
-        gint64 latency = bench_now_us() - start;
+        int64_t start = bench_now_us(), idle = 0;
+        GPtrArray *outputs = bench_local_run(p->local, p->input->tensors, &idle, &error);
+        gint64 latency = bench_now_us() - start - idle;
         if (outputs) {
             g_array_append_val(latencies, latency);
             g_ptr_array_unref(outputs);

@@ -59,6 +59,7 @@ typedef struct bench_options {
     int timeout_ms;
     int seed;
     gboolean codec;
+    gint64 idle_us;
     gboolean http_binary;
 } bench_options;
 
@@ -130,6 +131,12 @@ static GOptionEntry *request_option_entries(bench_options *o)
          .arg = G_OPTION_ARG_NONE,
          .arg_data = &o->codec,
          .description = "in-process: add the servers' OIP encode/decode per stage"},
+        {.long_name = "idle-us",
+         .arg = G_OPTION_ARG_INT64,
+         .arg_data = &o->idle_us,
+         .description = "in-process: sleep US before each stage, as a served stage idles between calls "
+                        "(left out of the latencies)",
+         .arg_description = "US"},
         {.long_name = "staged",
          .arg = G_OPTION_ARG_STRING,
          .arg_data = &o->staged,
@@ -276,6 +283,10 @@ static gboolean check_options(const bench_options *o)
         problem = "--rows-file sends dates as the file writes them: no --date-form vector";
     else if (o->device && !o->in_process)
         problem = "--device is for --in-process (a server takes its own --device)";
+    else if (o->idle_us && !o->in_process)
+        problem = "--idle-us is for --in-process (served stages idle on their own)";
+    else if (o->idle_us < 0 || o->idle_us > 10 * G_USEC_PER_SEC)
+        problem = "--idle-us takes 0 to 10000000 microseconds";
     else if (o->write_request && o->request_file)
         problem = "--write-request builds rows: use --rows-from-export (or --in-process DIR)";
     else if (o->rows_per_request < 1)
@@ -374,8 +385,9 @@ static GBytes *request_in_process(const sw_export *export, const bench_input *in
 {
     if (stage == SW_STAGE_PREPROCESSOR)
         return bench_input_pack(input);
-    bench_local *local = bench_local_new(export, SW_STAGE_PREPROCESSOR, (sw_stage_kind)(stage - 1), FALSE, NULL, error);
-    GPtrArray *outputs = local ? bench_local_run(local, input->tensors, error) : NULL;
+    bench_local_options options = {.codec = FALSE};
+    bench_local *local = bench_local_new(export, SW_STAGE_PREPROCESSOR, (sw_stage_kind)(stage - 1), &options, error);
+    GPtrArray *outputs = local ? bench_local_run(local, input->tensors, NULL, error) : NULL;
     GBytes *packed = NULL;
     if (outputs) {
         char *model = stage_model(base, stage);
@@ -459,6 +471,7 @@ static JsonObject *describe_run(const bench_options *o, const bench_input *input
     json_object_set_double_member(c, "warmup_s", o->warmup_s);
     json_object_set_string_member(c, "server_pids", o->server_pids ? o->server_pids : "");
     json_object_set_boolean_member(c, "codec", o->codec);
+    json_object_set_int_member(c, "idle_us", o->idle_us);
     json_object_set_string_member(c, "device", o->device ? o->device : "cpu");
     json_object_set_string_member(c, "date_form", o->date_form ? o->date_form : "string");
     if (o->http_target)
@@ -500,7 +513,8 @@ static gboolean runner_open(runner *r, const bench_options *o, const sw_export *
          * pipeline model runs all three. */
         sw_stage_kind first = input->pipeline ? SW_STAGE_PREPROCESSOR : input->first;
         sw_stage_kind last = input->pipeline ? SW_STAGE_POSTPROCESSOR : input->first;
-        r->local = bench_local_new(export, first, last, o->codec, o->device, error);
+        bench_local_options options = {.codec = o->codec, .idle_us = o->idle_us, .device = o->device};
+        r->local = bench_local_new(export, first, last, &options, error);
         return r->local != NULL;
     }
     GBytes *packed = bench_input_pack(input);

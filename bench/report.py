@@ -19,6 +19,7 @@ import sys
 # Which floor a measurement is compared with: what the same work costs in-process.
 FLOORS = {
     "floor-pipeline-codec": "floor-pipeline",
+    "floor-pipeline-idle": "floor-pipeline",
     "grpc-predictor": "floor-predictor",
     "grpc-preprocessor": "floor-preprocessor",
     "grpc-postprocessor": "floor-postprocessor",
@@ -51,7 +52,7 @@ WORKING = {
     "grpc-pipeline": "transport-work-3",
     "grpc-pipeline-batched": "transport-work-3",
 }
-ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-predictor", "floor-preprocessor", "floor-postprocessor",
+ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-pipeline-idle", "floor-predictor", "floor-preprocessor", "floor-postprocessor",
          "transport-1", "transport-3", "transport-work-1", "transport-work-3", "grpc-predictor", "grpc-preprocessor", "grpc-postprocessor", "grpc-predictor-batched",
          "grpc-predictor-batched-delay", "grpc-pipeline", "grpc-pipeline-batched", "rest-pipeline", "rest-pipeline-binary",
          "grpc-staged", "python-pipeline",

@@ -3,6 +3,10 @@
 #   floor-pipeline        the three stages in-process (no gRPC): the floor
 #   floor-pipeline-codec  the same plus the servers' OIP encode/decode per stage
 #   floor-predictor       the predictor alone in-process
+#   floor-pipeline-idle   the floor at concurrency 1 with each stage first sleeping as
+#                         long as a stage of grpc-pipeline idles between its calls (the
+#                         pipeline's p50 less a third of the floor's): what idling alone
+#                         costs the modules (caches, branch predictors, TLBs gone cold)
 #   floor-preprocessor, floor-postprocessor, grpc-preprocessor, grpc-postprocessor
 #                         one stage in-process and over gRPC, at concurrency 1 only:
 #                         the per-hop cost of each stage (bench/targets.py)
@@ -218,6 +222,14 @@ for r in $ROWS; do
         --rows-per-request "$r" --server-pids "$PRE_PID,$PRED_PID,$POST_PID"
 done
 stop_servers
+for r in $ROWS; do
+    idle=$("$PYTHON" -c '
+import json, sys
+def p50(path):
+    return next(s for s in json.load(open(path))["steps"] if s["concurrency"] == 1)["latency_us"]["p50"]
+print(max(0, round(p50(sys.argv[1]) - p50(sys.argv[2]) / 3)))' "$OUT/grpc-pipeline-r$r.json" "$OUT/floor-pipeline-r$r.json")
+    bench "floor-pipeline-idle-r$r" --in-process "$EXPORT" --rows-per-request "$r" --idle-us "$idle" --concurrency 1
+done
 
 # --- dynamic batching: the same predictor requests against a batching predictor,
 # without a queue delay (stagewise's and Triton's default) and with the 100 µs

@@ -120,6 +120,18 @@ class BenchSmokeTest(unittest.TestCase):
         self.assert_sane(doc, [1], 8, requests=10)
         self.assertEqual(doc["config"]["first_stage"], "predictor")
 
+    def test_idle_before_each_stage_is_left_out_of_the_latencies(self):
+        # 20 requests of three stages, each after 5 ms asleep: the step lasts at least 0.3 s.
+        run_bench("--in-process", EXAMPLE_DIR, "--rows-per-request", "1", "--requests", "20", "--warmup-s", "0",
+                  "--idle-us", "5000", "--json-out", self.path("idle.json"))
+        doc = self.load_json("idle.json")
+        self.assert_sane(doc, [1], 1, requests=20)
+        self.assertEqual(doc["config"]["idle_us"], 5000)
+        step = doc["steps"][0]
+        self.assertGreaterEqual(step["elapsed_s"], 20 * 3 * 0.005)
+        # What the latencies leave out is the sleep: their sum is the step's time less 0.3 s at most.
+        self.assertLessEqual(step["latency_us"]["mean"] * 20 / 1e6, step["elapsed_s"] - 20 * 3 * 0.005 + 0.001)
+
     def test_against_a_predictor(self):
         run_bench("--rows-from-export", EXAMPLE_DIR, "--rows-per-request", "2",
                   "--write-request", self.path("req.pb"))
@@ -228,6 +240,8 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertIn("--rows-from-export", proc.stderr)
         proc = run_bench("--target", "127.0.0.1:1", "--http-binary", "--rows-from-export", EXAMPLE_DIR, expect_rc=2)
         self.assertIn("--http-binary is for --http-target", proc.stderr)
+        proc = run_bench("--target", "127.0.0.1:1", "--idle-us", "10", "--rows-from-export", EXAMPLE_DIR, expect_rc=2)
+        self.assertIn("--idle-us is for --in-process", proc.stderr)
 
 
 if __name__ == "__main__":

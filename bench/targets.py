@@ -48,6 +48,20 @@ def against_working(runs, rows, conc, kind="grpc-pipeline", floor="transport-wor
     return cpu(runs, kind, rows, conc) / cpu(runs, floor, rows, conc)
 
 
+def stage_work(runs, rows):
+    """CPU µs per row the three modules cost in-process, one stage at a time at concurrency 1: what
+    the working floor's servers spend (bench/transport.sh, work_us)."""
+    return sum(cpu(runs, f"floor-{stage}", rows, 1) for stage in ("preprocessor", "predictor", "postprocessor"))
+
+
+def against_idle_floors(runs, rows):
+    """The one-call pipeline's CPU/row at concurrency 1 over what its parts cost when each idles as
+    in the pipeline: the modules after the same idle (floor-pipeline-idle) plus the working floor's
+    transport (its CPU less the work its servers spend), wake-ups included."""
+    transport = cpu(runs, "transport-work-3", rows, 1) - stage_work(runs, rows)
+    return cpu(runs, "grpc-pipeline", rows, 1) / (cpu(runs, "floor-pipeline-idle", rows, 1) + transport)
+
+
 # (what, goal, how it is computed from one run, format)
 TARGETS = [
     ("1-row requests, concurrency 1, one-call pipeline: CPU/row against model floor + transport floor",
@@ -78,6 +92,11 @@ TARGETS = [
      "(what wake-ups cost when each call computes)", "stated",
      lambda r: cpu(r, "transport-work-3", 1, 1) / (cpu(r, "floor-pipeline", 1, 1) + cpu(r, "transport-3", 1, 1)),
      "{:.2f}×"),
+    ("1-row requests, concurrency 1: the modules in-process after each stage idles as in the pipeline, over "
+     "the 1-thread model floor (what idling costs the modules)", "stated",
+     lambda r: cpu(r, "floor-pipeline-idle", 1, 1) / cpu(r, "floor-pipeline", 1, 1), "{:.2f}×"),
+    ("1-row requests, concurrency 1, one-call pipeline: CPU/row against the idle model floor + the working "
+     "floor's transport", "stated", lambda r: against_idle_floors(r, 1), "{:.2f}×"),
     ("1-row requests, concurrency 1, one-call pipeline: CPU/row against the working floor", "stated",
      lambda r: against_working(r, 1, 1), "{:.2f}×"),
     ("1-row requests, concurrency 4, one-call pipeline: CPU/row against the working floor", "stated",
