@@ -169,6 +169,17 @@ bench() {
     esac
 }
 
+# c1_figure FILE FIGURE: FIGURE of the concurrency-1 step of the JSON FILE, rounded:
+# p50 (µs) or cpu_per_request (CPU µs per request).
+c1_figure() {
+    "$PYTHON" -c '
+import json, sys
+doc = json.load(open(sys.argv[1], encoding="utf-8"))
+step = next(s for s in doc["steps"] if s["concurrency"] == 1)
+per_request = step["cpu_us_per_row"] * doc["config"]["rows_per_request"]
+print(round(step["latency_us"]["p50"] if sys.argv[2] == "p50" else per_request))' "$1" "$2"
+}
+
 # The figures assume an otherwise idle machine; each step also records how
 # much CPU everything else used ("other cores" in the table).
 busy=$(busy_percent)
@@ -223,11 +234,8 @@ for r in $ROWS; do
 done
 stop_servers
 for r in $ROWS; do
-    idle=$("$PYTHON" -c '
-import json, sys
-def p50(path):
-    return next(s for s in json.load(open(path))["steps"] if s["concurrency"] == 1)["latency_us"]["p50"]
-print(max(0, round(p50(sys.argv[1]) - p50(sys.argv[2]) / 3)))' "$OUT/grpc-pipeline-r$r.json" "$OUT/floor-pipeline-r$r.json")
+    idle=$(($(c1_figure "$OUT/grpc-pipeline-r$r.json" p50) - $(c1_figure "$OUT/floor-pipeline-r$r.json" p50) / 3))
+    ((idle > 0)) || idle=0
     bench "floor-pipeline-idle-r$r" --in-process "$EXPORT" --rows-per-request "$r" --idle-us "$idle" --concurrency 1
 done
 

@@ -1,10 +1,10 @@
 # shellcheck shell=bash
 # The transport floor, sourced by bench/run.sh (it uses that script's BENCH, BUILD,
-# EXPORT, OUT, ROWS, PYTHON, bench, log, SERVER_PIDS and stop_servers): bare gRPC C
-# core servers (stagewise-transport-floor: one thread, one completion queue, every
-# call handled inline, no stagewise code) carrying the same messages as the served
-# measurements, so each report sets the served figure against the model floor and
-# the transport floor side by side.
+# EXPORT, OUT, ROWS, PYTHON, bench, c1_figure, log, SERVER_PIDS and stop_servers):
+# bare gRPC C core servers (stagewise-transport-floor: one thread, one completion
+# queue, every call handled inline, no stagewise code) carrying the same messages
+# as the served measurements, so each report sets the served figure against the
+# model floor and the transport floor side by side.
 #   transport-1  one bare server: the predictor's request (the same file grpc-predictor
 #                replays) and a reply of the predictor's reply size
 #   transport-3  three bare servers chained: the one-call pipeline's request (built as
@@ -56,13 +56,9 @@ start_floor() {
 }
 
 # work_us STAGE ROWS: the CPU µs one request of ROWS rows cost floor-STAGE at
-# concurrency 1 in this run (its JSON), rounded.
+# concurrency 1 in this run.
 work_us() {
-    "$PYTHON" -c '
-import json, sys
-doc = json.load(open(sys.argv[1], encoding="utf-8"))
-step = next(s for s in doc["steps"] if s["concurrency"] == 1)
-print(round(step["cpu_us_per_row"] * doc["config"]["rows_per_request"]))' "$OUT/floor-$1-r$2.json"
+    c1_figure "$OUT/floor-$1-r$2.json" cpu_per_request
 }
 
 # transport_floors: transport-1 and transport-3 for every row count, at the same
