@@ -95,10 +95,11 @@ static gboolean read_object(sw_table *table, JsonObject *object, size_t line, GE
 }
 
 /* json-glib reads values written back to back on one line ({"a": 1}
- * {"a": 2}) without an error, keeping one: a row would be lost silently,
- * and json-glib 1.6 leaks the roots it drops. So the objects and arrays
- * that open at depth 0 are counted before json-glib sees the line, skipping
- * strings and the comments json-glib's scanner skips. */
+ * {"a": 2}, and {"a": 1} // {"a": 2}: "//" is no comment to it) without an
+ * error, keeping one: a row would be lost silently, and json-glib 1.6 leaks
+ * the roots it drops. So the objects and arrays that open at depth 0 are
+ * counted before json-glib sees the line, skipping strings and the
+ * slash-star comments json-glib skips. */
 static int count_top_level_values(const char *text, size_t len)
 {
     int depth = 0, values = 0;
@@ -108,8 +109,6 @@ static int count_top_level_values(const char *text, size_t len)
             for (i++; i < len && text[i] != '"'; i++)
                 if (text[i] == '\\')
                     i++;
-        } else if (c == '/' && i + 1 < len && text[i + 1] == '/') {
-            return values; /* the rest of the line is a comment */
         } else if (c == '/' && i + 1 < len && text[i + 1] == '*') {
             const char *close = g_strstr_len(text + i + 2, (gssize)(len - i - 2), "*/");
             if (close == NULL)

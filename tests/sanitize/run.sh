@@ -37,6 +37,10 @@ mkdir -p "$reports"
 export ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1
 export LSAN_OPTIONS=suppressions=$here/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+# GLib's slice allocator (GLists, GHashTable nodes, json-glib's nodes) keeps freed blocks
+# for reuse where ASan cannot see them: a GList link used after g_list_delete_link went
+# unreported until every slice came from malloc.
+export G_SLICE=always-malloc
 export SW_SANITIZER_LOG_DIR=$reports
 
 status=0
