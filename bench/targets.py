@@ -4,7 +4,9 @@ folders: each run's figures and their median, as a markdown table. On a noisy ma
 one run can be off by tens of percent, floors included; several runs and their median
 say more. Noise only ever makes a floor slower, so every run is set against the fastest
 floor of all the runs given (per rows and concurrency), the in-process model floor and
-the transport floor (bare gRPC servers, bench/transport.sh) alike. A target whose
+the transport floor (bare gRPC servers, bench/transport.sh) alike; the figures read
+against the working and idle floors use each run's own, as the working floor's servers
+spend what that run's floors measured. A target whose
 measurements a run lacks is reported as "not measured", with the reason below the table.
 
 usage: targets.py RESULTS_DIR [RESULTS_DIR ...]
@@ -42,9 +44,20 @@ def against_both(runs, rows, conc, kind="grpc-pipeline"):
     return cpu(runs, kind, rows, conc) / (cpu(runs, "floor-pipeline", rows, 1) + cpu(runs, "transport-3", rows, conc))
 
 
+# The run's own figures, before the fastest floors of all runs replace its floors: the working
+# floor's servers spend what that run's floors measured, so it is read with that run's figures.
+OWN = "own figures"
+
+
+def own(runs):
+    return runs.get(OWN, runs)
+
+
 def against_working(runs, rows, conc, kind="grpc-pipeline", floor="transport-work-3"):
     """Served CPU/row over the working floor: bare servers spending the model's in-process CPU
-    on each call, which pays the wake-ups a computing server's clients need (bench/transport.sh)."""
+    on each call, which pays the wake-ups a computing server's clients need (bench/transport.sh).
+    Each run against its own working floor."""
+    runs = own(runs)
     return cpu(runs, kind, rows, conc) / cpu(runs, floor, rows, conc)
 
 
@@ -58,6 +71,7 @@ def against_idle_floors(runs, rows):
     """The one-call pipeline's CPU/row at concurrency 1 over what its parts cost when each idles as
     in the pipeline: the modules after the same idle (floor-pipeline-idle) plus the working floor's
     transport (its CPU less the work its servers spend), wake-ups included."""
+    runs = own(runs)
     transport = cpu(runs, "transport-work-3", rows, 1) - stage_work(runs, rows)
     return cpu(runs, "grpc-pipeline", rows, 1) / (cpu(runs, "floor-pipeline-idle", rows, 1) + transport)
 
@@ -90,11 +104,12 @@ TARGETS = [
      "≥ 3×", lambda r: p50(r, "python-chain", 1, 1) / p50(r, "grpc-pipeline", 1, 1), "{:.2f}×"),
     ("1-row requests, concurrency 1, three bare servers: working floor over model floor + transport floor "
      "(what wake-ups cost when each call computes)", "stated",
-     lambda r: cpu(r, "transport-work-3", 1, 1) / (cpu(r, "floor-pipeline", 1, 1) + cpu(r, "transport-3", 1, 1)),
+     lambda r: cpu(own(r), "transport-work-3", 1, 1)
+     / (cpu(own(r), "floor-pipeline", 1, 1) + cpu(own(r), "transport-3", 1, 1)),
      "{:.2f}×"),
     ("1-row requests, concurrency 1: the modules in-process after each stage idles as in the pipeline, over "
      "the 1-thread model floor (what idling costs the modules)", "stated",
-     lambda r: cpu(r, "floor-pipeline-idle", 1, 1) / cpu(r, "floor-pipeline", 1, 1), "{:.2f}×"),
+     lambda r: cpu(own(r), "floor-pipeline-idle", 1, 1) / cpu(own(r), "floor-pipeline", 1, 1), "{:.2f}×"),
     ("1-row requests, concurrency 1, one-call pipeline: CPU/row against the idle model floor + the working "
      "floor's transport", "stated", lambda r: against_idle_floors(r, 1), "{:.2f}×"),
     ("1-row requests, concurrency 1, one-call pipeline: CPU/row against the working floor", "stated",
@@ -104,9 +119,9 @@ TARGETS = [
     ("1-row requests, concurrency 1, predictor alone: CPU/row against the working floor", "stated",
      lambda r: against_working(r, 1, 1, "grpc-predictor", "transport-work-1"), "{:.2f}×"),
     ("per hop, predictor: p50 over gRPC minus the working floor's p50, concurrency 1, 1 row", "stated",
-     lambda r: p50(r, "grpc-predictor", 1, 1) - p50(r, "transport-work-1", 1, 1), "{:.0f} µs"),
+     lambda r: p50(own(r), "grpc-predictor", 1, 1) - p50(own(r), "transport-work-1", 1, 1), "{:.0f} µs"),
     ("per hop in the one-call pipeline: (p50 − the working floor's p50) / 3, concurrency 1, 1 row", "stated",
-     lambda r: (p50(r, "grpc-pipeline", 1, 1) - p50(r, "transport-work-3", 1, 1)) / 3, "{:.0f} µs"),
+     lambda r: (p50(own(r), "grpc-pipeline", 1, 1) - p50(own(r), "transport-work-3", 1, 1)) / 3, "{:.0f} µs"),
     ("batching, 16 concurrent 1-row clients: predictor req/s batched over unbatched",
      "≥ 2×", lambda r: step(r, "grpc-predictor-batched", 1, 16)["requests_per_s"]
      / step(r, "grpc-predictor", 1, 16)["requests_per_s"], "{:.2f}×"),
@@ -129,7 +144,7 @@ def with_best_floors(all_runs):
         for key, (doc, s) in runs.items():
             if key[0].startswith(("floor-", "transport-")) and (key not in best or s["cpu_us_per_row"] < best[key][1]["cpu_us_per_row"]):
                 best[key] = (doc, s)
-    return [{**runs, **best} for runs in all_runs]
+    return [{**runs, **best, OWN: runs} for runs in all_runs]
 
 
 def main():
