@@ -170,9 +170,10 @@ typedef struct bench_local_options {
      * decode; reply build and pack), without the transport. */
     gboolean codec;
     /* Sleep this long before each stage, as a served stage waits between
-     * its calls: what idling costs the next call (caches, predictors and
-     * TLBs others used meanwhile), without any transport. Left out of the
-     * latencies; the CPU is the process's, so the sleep costs none. */
+     * its calls: what idling costs the next call (whatever the core held
+     * for the thread and lost while it slept), without any transport. Left
+     * out of the latencies; the CPU is the process's, so the sleep costs
+     * none. */
     int64_t idle_us;
     /* The predictor's device (NULL: the CPU); the other stages always run
      * on the CPU, as they are served. */
