@@ -410,6 +410,39 @@ static gboolean parse_body(build *b, JsonObject *root, binary_cursor *bin, Infer
     return ok;
 }
 
+/* Whether every string of the tree under `root`, keys included, is UTF-8.
+ * json-glib reads escapes JSON does not have (a backslash and octal digits)
+ * into bytes that are not, which would then travel on as names and come
+ * back in answers no JSON reader takes. Walked with a stack, not recursion:
+ * a hostile body may nest deeply. */
+static gboolean all_strings_utf8(JsonNode *root)
+{
+    GPtrArray *stack = g_ptr_array_new();
+    g_ptr_array_add(stack, root);
+    gboolean ok = TRUE;
+    while (ok && stack->len > 0) {
+        JsonNode *node = g_ptr_array_steal_index_fast(stack, stack->len - 1);
+        if (JSON_NODE_HOLDS_OBJECT(node)) {
+            JsonObjectIter it;
+            const char *key;
+            JsonNode *member;
+            json_object_iter_init(&it, json_node_get_object(node));
+            while (ok && json_object_iter_next(&it, &key, &member)) {
+                ok = g_utf8_validate(key, -1, NULL);
+                g_ptr_array_add(stack, member);
+            }
+        } else if (JSON_NODE_HOLDS_ARRAY(node)) {
+            JsonArray *array = json_node_get_array(node);
+            for (guint i = 0, n = json_array_get_length(array); i < n; i++)
+                g_ptr_array_add(stack, json_array_get_element(array, i));
+        } else if (JSON_NODE_HOLDS_VALUE(node) && json_node_get_value_type(node) == G_TYPE_STRING) {
+            ok = g_utf8_validate(json_node_get_string(node), -1, NULL);
+        }
+    }
+    g_ptr_array_unref(stack);
+    return ok;
+}
+
 gboolean sw_rest_request_parse(const char *model, const char *version, const guint8 *body, size_t len,
                                gssize header_len, sw_rest_request *out, GError **error)
 {
@@ -430,6 +463,11 @@ gboolean sw_rest_request_parse(const char *model, const char *version, const gui
     JsonNode *root = json_parser_get_root(parser);
     if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
         BAD(error, "the request body must be a JSON object");
+        g_object_unref(parser);
+        return FALSE;
+    }
+    if (!all_strings_utf8(root)) {
+        BAD(error, "the request body holds a string that is not UTF-8 (a backslash escape JSON does not have?)");
         g_object_unref(parser);
         return FALSE;
     }

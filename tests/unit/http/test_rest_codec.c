@@ -164,6 +164,13 @@ static void test_malformed(void)
                         "neither \"data\" nor a binary_data_size");
     expect_json_refused("{\"inputs\":[],\"outputs\":[{\"nom\":\"y\"}]}", "outputs[0] must be an object");
     expect_json_refused("{\"inputs\":[],\"parameters\":{\"timeout\":\"soon\"}}", "'timeout' must be a non-negative");
+    /* json-glib reads a backslash and octal digits, which JSON has no escape
+     * for, into a byte that is not UTF-8: in a name, a key or data alike. */
+    expect_json_refused("{\"inputs\":[{\"name\":\"x\\333\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",
+                        "a string that is not UTF-8");
+    expect_json_refused("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"BYTES\",\"data\":[\"\\377\"]}]}",
+                        "a string that is not UTF-8");
+    expect_json_refused("{\"inputs\":[],\"parameters\":{\"k\\377\":1}}", "a string that is not UTF-8");
     /* Client text is clipped in messages. */
     GString *long_name = g_string_new("{\"inputs\":[{\"name\":\"");
     for (int i = 0; i < 100000; i++)
