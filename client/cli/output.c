@@ -110,11 +110,8 @@ static void json_value(GString *out, const stagewise_result *result, size_t c, s
 {
     stagewise_column_type type = stagewise_result_column_type(result, c);
     if (type == STAGEWISE_COLUMN_STRING) {
-        const char *s = stagewise_result_string(result, c, r);
-        /* Strings come from the model's vocabularies; mend rather than emit invalid JSON. */
-        char *valid = g_utf8_make_valid(s, -1);
-        sw_json_append_string(out, valid);
-        g_free(valid);
+        /* Strings come from the model's vocabularies; the writer mends bytes that are not UTF-8. */
+        sw_json_append_string(out, stagewise_result_string(result, c, r));
         return;
     }
     char *text = stagewise_result_cell_text(result, c, r);

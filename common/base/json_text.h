@@ -7,9 +7,12 @@
 
 G_BEGIN_DECLS
 
-/* Appends `text` (UTF-8) to `out` as a double-quoted JSON string: quotes,
+/* Appends `text` to `out` as a double-quoted JSON string: quotes,
  * backslashes and control characters (DEL too) escaped, so the result is
- * also one safe key=value field of a log line. */
+ * also one safe key=value field of a log line. The result is always valid
+ * UTF-8: each byte of `text` that is not part of a UTF-8 sequence becomes
+ * \ufffd (the replacement character), so callers may pass text from
+ * outside without checking it first. */
 void sw_json_append_string(GString *out, const char *text);
 
 G_END_DECLS

@@ -82,11 +82,32 @@ static void test_every_control_char_round_trips(void)
     g_free(q);
 }
 
+static void test_bytes_that_are_not_utf8_become_replacement_chars(void)
+{
+    /* A lone continuation byte, a truncated sequence at the end, an overlong
+     * '/' and a byte no UTF-8 holds: each becomes one U+FFFD, and what is
+     * valid around them is kept. */
+    expect_quoted("a\x80"
+                  "b",
+                  "\"a\\ufffdb\"");
+    expect_quoted("caf\xc3", "\"caf\\ufffd\"");
+    expect_quoted("\xc0\xaf", "\"\\ufffd\\ufffd\"");
+    expect_quoted("x\xff\xc3\xa9\"", "\"x\\ufffd\xc3\xa9\\\"\"");
+    char *q = quoted("name\333\n");
+    g_assert_true(g_utf8_validate(q, -1, NULL));
+    char *back = parse_back(q);
+    g_assert_cmpstr(back, ==, "name\xef\xbf\xbd\n");
+    g_free(back);
+    g_free(q);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/json-text/plain-and-appended", test_plain_and_appended);
     g_test_add_func("/json-text/escapes", test_escapes);
     g_test_add_func("/json-text/every-control-char-round-trips", test_every_control_char_round_trips);
+    g_test_add_func("/json-text/bytes-that-are-not-utf8-become-replacement-chars",
+                    test_bytes_that_are_not_utf8_become_replacement_chars);
     return g_test_run();
 }

@@ -334,6 +334,11 @@ static void test_error_body(void)
     char *body = sw_rest_error_body("bad \"x\"\n");
     g_assert_cmpstr(body, ==, "{\"error\":\"bad \\\"x\\\"\\n\"}");
     g_free(body);
+    /* A message echoing raw bytes from a URL path is still a JSON document. */
+    body = sw_rest_error_body("no model named 'm\xff\xfe'");
+    g_assert_cmpstr(body, ==, "{\"error\":\"no model named 'm\\ufffd\\ufffd'\"}");
+    g_assert_true(g_utf8_validate(body, -1, NULL));
+    g_free(body);
 }
 
 int main(int argc, char **argv)
