@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "absl_checks.h"
 #include "auth.h"
 #include "channel.h"
 #include "completion.h"
@@ -318,6 +319,9 @@ int sw_service_main(sw_stage_kind kind, int argc, char **argv)
         return 2;
     }
     sw_log_capture_grpc();
+    /* A debug build's check, and a seventh of gRPC's work per call here. */
+    sw_log(SW_LOG_DEBUG, "event=absl_deadlock_detection state=%s",
+           sw_absl_deadlock_detection_off() ? "off" : "unchanged");
     grpc_init();
     service svc = {0};
     int rc = 0;

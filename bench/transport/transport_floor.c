@@ -39,6 +39,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "absl_checks.h"
+
 #define DEFAULT_METHOD "/inference.GRPCInferenceService/ModelInfer"
 /* Calls waiting to be accepted at any time: more than any concurrency the
  * bench uses, so a call never waits for one to be posted. */
@@ -460,6 +462,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    sw_absl_deadlock_detection_off(); /* as the servers do */
     grpc_init();
     floor_server s;
     memset(&s, 0, sizeof s);

@@ -42,6 +42,8 @@ void sw__call_unref(sw_call *c)
         grpc_byte_buffer_destroy(c->incoming);
     g_free(c->finish_message);
     g_mutex_clear(&c->stream_lock);
+    g_warn_if_fail(c->child == NULL);
+    g_mutex_clear(&c->child_lock);
     g_free(c);
 }
 
@@ -58,6 +60,7 @@ sw_call *sw__call_new(sw_server *s, const registered_method *m, sw_completion_fu
     c->stream_tag = (sw_call_tag){.base = {.func = stream_done}, .call = c};
     c->read_tag = (sw_call_tag){.base = {.func = read_done}, .call = c};
     g_mutex_init(&c->stream_lock);
+    g_mutex_init(&c->child_lock);
     g_queue_init(&c->outbox);
     grpc_metadata_array_init(&c->metadata);
     if (m == NULL)
@@ -342,8 +345,18 @@ static void on_stream_sent(sw_call *c)
 
 static void on_close(sw_call *c)
 {
-    if (g_atomic_int_get(&c->cancelled) && c->on_cancel)
-        c->on_cancel(c, c->on_cancel_data);
+    if (g_atomic_int_get(&c->cancelled)) {
+        g_mutex_lock(&c->child_lock);
+        c->cancel_seen = TRUE;
+        grpc_call *child = g_steal_pointer(&c->child);
+        g_mutex_unlock(&c->child_lock);
+        if (child) {
+            sw__call_cancel_child(child);
+            grpc_call_unref(child);
+        }
+        if (c->on_cancel)
+            c->on_cancel(c, c->on_cancel_data);
+    }
     sw__call_unref(c);
 }
 
@@ -356,11 +369,6 @@ GBytes *sw_call_request(sw_call *c)
         g_clear_pointer(&c->payload, grpc_byte_buffer_destroy);
     }
     return c->request;
-}
-
-struct grpc_call *sw_call_grpc_call(const sw_call *c)
-{
-    return c->call;
 }
 
 char *sw_call_metadata(const sw_call *c, const char *key)

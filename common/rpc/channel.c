@@ -9,6 +9,7 @@
 #include "byte_buffer.h"
 #include "completion.h"
 #include "grpc_args.h"
+#include "server_internal.h"
 #include "sw_error.h"
 
 struct sw_channel {
@@ -31,6 +32,7 @@ typedef struct pending_call {
     grpc_byte_buffer *response;
     grpc_status_code status;
     grpc_slice details;
+    sw_call *parent; /* NULL: made on no server call's behalf */
     sw_channel_done done;
     void *user_data;
 } pending_call;
@@ -42,6 +44,8 @@ static void release_bytes(void *bytes)
 
 static void finish_call(pending_call *p)
 {
+    if (p->parent)
+        sw__call_release_child(p->parent, p->call);
     if (p->status == GRPC_STATUS_OK && p->response) {
         GBytes *response = sw_byte_buffer_to_bytes(p->response);
         p->done(response, NULL, p->user_data);
@@ -230,7 +234,7 @@ static grpc_byte_buffer *byte_buffer_over(GBytes *const *parts, size_t n)
 }
 
 static void start_call(sw_channel *ch, const char *method, grpc_byte_buffer *request, int64_t timeout_us,
-                       const char *const *metadata, grpc_call *parent, sw_channel_done done, void *user_data);
+                       const char *const *metadata, sw_call *parent, sw_channel_done done, void *user_data);
 
 void sw_channel_call_async(sw_channel *ch, const char *method, GBytes *request, int64_t timeout_us,
                            const char *const *metadata, sw_channel_done done, void *user_data)
@@ -239,14 +243,14 @@ void sw_channel_call_async(sw_channel *ch, const char *method, GBytes *request, 
 }
 
 void sw_channel_call_async_parts(sw_channel *ch, const char *method, GPtrArray *parts, int64_t timeout_us,
-                                 const char *const *metadata, grpc_call *parent, sw_channel_done done, void *user_data)
+                                 const char *const *metadata, sw_call *parent, sw_channel_done done, void *user_data)
 {
     start_call(ch, method, byte_buffer_over((GBytes *const *)parts->pdata, parts->len), timeout_us, metadata, parent,
                done, user_data);
 }
 
 static void start_call(sw_channel *ch, const char *method, grpc_byte_buffer *request, int64_t timeout_us,
-                       const char *const *metadata, grpc_call *parent, sw_channel_done done, void *user_data)
+                       const char *const *metadata, sw_call *parent, sw_channel_done done, void *user_data)
 {
     pending_call *p = g_new0(pending_call, 1);
     p->base.func = call_done;
@@ -268,8 +272,14 @@ static void start_call(sw_channel *ch, const char *method, grpc_byte_buffer *req
         timeout_us < 0 ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
                        : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros(timeout_us, GPR_TIMESPAN));
     grpc_slice method_slice = grpc_slice_from_static_string(method);
+    /* Not gRPC's parent call, which costs far more than adopting it
+     * (server_internal.h, sw__call_adopt_child). */
     p->call =
-        grpc_channel_create_call(ch->grpc, parent, GRPC_PROPAGATE_DEFAULTS, ch->cq, method_slice, NULL, deadline, NULL);
+        grpc_channel_create_call(ch->grpc, NULL, GRPC_PROPAGATE_DEFAULTS, ch->cq, method_slice, NULL, deadline, NULL);
+    if (parent) {
+        p->parent = parent;
+        sw__call_adopt_child(parent, p->call);
+    }
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;

@@ -25,6 +25,8 @@ G_BEGIN_DECLS
 /* gRPC C core's types (grpc/grpc.h defines them the same way). */
 struct grpc_call;
 struct grpc_completion_queue;
+/* A server call (server.h). */
+typedef struct sw_call sw_call;
 
 typedef struct sw_channel sw_channel;
 
@@ -77,11 +79,12 @@ void sw_channel_call_async(sw_channel *channel, const char *method, GBytes *requ
 
 /* The same with the request as `parts` (GBytes sent back to back without
  * copying; references are taken), made on behalf of the server call
- * `parent` (NULL for none): it inherits the parent's deadline and is
- * cancelled with it. The parent must outlive the call. */
+ * `parent` (NULL for none): it is cancelled when the parent is (the
+ * client cancelled, its deadline passed, a drain ran out). Its deadline is
+ * `timeout_us` alone: pass what is left of the parent's
+ * (sw_call_remaining_us). The parent must not end before `done` has run. */
 void sw_channel_call_async_parts(sw_channel *channel, const char *method, GPtrArray *parts, int64_t timeout_us,
-                                 const char *const *metadata, struct grpc_call *parent, sw_channel_done done,
-                                 void *user_data);
+                                 const char *const *metadata, sw_call *parent, sw_channel_done done, void *user_data);
 
 /* The blocking form: the response (new reference) or NULL and an error. */
 GBytes *sw_channel_call(sw_channel *channel, const char *method, GBytes *request, int64_t timeout_us,

@@ -167,10 +167,6 @@ void sw_server_free(sw_server *server);
 GBytes *sw_call_request(sw_call *call);
 /* The first value of request metadata `key`, newly allocated, or NULL. */
 char *sw_call_metadata(const sw_call *call, const char *key);
-/* The gRPC call itself, to make it the parent of calls made on its behalf
- * (they then inherit its deadline and cancellation). Borrowed: valid until
- * the call ends. */
-struct grpc_call *sw_call_grpc_call(const sw_call *call);
 /* TRUE once the client cancelled the call or its deadline passed. */
 gboolean sw_call_is_cancelled(const sw_call *call);
 /* Microseconds left before the call's deadline (G_MAXINT64: none). */

@@ -59,7 +59,7 @@ void sw__hop_forward(infer_call *ic, GPtrArray *outputs)
     int64_t remaining = sw__infer_call_remaining_us(ic);
     ic->forwarded_us = g_get_monotonic_time();
     sw_channel_call_async_parts(svc->next, SW_PATH_MODEL_INFER, parts, remaining == G_MAXINT64 ? -1 : MAX(remaining, 0),
-                                svc->next_metadata[0] ? (const char *const *)svc->next_metadata : NULL,
-                                ic->call ? sw_call_grpc_call(ic->call) : NULL, forward_done, ic);
+                                svc->next_metadata[0] ? (const char *const *)svc->next_metadata : NULL, ic->call,
+                                forward_done, ic);
     g_ptr_array_unref(parts);
 }

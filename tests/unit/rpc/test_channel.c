@@ -2,6 +2,8 @@
  * the target's addresses and get past a dead one, freeing waits for calls
  * in flight, and a server and a channel can share one completion queue, a
  * handler forwarding its call to a second server on behalf of the first. */
+#include <grpc/grpc_security.h>
+
 #include "rpc_harness.h"
 
 #define CHECK_PATH "/grpc.health.v1.Health/Check"
@@ -310,7 +312,9 @@ static void forward_handler(sw_call *call, void *user_data, const char *path)
     f->call = call;
     GPtrArray *parts = g_ptr_array_new();
     g_ptr_array_add(parts, sw_call_request(call));
-    sw_channel_call_async_parts(x->forward, path, parts, -1, NULL, sw_call_grpc_call(call), forward_done, f);
+    int64_t left = sw_call_remaining_us(call);
+    sw_channel_call_async_parts(x->forward, path, parts, left == G_MAXINT64 ? -1 : MAX(left, 0), NULL, call,
+                                forward_done, f);
     g_ptr_array_unref(parts);
 }
 
@@ -322,6 +326,63 @@ static void forward_check(sw_call *call, void *user_data)
 static void forward_slow(sw_call *call, void *user_data)
 {
     forward_handler(call, user_data, "/test.Back/Slow");
+}
+
+/* Calls `path` on the server at `port` with a 30 s deadline and cancels
+ * the call once `entered` reaches `n`; waits for its status. */
+static void call_and_cancel(int port, const char *path, counter *entered, int n)
+{
+    char *target = g_strdup_printf("127.0.0.1:%d", port);
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel *channel = grpc_channel_create(target, creds, NULL);
+    grpc_channel_credentials_release(creds);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN));
+    grpc_call *call = grpc_channel_create_call(channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                               grpc_slice_from_static_string(path), NULL, deadline, NULL);
+    GBytes *request = pack_request("up");
+    gsize len = 0;
+    const void *data = g_bytes_get_data(request, &len);
+    grpc_slice slice = grpc_slice_from_copied_buffer(data, len);
+    grpc_byte_buffer *message = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_metadata_array initial, trailing;
+    grpc_metadata_array_init(&initial);
+    grpc_metadata_array_init(&trailing);
+    grpc_status_code status = GRPC_STATUS_OK;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op ops[5];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = message;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
+    ops[4].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[4].data.recv_status_on_client.trailing_metadata = &trailing;
+    ops[4].data.recv_status_on_client.status = &status;
+    ops[4].data.recv_status_on_client.status_details = &details;
+    static int tag;
+    g_assert_cmpint(grpc_call_start_batch(call, ops, 5, &tag, NULL), ==, GRPC_CALL_OK);
+    counter_wait(entered, n);
+    grpc_call_cancel(call, NULL);
+    grpc_event ev = grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    g_assert_cmpint(ev.type, ==, GRPC_OP_COMPLETE);
+    g_assert_cmpint(status, ==, GRPC_STATUS_CANCELLED);
+    grpc_slice_unref(slice);
+    grpc_byte_buffer_destroy(message);
+    g_bytes_unref(request);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&initial);
+    grpc_metadata_array_destroy(&trailing);
+    grpc_call_unref(call);
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(cq);
+    grpc_channel_destroy(channel);
+    g_free(target);
 }
 
 static void test_shared_queue_forwarding(void)
@@ -362,8 +423,8 @@ static void test_shared_queue_forwarding(void)
     g_assert_cmpstr(error->message, ==, "no such service");
     g_clear_error(&error);
 
-    /* The forwarded call inherits the client's deadline and is cancelled
-     * with it, though it was made without a timeout of its own. */
+    /* The forwarded call gets what is left of the client's deadline and is
+     * cancelled with it. */
     g_assert_cmpint(call_code(ch, "/test.Front/Slow", "up", 100 * 1000, NULL), ==, SW_CODE_DEADLINE_EXCEEDED);
     counter_wait(&x.ended, 1);
     counter_wait(&x.forwarded, 3);
@@ -371,6 +432,19 @@ static void test_shared_queue_forwarding(void)
     g_assert_cmpint(x.remaining_us, >, 0);
     g_assert_cmpint(x.remaining_us, <=, WITH_SLACK(100 * 1000));
     g_assert_true(x.saw_cancelled);
+    x.saw_cancelled = FALSE;
+    g_mutex_unlock(&x.lock);
+
+    /* A client that gives up cancels the forwarded call too, long before
+     * either deadline (the back handler waits up to WAIT_US otherwise). */
+    gint64 started = g_get_monotonic_time();
+    call_and_cancel(sw_server_port(front), "/test.Front/Slow", &x.entered, 2);
+    counter_wait(&x.ended, 2);
+    counter_wait(&x.forwarded, 4);
+    g_assert_cmpint(g_get_monotonic_time() - started, <, WAIT_US / 2);
+    g_mutex_lock(&x.lock);
+    g_assert_true(x.saw_cancelled);
+    g_assert_cmpint(x.remaining_us, >, 20 * G_USEC_PER_SEC);
     g_mutex_unlock(&x.lock);
 
     /* The order the shared queue asks for: the front server's shutdown
