@@ -6,6 +6,7 @@
 #define RPC_HARNESS_H
 
 #include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
 #include <string.h>
 
 #include "channel.h"
@@ -107,6 +108,51 @@ static inline void harness_server_stop(sw_server *s)
 {
     g_assert_false(sw_server_shutdown(s, 5000));
     sw_server_free(s);
+}
+
+/* A client call made with gRPC itself, for what sw_channel does not do
+ * (cancel midway, never send the message): `path` on 127.0.0.1:`port`,
+ * a 30 s deadline, a pluck queue of its own. The status and its details
+ * land in the struct; raw_call_end() frees everything. */
+typedef struct raw_call {
+    grpc_channel *channel;
+    grpc_completion_queue *cq;
+    grpc_call *call;
+    grpc_metadata_array initial, trailing;
+    grpc_status_code status;
+    grpc_slice details;
+} raw_call;
+
+static inline void raw_call_start(raw_call *r, int port, const char *path)
+{
+    memset(r, 0, sizeof *r);
+    char *target = g_strdup_printf("127.0.0.1:%d", port);
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    r->channel = grpc_channel_create(target, creds, NULL);
+    grpc_channel_credentials_release(creds);
+    g_free(target);
+    r->cq = grpc_completion_queue_create_for_pluck(NULL);
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN));
+    r->call = grpc_channel_create_call(r->channel, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq,
+                                       grpc_slice_from_static_string(path), NULL, deadline, NULL);
+    grpc_metadata_array_init(&r->initial);
+    grpc_metadata_array_init(&r->trailing);
+    r->status = GRPC_STATUS_OK;
+    r->details = grpc_empty_slice();
+}
+
+static inline void raw_call_end(raw_call *r)
+{
+    grpc_slice_unref(r->details);
+    grpc_metadata_array_destroy(&r->initial);
+    grpc_metadata_array_destroy(&r->trailing);
+    grpc_call_unref(r->call);
+    grpc_completion_queue_shutdown(r->cq);
+    while (grpc_completion_queue_pluck(r->cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(r->cq);
+    grpc_channel_destroy(r->channel);
 }
 
 static inline GBytes *pack_request(const char *service)

@@ -2,8 +2,6 @@
  * the target's addresses and get past a dead one, freeing waits for calls
  * in flight, and a server and a channel can share one completion queue, a
  * handler forwarding its call to a second server on behalf of the first. */
-#include <grpc/grpc_security.h>
-
 #include "rpc_harness.h"
 
 #define CHECK_PATH "/grpc.health.v1.Health/Check"
@@ -332,24 +330,13 @@ static void forward_slow(sw_call *call, void *user_data)
  * the call once `entered` reaches `n`; waits for its status. */
 static void call_and_cancel(int port, const char *path, counter *entered, int n)
 {
-    char *target = g_strdup_printf("127.0.0.1:%d", port);
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_channel *channel = grpc_channel_create(target, creds, NULL);
-    grpc_channel_credentials_release(creds);
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN));
-    grpc_call *call = grpc_channel_create_call(channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                               grpc_slice_from_static_string(path), NULL, deadline, NULL);
+    raw_call r;
+    raw_call_start(&r, port, path);
     GBytes *request = pack_request("up");
     gsize len = 0;
     const void *data = g_bytes_get_data(request, &len);
     grpc_slice slice = grpc_slice_from_copied_buffer(data, len);
     grpc_byte_buffer *message = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_metadata_array initial, trailing;
-    grpc_metadata_array_init(&initial);
-    grpc_metadata_array_init(&trailing);
-    grpc_status_code status = GRPC_STATUS_OK;
-    grpc_slice details = grpc_empty_slice();
     grpc_op ops[5];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -357,32 +344,22 @@ static void call_and_cancel(int port, const char *path, counter *entered, int n)
     ops[1].data.send_message.send_message = message;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &r.initial;
     ops[4].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[4].data.recv_status_on_client.trailing_metadata = &trailing;
-    ops[4].data.recv_status_on_client.status = &status;
-    ops[4].data.recv_status_on_client.status_details = &details;
+    ops[4].data.recv_status_on_client.trailing_metadata = &r.trailing;
+    ops[4].data.recv_status_on_client.status = &r.status;
+    ops[4].data.recv_status_on_client.status_details = &r.details;
     static int tag;
-    g_assert_cmpint(grpc_call_start_batch(call, ops, 5, &tag, NULL), ==, GRPC_CALL_OK);
+    g_assert_cmpint(grpc_call_start_batch(r.call, ops, 5, &tag, NULL), ==, GRPC_CALL_OK);
     counter_wait(entered, n);
-    grpc_call_cancel(call, NULL);
-    grpc_event ev = grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    grpc_call_cancel(r.call, NULL);
+    grpc_event ev = grpc_completion_queue_pluck(r.cq, &tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     g_assert_cmpint(ev.type, ==, GRPC_OP_COMPLETE);
-    g_assert_cmpint(status, ==, GRPC_STATUS_CANCELLED);
+    g_assert_cmpint(r.status, ==, GRPC_STATUS_CANCELLED);
     grpc_slice_unref(slice);
     grpc_byte_buffer_destroy(message);
     g_bytes_unref(request);
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&initial);
-    grpc_metadata_array_destroy(&trailing);
-    grpc_call_unref(call);
-    grpc_completion_queue_shutdown(cq);
-    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN) {
-    }
-    grpc_completion_queue_destroy(cq);
-    grpc_channel_destroy(channel);
-    g_free(target);
+    raw_call_end(&r);
 }
 
 static void test_shared_queue_forwarding(void)

@@ -56,49 +56,27 @@ static char *name_of_size(size_t bytes)
  * `wait_ms`. */
 static int status_without_message(int port, const char *path, int wait_ms)
 {
-    char *target = g_strdup_printf("127.0.0.1:%d", port);
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    grpc_channel *channel = grpc_channel_create(target, creds, NULL);
-    grpc_channel_credentials_release(creds);
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN));
-    grpc_slice method = grpc_slice_from_static_string(path);
-    grpc_call *call =
-        grpc_channel_create_call(channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, deadline, NULL);
-    grpc_metadata_array initial, trailing;
-    grpc_metadata_array_init(&initial);
-    grpc_metadata_array_init(&trailing);
-    grpc_status_code status = GRPC_STATUS_OK;
-    grpc_slice details = grpc_empty_slice();
+    raw_call r;
+    raw_call_start(&r, port, path);
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[1].data.recv_initial_metadata.recv_initial_metadata = &initial;
+    ops[1].data.recv_initial_metadata.recv_initial_metadata = &r.initial;
     ops[2].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[2].data.recv_status_on_client.trailing_metadata = &trailing;
-    ops[2].data.recv_status_on_client.status = &status;
-    ops[2].data.recv_status_on_client.status_details = &details;
+    ops[2].data.recv_status_on_client.trailing_metadata = &r.trailing;
+    ops[2].data.recv_status_on_client.status = &r.status;
+    ops[2].data.recv_status_on_client.status_details = &r.details;
     static int tag;
-    g_assert_cmpint(grpc_call_start_batch(call, ops, 3, &tag, NULL), ==, GRPC_CALL_OK);
+    g_assert_cmpint(grpc_call_start_batch(r.call, ops, 3, &tag, NULL), ==, GRPC_CALL_OK);
     gpr_timespec wait = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(wait_ms, GPR_TIMESPAN));
-    grpc_event ev = grpc_completion_queue_pluck(cq, &tag, wait, NULL);
-    int code = ev.type == GRPC_OP_COMPLETE ? (int)status : -1;
+    grpc_event ev = grpc_completion_queue_pluck(r.cq, &tag, wait, NULL);
+    int code = ev.type == GRPC_OP_COMPLETE ? (int)r.status : -1;
     if (ev.type != GRPC_OP_COMPLETE) {
-        grpc_call_cancel(call, NULL);
-        grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_call_cancel(r.call, NULL);
+        grpc_completion_queue_pluck(r.cq, &tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     }
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&initial);
-    grpc_metadata_array_destroy(&trailing);
-    grpc_call_unref(call);
-    grpc_completion_queue_shutdown(cq);
-    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN) {
-    }
-    grpc_completion_queue_destroy(cq);
-    grpc_channel_destroy(channel);
-    g_free(target);
+    raw_call_end(&r);
     return code;
 }
 
