@@ -346,12 +346,14 @@ static void on_stream_sent(sw_call *c)
 static void on_close(sw_call *c)
 {
     if (g_atomic_int_get(&c->cancelled)) {
+        gboolean out_of_time = sw__call_out_of_time(c);
         g_mutex_lock(&c->child_lock);
         c->cancel_seen = TRUE;
+        c->cancel_out_of_time = out_of_time;
         grpc_call *child = g_steal_pointer(&c->child);
         g_mutex_unlock(&c->child_lock);
         if (child) {
-            sw__call_cancel_child(child);
+            sw__call_cancel_child(child, out_of_time);
             grpc_call_unref(child);
         }
         if (c->on_cancel)

@@ -75,6 +75,7 @@ struct sw_call {
     GMutex child_lock;
     grpc_call *child;
     gboolean cancel_seen;
+    gboolean cancel_out_of_time; /* the cancellation was the deadline's */
 };
 
 struct sw_server {
@@ -136,8 +137,15 @@ void sw__call_watch_close(sw_call *call);
  * call's life"). */
 void sw__call_adopt_child(sw_call *call, grpc_call *child);
 void sw__call_release_child(sw_call *call, grpc_call *child);
-/* Cancels `child` as made on behalf of a call that was cancelled. */
-void sw__call_cancel_child(grpc_call *child);
+/* gRPC's deadline timers work in whole milliseconds and may fire up to
+ * one early; a call cancelled this close to its deadline was cancelled by
+ * it. */
+#define SW_DEADLINE_SLACK_US 2000
+/* Whether a cancelled call's cancellation was its deadline passing. */
+gboolean sw__call_out_of_time(const sw_call *call);
+/* Cancels `child` as made on behalf of a call that was cancelled: with
+ * DEADLINE_EXCEEDED when that call ran out of time, else CANCELLED. */
+void sw__call_cancel_child(grpc_call *child, gboolean out_of_time);
 /* Frees what a call held of the server's limits: its in-flight slot
  * (`counted`) and its share of the request memory budget (`held_bytes`),
  * as its reply is about to be sent. */
