@@ -35,7 +35,8 @@
 # folder), BENCH_DURATION_S (4), BENCH_WARMUP_S (1), BENCH_CONCURRENCY (1,4,16),
 # BENCH_ROWS ("1 64"), BENCH_SERVER_ARGS (extra flags for every server),
 # BENCH_QUIET_WAIT_S (0: on a shared machine, wait up to this long before each
-# measurement for the rest of the machine to go idle).
+# measurement for the rest of the machine to go idle), BENCH_INSTRUCTIONS (1: count
+# instructions per request under callgrind when valgrind is installed; 0: skip).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -274,6 +275,19 @@ done
 stop_servers
 python_chain
 
+# --- instructions per request (callgrind, bench/instructions.py): the served pipeline
+# part by part against both floors, free of the timing noise above.
+if [[ ${BENCH_INSTRUCTIONS:-1} != 0 ]] && command -v valgrind >/dev/null; then
+    for r in $ROWS; do
+        log "instructions, $r-row requests (callgrind)"
+        "$PYTHON" "$ROOT/bench/instructions.py" --build "$BUILD" --export "$EXPORT" --rows "$r" \
+            --requests "$((r > 1 ? 100 : 300))" --out "$OUT/callgrind-r$r" >"$OUT/instructions-r$r.md"
+    done
+fi
+
 log "done in $(($(date +%s) - START)) s; results in $OUT"
 "$PYTHON" "$ROOT/bench/report.py" "$OUT" | tee "$OUT/summary.md"
+for f in "$OUT"/instructions-r*.md; do
+    [[ -f $f ]] && { echo; cat "$f"; } | tee -a "$OUT/summary.md"
+done
 exit "$FAILED_CALLS"
