@@ -52,8 +52,18 @@ WORKING = {
     "grpc-pipeline": "transport-work-3",
     "grpc-pipeline-batched": "transport-work-3",
 }
+# Which model-working floor: the same bare servers each running its stage in-process on every
+# call (bench/transport.sh, --work-request), so the modules pay what running between system
+# calls and sleeps costs them, as the served ones do.
+MODEL_WORKING = {
+    "grpc-predictor": "transport-model-1",
+    "grpc-predictor-batched": "transport-model-1",
+    "grpc-predictor-batched-delay": "transport-model-1",
+    "grpc-pipeline": "transport-model-3",
+    "grpc-pipeline-batched": "transport-model-3",
+}
 ORDER = ["floor-pipeline", "floor-pipeline-codec", "floor-pipeline-idle", "floor-predictor", "floor-preprocessor", "floor-postprocessor",
-         "transport-1", "transport-3", "transport-work-1", "transport-work-3", "grpc-predictor", "grpc-preprocessor", "grpc-postprocessor", "grpc-predictor-batched",
+         "transport-1", "transport-3", "transport-work-1", "transport-work-3", "transport-model-1", "transport-model-3", "grpc-predictor", "grpc-preprocessor", "grpc-postprocessor", "grpc-predictor-batched",
          "grpc-predictor-batched-delay", "grpc-pipeline", "grpc-pipeline-batched", "rest-pipeline", "rest-pipeline-binary",
          "grpc-staged", "python-pipeline",
          "python-chain"]
@@ -115,8 +125,9 @@ def ratio(value, base):
 def table(runs):
     lines = ["| measurement | rows/req | conc | req/s | rows/s | p50 µs | p90 µs | p99 µs | errors "
              "| CPU µs/row | model floor | transport floor | × (model+transport) | × model floor "
-             "| working floor | × working floor | client CPU µs/row | switches/req | other cores |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| working floor | × working floor | model-working floor | × model-working floor "
+             "| client CPU µs/row | switches/req | other cores |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     rank = {k: i for i, k in enumerate(ORDER)}
     for key in sorted(runs, key=lambda k: (k[1], k[2], rank.get(k[0], 99), k[0])):
         kind, rows, conc = key
@@ -126,6 +137,7 @@ def table(runs):
         transport = floor_cpu(runs, TRANSPORT.get(kind), rows, conc)
         both = model + transport if model is not None and transport is not None else None
         working = floor_cpu(runs, WORKING.get(kind), rows, conc)
+        model_working = floor_cpu(runs, MODEL_WORKING.get(kind), rows, conc)
         lat = s["latency_us"]
         other = s.get("other_cpu_s")
         other = None if other is None or not s["elapsed_s"] else other / s["elapsed_s"]
@@ -133,6 +145,7 @@ def table(runs):
                      f"| {lat['p50']} | {lat['p90']} | {lat['p99']} | {s['errors']} | {fmt(cpu)} "
                      f"| {fmt(model)} | {fmt(transport)} | {fmt(ratio(cpu, both), 2)} "
                      f"| {fmt(ratio(cpu, model), 2)} | {fmt(working)} | {fmt(ratio(cpu, working), 2)} "
+                     f"| {fmt(model_working)} | {fmt(ratio(cpu, model_working), 2)} "
                      f"| {fmt(s['client_cpu_us_per_row'])} "
                      f"| {fmt(s.get('server_switches_per_request'))} | {fmt(other, 2)} |")
     return "\n".join(lines)
@@ -181,7 +194,11 @@ def main():
           "of the same bare servers when each call first spends the CPU its stage's model spends in-process "
           "(transport-work-1 and -3, stagewise-transport-floor --work-us): a server that computes lets its "
           "client fall asleep, and the wake-up costs CPU an instant answer does not; × working floor: "
-          "served CPU over it, what the serving code adds beyond model, bytes and wake-ups. \"-\": no such "
+          "served CPU over it, what the serving code adds beyond model, bytes and wake-ups. Model-working "
+          "floor: the same bare servers each running its stage of the export in-process on every call "
+          "(transport-model-1 and -3, stagewise-transport-floor --work-request), so the modules pay what "
+          "running between system calls and sleeps costs them here, as served ones do; × model-working "
+          "floor: served CPU over it, what the serving code adds all told. \"-\": no such "
           "floor for that measurement.")
     sizes = transport_sizes(dirs)
     if sizes:

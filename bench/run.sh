@@ -26,6 +26,8 @@
 #                         the predictor's and the pipeline's message sizes (transport.sh)
 #   transport-work-1, -3  the working floor: the same, each server first spending the
 #                         CPU its stage's model spends in-process (transport.sh)
+#   transport-model-1, -3 the model-working floor: the same, each server running its stage
+#                         in-process on every call (transport.sh)
 # each at concurrency 1 and a saturating one, with 1-row and 64-row requests.
 # Server CPU per row comes from /proc/PID/stat of every server involved.
 # JSON goes to bench/results/<date>/, progress to stderr, a markdown table to

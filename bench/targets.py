@@ -122,6 +122,18 @@ TARGETS = [
      lambda r: p50(own(r), "grpc-predictor", 1, 1) - p50(own(r), "transport-work-1", 1, 1), "{:.0f} µs"),
     ("per hop in the one-call pipeline: (p50 − the working floor's p50) / 3, concurrency 1, 1 row", "stated",
      lambda r: (p50(own(r), "grpc-pipeline", 1, 1) - p50(own(r), "transport-work-3", 1, 1)) / 3, "{:.0f} µs"),
+    ("1-row requests, concurrency 1, one-call pipeline: CPU/row against the model-working floor (three bare "
+     "servers each running its stage: what the serving code adds, all told)", "stated",
+     lambda r: against_working(r, 1, 1, floor="transport-model-3"), "{:.2f}×"),
+    ("1-row requests, concurrency 4, one-call pipeline: CPU/row against the model-working floor", "stated",
+     lambda r: against_working(r, 1, 4, floor="transport-model-3"), "{:.2f}×"),
+    ("64-row requests, concurrency 4, one-call pipeline: CPU/row against the model-working floor", "stated",
+     lambda r: against_working(r, 64, 4, floor="transport-model-3"), "{:.2f}×"),
+    ("1-row requests, concurrency 1, predictor alone: CPU/row against the model-working floor", "stated",
+     lambda r: against_working(r, 1, 1, "grpc-predictor", "transport-model-1"), "{:.2f}×"),
+    ("per hop in the one-call pipeline: (p50 − the model-working floor's p50) / 3, concurrency 1, 1 row",
+     "stated",
+     lambda r: (p50(own(r), "grpc-pipeline", 1, 1) - p50(own(r), "transport-model-3", 1, 1)) / 3, "{:.0f} µs"),
     ("batching, 16 concurrent 1-row clients: predictor req/s batched over unbatched",
      "≥ 2×", lambda r: step(r, "grpc-predictor-batched", 1, 16)["requests_per_s"]
      / step(r, "grpc-predictor", 1, 16)["requests_per_s"], "{:.2f}×"),

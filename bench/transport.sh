@@ -17,6 +17,12 @@
 #                waking it costs CPU an instant answer does not pay; these servers pay
 #                it, so served CPU over the working floor is what the serving code adds
 #                beyond model, bytes and wake-ups.
+#   transport-model-1, transport-model-3  the model-working floor: the same bare servers,
+#                each running its stage of the export in-process on every call, on the
+#                request that stage gets in this run (--work-export, --work-request), so
+#                the modules run between the same system calls and sleeps as served ones
+#                and pay what that costs them on this machine, which a spin does not.
+#                Served CPU over this floor is what the serving code adds, all told.
 # The sizes come from the real servers: transport_sizes, while the staged servers run.
 
 # Bytes of a request file (as the pipeline model with --as-pipeline) and of the reply
@@ -63,18 +69,23 @@ work_us() {
 
 # transport_floors: transport-1 and transport-3 for every row count, at the same
 # concurrencies and with the same requests as grpc-predictor and grpc-pipeline,
-# then the same with each server doing its stage's work (transport-work-1, -3).
+# then the same with each server spending its stage's CPU (transport-work-1, -3) and
+# running its stage (transport-model-1, -3).
 transport_floors() {
     local r pred_req pred_reply to_pred to_post pipe_reply c_target c_pid b_target b_pid kind
     local -a pre_work pred_work post_work
     for r in $ROWS; do
         read -r pred_req pred_reply to_pred to_post pipe_reply <"$OUT/transport-sizes-r$r.txt"
         pre_work=() pred_work=() post_work=()
-        for kind in transport transport-work; do
+        for kind in transport transport-work transport-model; do
             if [[ $kind == transport-work ]]; then
                 pre_work=(--work-us "$(work_us preprocessor "$r")")
                 pred_work=(--work-us "$(work_us predictor "$r")")
                 post_work=(--work-us "$(work_us postprocessor "$r")")
+            elif [[ $kind == transport-model ]]; then
+                pre_work=(--work-export "$EXPORT" --work-request "$OUT/preprocessor-r$r.pb")
+                pred_work=(--work-export "$EXPORT" --work-request "$OUT/predictor-r$r.pb")
+                post_work=(--work-export "$EXPORT" --work-request "$OUT/postprocessor-r$r.pb")
             fi
             start_floor "$kind-1" --reply-bytes "$pred_reply" "${pred_work[@]}"
             bench "$kind-1-r$r" --target "$STARTED_TARGET" --request-file "$OUT/predictor-r$r.pb" \

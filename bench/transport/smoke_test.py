@@ -86,6 +86,36 @@ class TransportFloorTest(unittest.TestCase):
         self.assertGreaterEqual(step["server_cpu_s"], 40 * 0.003 - 0.011)
         self.assertGreaterEqual(step["latency_us"]["p50"], 3000)
 
+    def test_stage_work_runs_the_real_stage(self):
+        """--work-export/--work-request: each call runs the stage the request file feeds; a
+        missing file, or --work-us beside them, stops the floor with a reason."""
+        run_bench("--rows-from-export", EXAMPLE_DIR, "--rows-per-request", "64", "--write-request",
+                  self.path("pre.pb"), "--write-stage", "preprocessor")
+        proc = subprocess.Popen([FLOOR, "--listen", "127.0.0.1:0", "--work-export", EXAMPLE_DIR, "--work-request",
+                                 self.path("pre.pb")], stderr=subprocess.PIPE, text=True)
+        line = proc.stderr.readline()
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        try:
+            self.assertEqual(fields.get("work_stage"), "preprocessor", line)
+            run_bench("--target", f"127.0.0.1:{fields['port']}", "--request-file", self.path("pre.pb"), "--requests",
+                      "30", "--warmup-s", "0", "--concurrency", "1", "--server-pids", str(proc.pid), "--json-out",
+                      self.path("stage.json"))
+        finally:
+            status = stop(proc)
+        self.assertEqual(status, 0)
+        with open(self.path("stage.json"), encoding="utf-8") as f:
+            step = json.load(f)["steps"][0]
+        self.assertEqual((step["requests"], step["errors"]), (30, 0), step["first_error"])
+        # 64 rows of preprocessing cost over a millisecond in-process; a spin-free floor ~30 µs.
+        self.assertGreaterEqual(step["server_cpu_s"], 30 * 0.0005 - 0.011)
+
+        for args, reason in ((["--work-request", self.path("missing.pb")], "missing.pb"),
+                             (["--work-us", "5", "--work-request", self.path("pre.pb")], "go together")):
+            proc = subprocess.run([FLOOR, "--listen", "127.0.0.1:0", "--work-export", EXAMPLE_DIR, *args],
+                                  capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertIn(reason, proc.stderr)
+
     def test_chain_of_three(self):
         run_bench("--rows-from-export", EXAMPLE_DIR, "--rows-per-request", "2", "--write-request",
                   self.path("req.pb"))

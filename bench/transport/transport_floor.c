@@ -21,6 +21,11 @@
  * transport with that cost in it, and the served figures can be set against
  * a bare server doing the same CPU work per call.
  *
+ * With --work-export and --work-request each call first runs one stage of a
+ * real export on a canned request instead (stage_work.h): the model floor's
+ * own work, paying what real modules pay for running between system calls
+ * and sleeps, which a spin does not (its code and data fit in any cache).
+ *
  * Messages are zero bytes wrapped in one unknown protobuf field, so any
  * protobuf parser (a ModelInferResponse included) reads them as empty. */
 #define _GNU_SOURCE /* getopt_long, sigwait */
@@ -40,6 +45,7 @@
 #include <time.h>
 
 #include "absl_checks.h"
+#include "stage_work.h"
 
 #define DEFAULT_METHOD "/inference.GRPCInferenceService/ModelInfer"
 /* Calls waiting to be accepted at any time: more than any concurrency the
@@ -54,6 +60,8 @@ typedef struct options {
     long reply_bytes;
     long next_bytes;
     long work_us;
+    const char *work_export;
+    const char *work_request;
 } options;
 
 /* What a completion-queue tag stands for. */
@@ -98,6 +106,7 @@ struct floor_server {
     grpc_byte_buffer *reply;        /* the answer every call gets */
     grpc_byte_buffer *next_request; /* what every call sends on */
     long work_us;                   /* CPU each call burns before it goes on */
+    floor_stage_work *stage_work;   /* or the stage each call runs first; NULL: none */
     int live_calls;                 /* floor_call objects not yet freed */
     int stopped;                    /* the server accepts no more calls */
     int stopped_tag;                /* its address is the tag saying so */
@@ -275,6 +284,14 @@ static void handle(floor_server *s, floor_call *c, int success)
         }
         if (s->work_us)
             burn_cpu(s->work_us);
+        if (s->stage_work) {
+            char *msg = NULL;
+            if (floor_stage_work_run(s->stage_work, &msg) != 0) {
+                reply(c, NULL, GRPC_STATUS_INTERNAL, msg);
+                free(msg);
+                return;
+            }
+        }
         if (s->channel)
             forward(c);
         else
@@ -305,6 +322,15 @@ static grpc_arg int_arg(const char *key, int value)
 static int floor_start(floor_server *s, const options *o)
 {
     s->cq = grpc_completion_queue_create_for_next(NULL);
+    if (o->work_request) {
+        char *msg = NULL;
+        s->stage_work = floor_stage_work_new(o->work_export, o->work_request, &msg);
+        if (s->stage_work == NULL) {
+            fprintf(stderr, "stagewise-transport-floor: --work-request: %s\n", msg);
+            free(msg);
+            return 0;
+        }
+    }
     grpc_arg args[] = {int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1), int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1),
                        int_arg(GRPC_ARG_ENABLE_RETRIES, 0)};
     grpc_channel_args channel_args = {.num_args = 3, .args = args};
@@ -334,8 +360,9 @@ static int floor_start(floor_server *s, const options *o)
     /* The " port=N" form the bench scripts read from the servers' logs. */
     fprintf(stderr,
             "stagewise-transport-floor: event=listening port=%d method=%s reply_bytes=%ld next=%s next_bytes=%ld "
-            "work_us=%ld\n",
-            port, o->method, o->reply_bytes, o->next ? o->next : "-", o->next ? o->next_bytes : 0L, o->work_us);
+            "work_us=%ld work_stage=%s\n",
+            port, o->method, o->reply_bytes, o->next ? o->next : "-", o->next ? o->next_bytes : 0L, o->work_us,
+            s->stage_work ? floor_stage_work_stage(s->stage_work) : "-");
     return 1;
 }
 
@@ -367,6 +394,7 @@ static void floor_stop(floor_server *s)
         grpc_byte_buffer_destroy(s->reply);
     if (s->next_request)
         grpc_byte_buffer_destroy(s->next_request);
+    floor_stage_work_free(s->stage_work);
 }
 
 /* Waits for SIGTERM or SIGINT (blocked in every thread), then stops the
@@ -387,15 +415,18 @@ static void *signal_thread(void *arg)
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: stagewise-transport-floor --listen HOST:PORT [--reply-bytes N] [--next TARGET --next-bytes N]\n"
-                "                                 [--method PATH] [--work-us US]\n"
-                "\n"
-                "A bare gRPC C core server for the benchmark's transport floor: one thread, one completion queue,\n"
-                "every call handled inline. It answers each call of PATH (default " DEFAULT_METHOD ")\n"
-                "with a message of N reply bytes (default 0), ignoring the request; with --next it first sends a\n"
-                "message of --next-bytes to TARGET and answers when TARGET does. With --work-us each call first\n"
-                "spends US microseconds of CPU on the polling thread, standing in for a model's work. Port 0\n"
-                "picks a free port; the bound one is printed on stderr as ' port=N'. Stops on SIGTERM or SIGINT.\n");
+    fprintf(to,
+            "usage: stagewise-transport-floor --listen HOST:PORT [--reply-bytes N] [--next TARGET --next-bytes N]\n"
+            "                                 [--method PATH] [--work-us US | --work-export DIR --work-request FILE]\n"
+            "\n"
+            "A bare gRPC C core server for the benchmark's transport floor: one thread, one completion queue,\n"
+            "every call handled inline. It answers each call of PATH (default " DEFAULT_METHOD ")\n"
+            "with a message of N reply bytes (default 0), ignoring the request; with --next it first sends a\n"
+            "message of --next-bytes to TARGET and answers when TARGET does. With --work-us each call first\n"
+            "spends US microseconds of CPU on the polling thread, standing in for a model's work; with\n"
+            "--work-export and --work-request it runs the real stage that FILE (written by stagewise-bench\n"
+            "--write-request --write-stage STAGE) feeds, from the export in DIR, on that request. Port 0\n"
+            "picks a free port; the bound one is printed on stderr as ' port=N'. Stops on SIGTERM or SIGINT.\n");
 }
 
 static int parse_size(const char *text, const char *flag, long *out)
@@ -419,6 +450,8 @@ static int parse_options(int argc, char **argv, options *o)
                                           {"reply-bytes", required_argument, NULL, 'r'},
                                           {"next-bytes", required_argument, NULL, 'b'},
                                           {"work-us", required_argument, NULL, 'w'},
+                                          {"work-export", required_argument, NULL, 'e'},
+                                          {"work-request", required_argument, NULL, 'q'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     *o = (options){.method = DEFAULT_METHOD};
@@ -440,12 +473,19 @@ static int parse_options(int argc, char **argv, options *o)
             if (!parse_size(optarg, "--work-us", &o->work_us))
                 return 0;
             break;
+        case 'e': o->work_export = optarg; break;
+        case 'q': o->work_request = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return 0;
         }
     }
     if (optind < argc || o->listen == NULL) {
         usage(stderr);
+        return 0;
+    }
+    if (!o->work_export != !o->work_request || (o->work_request && o->work_us)) {
+        fprintf(stderr, "stagewise-transport-floor: --work-export and --work-request go together, and not with "
+                        "--work-us\n");
         return 0;
     }
     return 1;
