@@ -135,6 +135,7 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
     sw_oip_service_options oo = {
         .max_rows = s->max_rows,
         .inline_max_rows = s->inline_max_rows,
+        .inline_when_busy = s->inline_when_busy,
         .max_reply_bytes = (size_t)s->max_message_mb * 1024 * 1024,
         .access_log = s->access_log,
         .next_auth_token = next_token,

@@ -83,6 +83,14 @@ static const option options[] = {
      .help = "without batching, a request of at most N rows (and 16 KiB) runs on the thread that received it "
              "while no other inference call is in flight, saving a thread hand-off (0: every call goes to a worker; "
              "never for image or audio inputs)"},
+    {.name = "inline-when-busy",
+     .type = OPT_BOOL,
+     .default_value = "false",
+     .offset = S(inline_when_busy),
+     .stages = ALL_STAGES,
+     .help = "run those small requests on the receiving thread even while other calls are in flight, as a bare "
+             "gRPC server would: the least CPU per call where a stage has a core or less to itself, but its small "
+             "calls then use one core"},
     {.name = "torch-threads",
      .type = OPT_INT,
      .default_value = "1",

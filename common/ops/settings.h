@@ -24,6 +24,7 @@ typedef struct sw_settings {
     char *next;
     int threads;
     int inline_max_rows;
+    gboolean inline_when_busy;
     int torch_threads;
     int max_message_mb;
     int drain_timeout_s;

@@ -47,6 +47,7 @@ sw_oip_service *sw_oip_service_new(sw_stage *stage, const sw_export *export, con
     svc->next = next;
     svc->max_rows = options->max_rows;
     svc->inline_max_rows = options->inline_max_rows;
+    svc->inline_when_busy = options->inline_when_busy;
     svc->batching = options->batching;
     svc->max_reply_bytes = options->max_reply_bytes;
     svc->access_log = options->access_log;
@@ -181,7 +182,7 @@ size_t sw_oip_service_methods(sw_oip_service *svc, sw_method *methods)
             .handler = sw__handle_model_infer,
             .user_data = svc,
             .inline_max_bytes = infer_inline_max_bytes(svc),
-            .inline_when_idle = svc->batcher == NULL,
+            .inline_when_idle = svc->batcher == NULL && !svc->inline_when_busy,
         },
         /* Open: Kubernetes probes carry no token. */
         SW_INLINE_METHOD(SW_PATH_HEALTH_CHECK, sw__handle_health_check, TRUE),

@@ -33,6 +33,11 @@ typedef struct sw_oip_service_options {
      * such a request is batched and run on that thread (batcher.h). 0:
      * every call goes to a worker or the batch executor. */
     int inline_max_rows;
+    /* Without batching, such a request runs on the polling thread even
+     * while other calls are in flight or waiting (sw_method.inline_when_idle
+     * FALSE): no hand-off to workers at any load, so small calls use one
+     * core. */
+    gboolean inline_when_busy;
     size_t max_reply_bytes;      /* the largest reply sent; 0 no limit */
     gboolean access_log;         /* one log line per inference call */
     const char *next_auth_token; /* bearer token for the next stage; copied */

@@ -47,6 +47,7 @@ struct sw_oip_service {
     char *next_metadata[3]; /* authorization for the next stage, NULL-terminated */
     int max_rows;
     int inline_max_rows;         /* sw_oip_service_options.inline_max_rows */
+    gboolean inline_when_busy;   /* sw_oip_service_options.inline_when_busy */
     sw_batcher_options batching; /* max_batch_size 0: no batching */
     size_t max_reply_bytes;      /* 0: no limit */
     gboolean access_log;

@@ -796,7 +796,7 @@ class StageBatchingTest(OpsCase):
 # Every setting with its default, as --help must show it (settings.c).
 FLAG_DEFAULTS = {
     "model-dir": "unset", "listen": "0.0.0.0:8001", "name": "unset", "device": "cpu", "next": "unset",
-    "threads": "4", "inline-max-rows": "16", "torch-threads": "1", "max-message-mb": "256", "drain-timeout": "30", "max-rows": "0",
+    "threads": "4", "inline-max-rows": "16", "inline-when-busy": "false", "torch-threads": "1", "max-message-mb": "256", "drain-timeout": "30", "max-rows": "0",
     "max-concurrent": "0", "max-request-memory-mb": "1024", "max-streams-per-connection": "512", "keepalive-time": "60", "keepalive-timeout": "20", "max-connection-age": "0",
     "tls-cert": "unset", "tls-key": "unset", "tls-client-ca": "unset", "next-tls-ca": "unset",
     "next-tls-cert": "unset", "next-tls-key": "unset", "auth-token-file": "unset",

@@ -117,6 +117,7 @@ static void test_defaults(void)
     g_assert_cmpstr(s.log_level, ==, "info");
     g_assert_cmpstr(s.log_format, ==, "kv");
     g_assert_false(s.access_log);
+    g_assert_false(s.inline_when_busy);
     g_assert_null(s.metrics_listen);
     g_assert_null(s.http_listen);
     g_assert_cmpint(s.max_batch_size, ==, 0);
@@ -134,10 +135,10 @@ static void test_flags(void)
     char **rest = NULL;
     sw_settings s;
     GError *error = NULL;
-    const char *const args[] = {"--model-dir", "/m",           "positional", "--threads=8", "--listen",
-                                "127.0.0.1:0", "--access-log", "--name",     "shop",        "--max-queue-delay-us",
-                                "250",         "--device",     "cuda:1",     "--instances", "3",
-                                NULL};
+    const char *const args[] = {
+        "--model-dir",  "/m",          "positional", "--threads=8",          "--listen", "127.0.0.1:0",
+        "--access-log", "--name",      "shop",       "--max-queue-delay-us", "250",      "--device",
+        "cuda:1",       "--instances", "3",          "--inline-when-busy",   NULL};
     g_assert_true(load(&s, SW_STAGE_PREDICTOR, args, &rest, &error));
     g_assert_no_error(error);
     g_assert_cmpstr(s.model_dir, ==, "/m");
@@ -148,6 +149,7 @@ static void test_flags(void)
     g_assert_cmpint(s.max_queue_delay_us, ==, 250);
     g_assert_cmpstr(s.device, ==, "cuda:1");
     g_assert_cmpint(s.instances, ==, 3);
+    g_assert_true(s.inline_when_busy);
     /* Consumed options are gone; the rest stays, in order. */
     g_assert_cmpuint(g_strv_length(rest), ==, 2);
     g_assert_cmpstr(rest[0], ==, "stagewise-test");

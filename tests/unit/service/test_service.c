@@ -285,6 +285,49 @@ static void write_text(const char *dir, const char *name, const char *text)
     g_free(path);
 }
 
+/* How ModelInfer is dispatched: small calls inline only while the server is
+ * idle by default, at any load with inline_when_busy, and never run inline
+ * by the handler itself with batching (the batcher decides). */
+static const sw_method *infer_method(const sw_method *methods, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (g_strcmp0(methods[i].path, SW_PATH_MODEL_INFER) == 0)
+            return &methods[i];
+    g_assert_not_reached();
+}
+
+static void test_inline_when_busy(void)
+{
+    char *dir = sw_test_dir_new();
+    sw_test_write_export(dir, NULL, "op=echo", NULL);
+    GError *error = NULL;
+    sw_export *export = sw_export_load(dir, &error);
+    g_assert_no_error(error);
+    const struct {
+        sw_oip_service_options options;
+        gboolean inline_when_idle;
+    } cases[] = {
+        {{.inline_max_rows = 16}, TRUE},
+        {{.inline_max_rows = 16, .inline_when_busy = TRUE}, FALSE},
+        {{.inline_max_rows = 16, .inline_when_busy = TRUE, .batching = {.max_batch_size = 8, .max_queue_size = 64}},
+         FALSE},
+    };
+    for (size_t k = 0; k < G_N_ELEMENTS(cases); k++) {
+        sw_stage *stage = sw_stage_new(SW_STAGE_PREDICTOR, export, "t", NULL, &error);
+        g_assert_no_error(error);
+        sw_oip_service *oip = sw_oip_service_new(stage, export, "t", NULL, &cases[k].options, &error);
+        g_assert_no_error(error);
+        sw_method methods[SW_OIP_SERVICE_MAX_METHODS];
+        const sw_method *m = infer_method(methods, sw_oip_service_methods(oip, methods));
+        g_assert_cmpuint(m->inline_max_bytes, >, 0);
+        g_assert_cmpint(m->inline_when_idle, ==, cases[k].inline_when_idle);
+        sw_oip_service_free(oip);
+        sw_stage_free(stage);
+    }
+    sw_export_free(export);
+    sw_test_dir_remove(dir);
+}
+
 /* The postprocessor serves the pipeline model too, and marks ragged
  * outputs as JSON. */
 static void test_model_metadata_of_ragged_outputs(void)
@@ -719,6 +762,7 @@ int main(int argc, char **argv)
     g_test_add_func("/service/server-metadata", test_server_metadata);
     g_test_add_func("/service/model-metadata-of-the-stage", test_model_metadata_of_the_stage);
     g_test_add_func("/service/model-metadata-of-ragged-outputs", test_model_metadata_of_ragged_outputs);
+    g_test_add_func("/service/inline-when-busy", test_inline_when_busy);
     g_test_add_func("/service/infer-waits-for-the-module", test_infer_waits_for_the_module);
     g_test_add_func("/service/infer-runs-the-stage", test_infer_runs_the_stage);
     g_test_add_func("/service/requested-outputs-select-and-order", test_requested_outputs_select_and_order);
