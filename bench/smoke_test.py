@@ -1,7 +1,8 @@
 """Smoke test of stagewise-bench (ctest bench_smoke): the in-process floor on the example
 export for a few requests, a predictor request written and replayed against a real predictor
 server for about a second, a few v2 REST requests (--http-target, JSON and binary tensors)
-through a one-call pipeline served over HTTP, and failing runs that must say why. Checks exit
+through a one-call pipeline served over HTTP, bench/one_cpu.sh for one short round, and
+failing runs that must say why. Checks exit
 codes and that the JSON is complete and sane, not any performance figure."""
 
 import json
@@ -209,6 +210,29 @@ class BenchSmokeTest(unittest.TestCase):
         finally:
             for proc, _, _, log_path in reversed(servers):
                 self.assertEqual(stop(proc, log_path), 0)
+
+    def test_one_cpu_script(self):
+        """bench/one_cpu.sh for one short round: each setting served its calls, the server
+        ran with the setting asked for, and the summary has a row per step."""
+        if len(os.sched_getaffinity(0)) < 2:
+            self.skipTest("bench/one_cpu.sh needs two CPUs")
+        out = self.path("one-cpu")
+        env = dict(os.environ, BUILD=BUILD_DIR, EXPORT=EXAMPLE_DIR, ROUNDS="1", DURATION_S="0.5", CONCURRENCY="2")
+        proc = subprocess.run([os.path.join(ROOT, "bench", "one_cpu.sh"), out], capture_output=True, text=True,
+                              env=env, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        rows = [line.split("|")[1:-1] for line in open(os.path.join(out, "summary.md"), encoding="utf-8")
+                if re.match(r"\| (pinned|quota) \|", line)]
+        limits = ["pinned", "quota"] if os.geteuid() == 0 else ["pinned"]
+        self.assertEqual(sorted((r[0].strip(), r[2].strip()) for r in rows),
+                         sorted((limit, busy) for limit in limits for busy in ("false", "true")))
+        for r in rows:
+            self.assertEqual(r[8].strip(), "0", r)  # errors
+            self.assertGreater(float(r[4].strip().replace(",", "")), 0, r)  # req/s
+        for limit in limits:
+            for busy in ("false", "true"):
+                with open(os.path.join(out, "logs", f"{limit}-{busy}-r1.log"), encoding="utf-8") as f:
+                    self.assertIn(f"inline_when_busy={busy} ", f.read())
 
     def test_rows_from_a_file(self):
         rows = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "fixtures", "example_rows.py"), "5"],

@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "channel.h"
 #include "completion.h"
+#include "cpu_allowance.h"
 #include "export.h"
 #include "grpc_log.h"
 #include "log.h"
@@ -44,6 +45,7 @@ typedef struct service {
     sw_metrics_http *metrics_http;
     sw_rest_server *rest; /* NULL without --http-listen */
     char *tls_cert, *tls_key, *tls_client_ca;
+    gboolean inline_when_busy; /* --inline-when-busy, "auto" resolved */
 } service;
 
 static char *read_pem(const char *path, const char *what, GError **error)
@@ -106,6 +108,20 @@ static gboolean start_rest(service *svc, const sw_settings *s, GError **error)
     return svc->rest != NULL;
 }
 
+/* "auto" is on where the process may keep at most one CPU busy: there the
+ * workers cannot run beside the polling thread, so handing them small calls
+ * buys no parallelism and costs a wake-up each. */
+static gboolean inline_when_busy(const sw_settings *s)
+{
+    if (s->inline_when_busy != SW_SETTING_AUTO)
+        return s->inline_when_busy;
+    sw_cpu_allowance cpus = sw_cpu_allowance_read();
+    gboolean on = cpus.cpus <= 1.0;
+    sw_log(SW_LOG_INFO, "event=inline_when_busy value=%s cpus=%.2f limited_by=\"%s\"", on ? "true" : "false", cpus.cpus,
+           cpus.source);
+    return on;
+}
+
 static gboolean service_start(service *svc, sw_stage_kind kind, const sw_settings *s, GError **error)
 {
     svc->export = sw_export_load(s->model_dir, error);
@@ -132,10 +148,11 @@ static gboolean service_start(service *svc, sw_stage_kind kind, const sw_setting
     char *next_token = NULL;
     if (s->next_auth_token_file && (next_token = sw_auth_read_token(s->next_auth_token_file, error)) == NULL)
         return FALSE;
+    svc->inline_when_busy = inline_when_busy(s);
     sw_oip_service_options oo = {
         .max_rows = s->max_rows,
         .inline_max_rows = s->inline_max_rows,
-        .inline_when_busy = s->inline_when_busy,
+        .inline_when_busy = svc->inline_when_busy,
         .max_reply_bytes = (size_t)s->max_message_mb * 1024 * 1024,
         .access_log = s->access_log,
         .next_auth_token = next_token,
@@ -272,11 +289,11 @@ static void serve_until_signal(service *svc, const sw_settings *s, sigset_t *sig
 {
     sw_oip_service_set_serving(svc->oip, TRUE);
     sw_log(SW_LOG_INFO,
-           "event=listening model=%s device=%s port=%d metrics_port=%d http_port=%d threads=%d tls=%s auth=%s next=%s "
-           "max_open_files=%llu",
+           "event=listening model=%s device=%s port=%d metrics_port=%d http_port=%d threads=%d inline_when_busy=%s "
+           "tls=%s auth=%s next=%s max_open_files=%llu",
            svc->stage->model_name, svc->stage->device, sw_server_port(svc->server),
            svc->metrics_http ? sw_metrics_http_port(svc->metrics_http) : 0,
-           svc->rest ? sw_rest_server_port(svc->rest) : 0, s->threads,
+           svc->rest ? sw_rest_server_port(svc->rest) : 0, s->threads, svc->inline_when_busy ? "true" : "false",
            s->tls_cert ? (s->tls_client_ca ? "mutual" : "on") : "off", svc->auth ? "bearer" : "off",
            s->next ? s->next : "none", (unsigned long long)open_files);
     int sig = 0;

@@ -11,6 +11,7 @@ typedef enum option_type {
     OPT_STRING,
     OPT_INT,
     OPT_BOOL,
+    OPT_AUTO_BOOL, /* OPT_BOOL that may also be "auto": an int, SW_SETTING_AUTO */
 } option_type;
 
 #define ALL_STAGES 7u
@@ -84,13 +85,14 @@ static const option options[] = {
              "while no other inference call is in flight, saving a thread hand-off (0: every call goes to a worker; "
              "never for image or audio inputs)"},
     {.name = "inline-when-busy",
-     .type = OPT_BOOL,
-     .default_value = "false",
+     .type = OPT_AUTO_BOOL,
+     .default_value = "auto",
      .offset = S(inline_when_busy),
      .stages = ALL_STAGES,
+     .arg = "auto|true|false",
      .help = "run those small requests on the receiving thread even while other calls are in flight, as a bare "
              "gRPC server would: the least CPU per call where a stage has a core or less to itself, but its small "
-             "calls then use one core"},
+             "calls then use one core (auto: true where the CPU affinity or cgroup quota allows at most one CPU)"},
     {.name = "torch-threads",
      .type = OPT_INT,
      .default_value = "1",
@@ -354,12 +356,16 @@ static gboolean parse_value(const option *o, const char *text, const char *sourc
         *(char **)field = g_strdup(text);
         return TRUE;
     }
-    if (o->type == OPT_BOOL) {
+    if (o->type == OPT_AUTO_BOOL && !g_ascii_strcasecmp(text, "auto")) {
+        *(int *)field = SW_SETTING_AUTO;
+        return TRUE;
+    }
+    if (o->type == OPT_BOOL || o->type == OPT_AUTO_BOOL) {
         gboolean yes = !g_ascii_strcasecmp(text, "true") || !strcmp(text, "1") || !g_ascii_strcasecmp(text, "yes");
         gboolean no = !g_ascii_strcasecmp(text, "false") || !strcmp(text, "0") || !g_ascii_strcasecmp(text, "no");
         if (!yes && !no) {
-            g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s: %s must be true or false, not '%s'", source,
-                        o->name, text);
+            g_set_error(error, SW_ERROR, SW_CODE_INVALID_ARGUMENT, "%s: %s must be %s, not '%s'", source, o->name,
+                        o->type == OPT_AUTO_BOOL ? "auto, true or false" : "true or false", text);
             return FALSE;
         }
         *(gboolean *)field = yes;
@@ -443,8 +449,12 @@ static GOptionEntry *option_entries(sw_stage_kind kind, GPtrArray *help_texts)
             g_strdup_printf("%s (default: %s; env %s)", o->help, o->default_value ? o->default_value : "unset", env);
         g_free(env);
         g_ptr_array_add(help_texts, help);
+        /* A bare --NAME is "true"; --NAME=VALUE also takes "auto" or "false". */
+        GOptionFlags flags = o->type == OPT_BOOL        ? G_OPTION_FLAG_NO_ARG
+                             : o->type == OPT_AUTO_BOOL ? G_OPTION_FLAG_OPTIONAL_ARG
+                                                        : 0;
         entries[n++] = (GOptionEntry){.long_name = o->name,
-                                      .flags = o->type == OPT_BOOL ? G_OPTION_FLAG_NO_ARG : 0,
+                                      .flags = flags,
                                       .arg = G_OPTION_ARG_CALLBACK,
                                       .arg_data = (gpointer)collect_flag,
                                       .description = help,

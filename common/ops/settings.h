@@ -16,6 +16,9 @@
 
 G_BEGIN_DECLS
 
+/* An on/off setting's value when the server chooses it at start-up. */
+#define SW_SETTING_AUTO (-1)
+
 typedef struct sw_settings {
     char *model_dir;
     char *listen;
@@ -24,7 +27,7 @@ typedef struct sw_settings {
     char *next;
     int threads;
     int inline_max_rows;
-    gboolean inline_when_busy;
+    int inline_when_busy; /* TRUE, FALSE or SW_SETTING_AUTO */
     int torch_threads;
     int max_message_mb;
     int drain_timeout_s;

@@ -796,7 +796,7 @@ class StageBatchingTest(OpsCase):
 # Every setting with its default, as --help must show it (settings.c).
 FLAG_DEFAULTS = {
     "model-dir": "unset", "listen": "0.0.0.0:8001", "name": "unset", "device": "cpu", "next": "unset",
-    "threads": "4", "inline-max-rows": "16", "inline-when-busy": "false", "torch-threads": "1", "max-message-mb": "256", "drain-timeout": "30", "max-rows": "0",
+    "threads": "4", "inline-max-rows": "16", "inline-when-busy": "auto", "torch-threads": "1", "max-message-mb": "256", "drain-timeout": "30", "max-rows": "0",
     "max-concurrent": "0", "max-request-memory-mb": "1024", "max-streams-per-connection": "512", "keepalive-time": "60", "keepalive-timeout": "20", "max-connection-age": "0",
     "tls-cert": "unset", "tls-key": "unset", "tls-client-ca": "unset", "next-tls-ca": "unset",
     "next-tls-cert": "unset", "next-tls-key": "unset", "auth-token-file": "unset",
@@ -989,6 +989,65 @@ class SettingsTest(OpsCase):
         r = ops.run_cli("predictor", ["--listen", "127.0.0.1:0"])
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("model-dir", r.stderr)
+
+    def test_inline_when_busy_auto_follows_the_cpus_allowed(self):
+        """auto: on where the process may keep at most one CPU busy (affinity or cgroup quota),
+        off elsewhere; an explicit value is kept whatever the CPUs. The listening line says
+        what the server runs with."""
+        one_cpu = min(os.sched_getaffinity(0))
+        pin = lambda: os.sched_setaffinity(0, {one_cpu})  # noqa: E731
+        with self.subTest("pinned to one CPU"):
+            s = self.start("predictor", [], preexec_fn=pin)
+            s.wait_log(r'event=inline_when_busy value=true cpus=1\.00 limited_by="affinity"')
+            self.assertEqual(s.listening["inline_when_busy"], "true")
+        with self.subTest("pinned, but set false"):
+            s = self.start("predictor", ["--inline-when-busy=false"], preexec_fn=pin)
+            self.assertEqual(s.listening["inline_when_busy"], "false")
+            self.assertNotIn("event=inline_when_busy", s.log_text())
+        with self.subTest("every CPU this test has"):
+            s = self.start("predictor", [])
+            cpus = len(os.sched_getaffinity(0))
+            expected = "true" if cpus <= 1 else "false"
+            s.wait_log(rf'event=inline_when_busy value={expected} cpus={cpus}\.00')
+            self.assertEqual(s.listening["inline_when_busy"], expected)
+        with self.subTest("set true, whatever the CPUs"):
+            s = self.start("predictor", [], env={"STAGEWISE_INLINE_WHEN_BUSY": "true"})
+            self.assertEqual(s.listening["inline_when_busy"], "true")
+        with self.subTest("a cgroup quota of half a CPU"):
+            procs = os.path.join(self.half_cpu_cgroup(), "cgroup.procs")
+
+            def join_the_cgroup():
+                with open(procs, "w", encoding="ascii") as f:
+                    f.write(str(os.getpid()))
+
+            s = self.start("postprocessor", [], preexec_fn=join_the_cgroup)
+            s.wait_log(r'event=inline_when_busy value=true cpus=0\.50 limited_by="cgroup quota"')
+            self.assertEqual(s.listening["inline_when_busy"], "true")
+            self.stop_ok(s)
+
+    def half_cpu_cgroup(self):
+        """A new cgroup limited to half a CPU (v1 cpu controller, or v2 where the root delegates
+        cpu), removed at cleanup; skips the test where neither can be made (not root)."""
+        name = f"stagewise-test-{os.getpid()}"
+        v1 = "/sys/fs/cgroup/cpu"
+        try:
+            if os.path.exists(os.path.join(v1, "cpu.cfs_quota_us")):
+                path = os.path.join(v1, name)
+                os.mkdir(path)
+                self.addCleanup(os.rmdir, path)
+                self.write(path, "cpu.cfs_period_us", "100000")
+                self.write(path, "cpu.cfs_quota_us", "50000")
+                return path
+            with open("/sys/fs/cgroup/cgroup.subtree_control", encoding="utf-8") as f:
+                if "cpu" not in f.read().split():
+                    self.skipTest("the cgroup v2 root does not delegate the cpu controller")
+            path = os.path.join("/sys/fs/cgroup", name)
+            os.mkdir(path)
+            self.addCleanup(os.rmdir, path)
+            self.write(path, "cpu.max", "50000 100000")
+            return path
+        except OSError as e:
+            self.skipTest(f"cannot make a cgroup with a CPU quota here: {e}")
 
     def test_help_lists_every_flag_with_its_default(self):
         for stage in harness.STAGES:

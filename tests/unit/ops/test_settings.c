@@ -117,7 +117,7 @@ static void test_defaults(void)
     g_assert_cmpstr(s.log_level, ==, "info");
     g_assert_cmpstr(s.log_format, ==, "kv");
     g_assert_false(s.access_log);
-    g_assert_false(s.inline_when_busy);
+    g_assert_cmpint(s.inline_when_busy, ==, SW_SETTING_AUTO);
     g_assert_null(s.metrics_listen);
     g_assert_null(s.http_listen);
     g_assert_cmpint(s.max_batch_size, ==, 0);
@@ -149,7 +149,7 @@ static void test_flags(void)
     g_assert_cmpint(s.max_queue_delay_us, ==, 250);
     g_assert_cmpstr(s.device, ==, "cuda:1");
     g_assert_cmpint(s.instances, ==, 3);
-    g_assert_true(s.inline_when_busy);
+    g_assert_cmpint(s.inline_when_busy, ==, TRUE);
     /* Consumed options are gone; the rest stays, in order. */
     g_assert_cmpuint(g_strv_length(rest), ==, 2);
     g_assert_cmpstr(rest[0], ==, "stagewise-test");
@@ -222,6 +222,23 @@ static void test_precedence(void)
     g_assert_cmpint(s.max_queue_delay_us, ==, 8);
     sw_settings_clear(&s);
 
+    /* On, off or auto: a bare flag is on; "=VALUE" and the environment say which. */
+    static const struct {
+        const char *flag, *env;
+        int expected;
+    } busy[] = {
+        {"--inline-when-busy=false", NULL, FALSE}, {"--inline-when-busy=auto", "true", SW_SETTING_AUTO},
+        {"--inline-when-busy=TRUE", NULL, TRUE},   {NULL, "false", FALSE},
+        {NULL, "Auto", SW_SETTING_AUTO},           {"--inline-when-busy", "false", TRUE},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(busy); i++) {
+        env_guard busy_env = env_set("STAGEWISE_INLINE_WHEN_BUSY", busy[i].env);
+        s = load_ok(SW_STAGE_PREDICTOR, (const char *const[]){"--model-dir", "/m", busy[i].flag, NULL});
+        g_assert_cmpint(s.inline_when_busy, ==, busy[i].expected);
+        sw_settings_clear(&s);
+        env_restore(&busy_env);
+    }
+
     /* Booleans from the environment. */
     env_guard log_env = env_set("STAGEWISE_ACCESS_LOG", "yes");
     s = load_ok(SW_STAGE_POSTPROCESSOR, (const char *const[]){"--model-dir", "/m", NULL});
@@ -287,6 +304,12 @@ static void test_errors_name_setting_and_source(void)
     expect_invalid(SW_STAGE_PREDICTOR, (const char *const[]){"--model-dir", "/m", NULL},
                    "STAGEWISE_ACCESS_LOG: access-log must be true or false", "'maybe'");
     env_restore(&g);
+    g = env_set("STAGEWISE_INLINE_WHEN_BUSY", "sometimes");
+    expect_invalid(SW_STAGE_PREDICTOR, (const char *const[]){"--model-dir", "/m", NULL},
+                   "inline-when-busy must be auto, true or false", "'sometimes'");
+    env_restore(&g);
+    expect_invalid(SW_STAGE_PREDICTOR, (const char *const[]){"--model-dir", "/m", "--inline-when-busy=2", NULL},
+                   "flag: inline-when-busy must be auto, true or false", "'2'");
 
     char *dir = sw_test_dir_new();
     char *config = write_config(dir, "[stagewise]\nmax-queue-size=0\n");
