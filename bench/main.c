@@ -32,7 +32,8 @@
     "  stagewise-bench --target localhost:8002 --request-file pred.pb --server-pids 1235\n"                            \
     "\n"                                                                                                               \
     "Each step prints requests/s, rows/s, latency percentiles (µs, nearest rank), errors and CPU per\n"               \
-    "row: the servers' (utime+stime of --server-pids, all threads) for gRPC and HTTP modes, this\n"                    \
+    "row: the servers' (utime+stime of --server-pids, all threads, read from /proc in clock ticks of\n"                \
+    "10 ms: give each step well over 10 ms of server CPU per process) for gRPC and HTTP modes, this\n"                 \
     "process's for --in-process. Exit status: 0, 1 when any call failed, 2 on bad usage or setup.\n"
 
 typedef struct bench_options {

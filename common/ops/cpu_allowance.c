@@ -76,25 +76,18 @@ static double quota_of_line(const char *root, const char *line)
 {
     gchar **f = g_strsplit(line, ":", 3);
     double quota = INFINITY;
-    if (g_strv_length(f) == 3) {
-        if (strcmp(f[0], "0") == 0 && f[1][0] == '\0') {
-            /* Pure v2 mounts at the root; hybrid systems at unified/. */
-            char *unified = g_build_filename(root, "unified", NULL);
-            double pure = smallest_quota_on_path(root, f[2], TRUE);
-            double hybrid = smallest_quota_on_path(unified, f[2], TRUE);
-            quota = MIN(pure, hybrid);
-            g_free(unified);
-        } else if (lists_cpu_controller(f[1])) {
-            /* The folder is named after the controllers joined ("cpu,cpuacct"),
-             * often with a "cpu" link beside it. */
-            char *joined = g_build_filename(root, f[1], NULL);
-            char *alone = g_build_filename(root, "cpu", NULL);
-            double in_joined = smallest_quota_on_path(joined, f[2], FALSE);
-            double in_alone = smallest_quota_on_path(alone, f[2], FALSE);
-            quota = MIN(in_joined, in_alone);
-            g_free(joined);
-            g_free(alone);
+    gboolean v2 = g_strv_length(f) == 3 && strcmp(f[0], "0") == 0 && f[1][0] == '\0';
+    if (v2 || (g_strv_length(f) == 3 && lists_cpu_controller(f[1]))) {
+        /* Where the hierarchy is mounted: pure v2 at the root, hybrid v2 at
+         * unified/; v1 in a folder named after its controllers joined
+         * ("cpu,cpuacct"), where some systems only have a "cpu" link. */
+        char *mount = v2 ? g_build_filename(root, "unified", NULL) : g_build_filename(root, f[1], NULL);
+        if (!g_file_test(mount, G_FILE_TEST_IS_DIR)) {
+            g_free(mount);
+            mount = v2 ? g_strdup(root) : g_build_filename(root, "cpu", NULL);
         }
+        quota = smallest_quota_on_path(mount, f[2], v2);
+        g_free(mount);
     }
     g_strfreev(f);
     return quota;

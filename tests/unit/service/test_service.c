@@ -285,9 +285,6 @@ static void write_text(const char *dir, const char *name, const char *text)
     g_free(path);
 }
 
-/* How ModelInfer is dispatched: small calls inline only while the server is
- * idle by default, at any load with inline_when_busy, and never run inline
- * by the handler itself with batching (the batcher decides). */
 static const sw_method *infer_method(const sw_method *methods, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -296,6 +293,9 @@ static const sw_method *infer_method(const sw_method *methods, size_t n)
     g_assert_not_reached();
 }
 
+/* How ModelInfer is dispatched: small calls inline only while the server is
+ * idle by default, at any load with inline_when_busy, and never run inline
+ * by the handler itself with batching (the batcher decides). */
 static void test_inline_when_busy(void)
 {
     char *dir = sw_test_dir_new();
